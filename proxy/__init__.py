@@ -1,0 +1,3 @@
+"""mcp-sidecar: a sidecar reverse proxy for MCP servers."""
+
+__version__ = "0.1.0"

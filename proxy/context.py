@@ -1,0 +1,117 @@
+"""The CallContext a message carries through the stages, and the record the stages fill in."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from proxy import mcp
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling, as verified by the auth stage."""
+
+    subject: str
+    issuer: str | None = None
+    claims: Mapping[str, Any] = field(default_factory=dict)
+    scopes: frozenset[str] = frozenset()
+    roles: frozenset[str] = frozenset()
+    authenticated: bool = True
+
+    def as_policy_input(self) -> dict[str, Any]:
+        return {
+            "sub": self.subject,
+            "issuer": self.issuer,
+            "claims": dict(self.claims),
+            "scopes": sorted(self.scopes),
+            "roles": sorted(self.roles),
+            "authenticated": self.authenticated,
+        }
+
+
+ANONYMOUS = Principal(subject="anonymous", authenticated=False)
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """What the stages decided about one message; read by audit and tracing when the reply is done.
+
+    Mutable on purpose: it is the one shared notebook of a call, while the context itself stays frozen.
+    """
+
+    decision_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    outcome: str = "allowed"  # allowed | denied | limited | cached | upstream_error | rejected
+    error_type: str | None = None
+    error_message: str | None = None
+    http_status: int | None = None
+    upstream_status: int | None = None
+    policy_decision: str | None = None  # allow | deny | shadow-disagree...
+    policy_reasons: tuple[str, ...] = ()
+    policy_revision: str | None = None
+    obligations: dict[str, Any] = field(default_factory=dict)
+    rate_limit: dict[str, Any] | None = None
+    cache_status: str | None = None  # hit | miss | bypass | store
+    approval_id: str | None = None
+    redact: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def fail(self, outcome: str, error_type: str, message: str | None = None) -> None:
+        self.outcome = outcome
+        self.error_type = error_type
+        self.error_message = message
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """One client message on its way through the pipeline. Derive changes with evolve()."""
+
+    kind: mcp.Kind
+    message: dict[str, Any]
+    body: bytes | None  # the bytes as received; None once the message was changed
+    method: str | None
+    request_id: Any
+    protocol_version: str
+    era: mcp.Era
+    target: str | None
+    arguments: Mapping[str, Any] | None
+    session_id: str | None
+    headers: Mapping[str, str]  # allow-listed request headers, lower-case names
+    client_address: str | None
+    http_method: str = "POST"
+    started: float = field(default_factory=time.monotonic)
+    started_wall: float = field(default_factory=time.time)
+    principal: Principal = ANONYMOUS
+    upstream_headers: Mapping[str, str] = field(default_factory=dict)  # extra headers for the upstream call
+    record: CallRecord = field(default_factory=CallRecord)
+
+    @property
+    def is_request(self) -> bool:
+        return self.kind is mcp.Kind.REQUEST
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return mcp.params_of(self.message)
+
+    def evolve(self, **changes: Any) -> CallContext:
+        if "message" in changes and "body" not in changes:
+            changes["body"] = None
+        return dataclasses.replace(self, **changes)
+
+    def outbound_body(self) -> bytes:
+        """The body to send upstream: the original bytes unless a stage changed the message."""
+        return self.body if self.body is not None else orjson.dumps(self.message)
+
+    def with_meta(self, **entries: Any) -> CallContext:
+        """A context whose message carries extra params._meta entries (e.g. trace context)."""
+        params = dict(self.params)
+        meta = dict(mcp.meta_of(params))
+        meta.update(entries)
+        params["_meta"] = meta
+        return self.evolve(message={**self.message, "params": params})

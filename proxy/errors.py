@@ -1,0 +1,124 @@
+"""The sidecar's error tree, and the one function that turns an error into what the client receives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proxy import jsonrpc
+from proxy.context import CallContext
+from proxy.reply import Reply
+
+
+class ProxyError(Exception):
+    """Base of every refusal or failure the sidecar answers itself."""
+
+    http_status = 400
+    code = jsonrpc.INVALID_REQUEST
+    outcome = "rejected"
+    error_type = "invalid_request"
+    # A refusal of tools/call the model should read: answered as a CallToolResult with isError.
+    tool_visible = False
+
+    def __init__(self, message: str, *, data: dict[str, Any] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
+        self.headers = headers or {}
+
+
+class BadMessage(ProxyError):
+    """Malformed JSON (-32700) or an invalid JSON-RPC envelope (-32600)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.error_type = str(code)
+
+
+class HeaderMismatch(ProxyError):
+    code = jsonrpc.HEADER_MISMATCH
+    error_type = str(jsonrpc.HEADER_MISMATCH)
+
+
+class UnsupportedMediaType(ProxyError):
+    http_status = 415
+
+
+class PayloadTooLarge(ProxyError):
+    http_status = 413
+
+
+class OriginRejected(ProxyError):
+    http_status = 403
+    error_type = "origin_rejected"
+
+
+class Unauthenticated(ProxyError):
+    """No or an invalid bearer token: 401 with a WWW-Authenticate challenge."""
+
+    http_status = 401
+    code = -31401
+    outcome = "unauthenticated"
+    error_type = "unauthenticated"
+
+
+class Forbidden(ProxyError):
+    """A valid token without the scopes the sidecar requires: 403 insufficient_scope."""
+
+    http_status = 403
+    code = -31403
+    outcome = "unauthenticated"
+    error_type = "insufficient_scope"
+
+
+class PolicyDenied(ProxyError):
+    http_status = 200
+    code = jsonrpc.POLICY_DENIED
+    outcome = "denied"
+    error_type = "policy_denied"
+    tool_visible = True
+
+
+class RateLimited(ProxyError):
+    http_status = 429
+    code = jsonrpc.RATE_LIMITED
+    outcome = "limited"
+    error_type = "rate_limited"
+    tool_visible = True
+
+
+class UpstreamError(ProxyError):
+    """The upstream could not be reached, broke off, answered too late or answered garbage."""
+
+    http_status = 502
+    code = jsonrpc.UPSTREAM_UNAVAILABLE
+    outcome = "upstream_error"
+    error_type = "upstream_unavailable"
+
+
+class UpstreamTimeout(UpstreamError):
+    http_status = 504
+    code = jsonrpc.UPSTREAM_TIMEOUT
+    error_type = "upstream_timeout"
+
+
+class UpstreamBadOutput(UpstreamError):
+    code = jsonrpc.UPSTREAM_BAD_OUTPUT
+    error_type = "upstream_bad_output"
+
+
+def error_reply(error: ProxyError, ctx: CallContext | None) -> Reply:
+    """Map any ProxyError to the reply the client gets; the only place that decides status and shape."""
+    request_id = ctx.request_id if ctx is not None else None
+    if ctx is not None:
+        ctx.record.fail(error.outcome, error.error_type, error.message)
+    if error.tool_visible and ctx is not None and ctx.method == "tools/call" and ctx.is_request:
+        result = jsonrpc.tool_error_result(error.message, structured=error.data)
+        reply = Reply.json(jsonrpc.result_message(request_id, result), headers=error.headers)
+    else:
+        body = jsonrpc.error_message(request_id, error.code, error.message, error.data)
+        reply = Reply.json(body, status=error.http_status, headers=error.headers)
+    if ctx is not None:
+        ctx.record.http_status = reply.status
+    return reply

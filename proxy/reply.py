@@ -1,0 +1,95 @@
+"""The Reply a pipeline returns: one JSON body, a raw body, or a stream of SSE events.
+
+Stages that need the final JSON-RPC response (to filter a list, store a cache entry, see `isError`) register a
+result hook instead of reading the body themselves, so a streamed reply is still relayed event by event.
+Hooks run in registration order, which is inner stage first, the order of the return path.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from proxy.sse_codec import SseEvent
+
+ResultHook = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
+DoneCallback = Callable[["Reply"], Awaitable[None] | None]
+
+JSON = "application/json"
+EVENT_STREAM = "text/event-stream"
+
+
+@dataclass(slots=True)
+class Reply:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    events: AsyncIterator[SseEvent] | None = None
+    message: dict[str, Any] | None = None  # the final JSON-RPC response, once known
+    result_hooks: list[ResultHook] = field(default_factory=list)
+    done_callbacks: list[DoneCallback] = field(default_factory=list)
+    release: Callable[[], Awaitable[None] | None] | None = None  # frees the upstream response
+    stream_error: str | None = None  # set when a stream broke before its final response
+
+    @classmethod
+    def json(cls, message: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Reply:
+        return cls(status=status, headers={"Content-Type": JSON, **(headers or {})}, message=message)
+
+    @classmethod
+    def empty(cls, status: int = 202, headers: dict[str, str] | None = None) -> Reply:
+        return cls(status=status, headers=dict(headers or {}), body=b"")
+
+    @property
+    def content_type(self) -> str:
+        for name, value in self.headers.items():
+            if name.lower() == "content-type":
+                return value.split(";", 1)[0].strip().lower()
+        return ""
+
+    @property
+    def is_stream(self) -> bool:
+        return self.events is not None
+
+    def add_result_hook(self, hook: ResultHook) -> None:
+        self.result_hooks.append(hook)
+
+    def on_done(self, callback: DoneCallback) -> None:
+        self.done_callbacks.append(callback)
+
+    def parsed_body(self) -> dict[str, Any] | None:
+        """The JSON body as a message, if it is one; parsed at most once."""
+        if self.message is None and self.body and self.content_type == JSON:
+            try:
+                parsed = orjson.loads(self.body)
+            except orjson.JSONDecodeError:
+                return None
+            if isinstance(parsed, dict):
+                self.message = parsed
+        return self.message
+
+    async def apply_hooks(self, message: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Run the result hooks over the final response; report whether any changed it."""
+        changed = False
+        for hook in self.result_hooks:
+            replacement = await hook(message)
+            if replacement is not None:
+                message, changed = replacement, True
+        self.message = message
+        return message, changed
+
+    async def finish(self) -> None:
+        """Release the upstream and run done callbacks; called exactly once by the transport."""
+        try:
+            if self.release is not None:
+                outcome = self.release()
+                if inspect.isawaitable(outcome):
+                    await outcome
+        finally:
+            for callback in self.done_callbacks:
+                outcome = callback(self)
+                if inspect.isawaitable(outcome):
+                    await outcome
