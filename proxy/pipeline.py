@@ -1,14 +1,22 @@
-"""The Stage protocol and the chain that runs stages in order, ending at the upstream."""
+"""The Stage protocol, the shared dependencies stages are built with, and the chain that runs them."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from proxy.context import CallContext
+from proxy.errors import ProxyError, error_reply
 from proxy.reply import Reply
 
+if TYPE_CHECKING:
+    from proxy.config import Config
+    from proxy.upstream import Upstream
+
 Handler = Callable[[CallContext], Awaitable[Reply]]
+ReadinessCheck = Callable[[], Awaitable[tuple[bool, str]]]
 
 
 @runtime_checkable
@@ -29,16 +37,40 @@ class Lifecycle(Protocol):
     async def close(self) -> None: ...
 
 
+@dataclass(slots=True)
+class Deps:
+    """What stages are built with: shared resources, never globals."""
+
+    config: Config
+    upstream: Upstream
+    clock: Callable[[], float] = time.monotonic
+    readiness_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+
+
 def build_chain(stages: Sequence[Stage], terminal: Handler) -> Handler:
     """Compose the stages once, outermost first, so each request pays only the calls themselves."""
-    handler = terminal
+    handler = _bind(None, terminal)
     for stage in reversed(stages):
         handler = _bind(stage, handler)
     return handler
 
 
-def _bind(stage: Stage, call_next: Handler) -> Handler:
+def _bind(stage: Stage | None, call_next: Handler) -> Handler:
+    """Wrap one step so a ProxyError it raises becomes a Reply right there; outer stages see a reply."""
+    if stage is None:
+
+        async def run_terminal(ctx: CallContext) -> Reply:
+            try:
+                return await call_next(ctx)
+            except ProxyError as error:
+                return error_reply(error, ctx)
+
+        return run_terminal
+
     async def run(ctx: CallContext) -> Reply:
-        return await stage(ctx, call_next)
+        try:
+            return await stage(ctx, call_next)
+        except ProxyError as error:
+            return error_reply(error, ctx)
 
     return run

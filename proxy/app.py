@@ -1,0 +1,71 @@
+"""The aiohttp applications: the MCP listener and the admin listener, with every resource in cleanup_ctx."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from aiohttp import web
+
+from proxy.admin import create_admin_app
+from proxy.config import Config
+from proxy.context import CallContext
+from proxy.pipeline import Deps, Handler, Lifecycle, Stage, build_chain
+from proxy.reply import Reply
+from proxy.stages import build_stages
+from proxy.transport.streamable_http import StreamableHttpHandler
+from proxy.upstream import Upstream, create_upstream
+
+DEPS = web.AppKey("deps", Deps)
+STAGES = web.AppKey("stages", list)
+
+
+def create_app(config: Config, upstream: Upstream | None = None) -> web.Application:
+    upstream = upstream if upstream is not None else create_upstream(config)
+    deps = Deps(config=config, upstream=upstream)
+    deps.readiness_checks["upstream"] = upstream.readiness
+    stages = build_stages(config, deps)
+    handler = StreamableHttpHandler(config.server, build_chain(stages, forward_to(upstream)))
+
+    app = web.Application(client_max_size=config.server.max_body_bytes + 1)
+    path = config.server.mcp_path
+    app.router.add_post(path, handler.post)
+    app.router.add_get(path, handler.get, allow_head=False)
+    app.router.add_delete(path, handler.delete)
+    app[DEPS] = deps
+    app[STAGES] = stages
+    app.cleanup_ctx.append(_resources(upstream, stages))
+    return app
+
+
+def create_apps(config: Config, upstream: Upstream | None = None) -> tuple[web.Application, web.Application]:
+    """The MCP app and its admin app, sharing one set of dependencies."""
+    app = create_app(config, upstream)
+    return app, create_admin_app(app[DEPS])
+
+
+def forward_to(upstream: Upstream) -> Handler:
+    async def forward(ctx: CallContext) -> Reply:
+        reply = await upstream.send(ctx)
+        ctx.record.upstream_status = reply.status
+        return reply
+
+    return forward
+
+
+def _resources(upstream: Upstream, stages: Sequence[Stage]):
+    lifecycles = [stage for stage in stages if isinstance(stage, Lifecycle)]
+
+    async def lifespan(app: web.Application) -> AsyncIterator[None]:
+        await upstream.start()
+        started: list[Lifecycle] = []
+        try:
+            for item in lifecycles:
+                await item.start()
+                started.append(item)
+            yield
+        finally:
+            for item in reversed(started):
+                await item.close()
+            await upstream.close()
+
+    return lifespan

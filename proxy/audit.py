@@ -1,0 +1,88 @@
+"""The audit event (one per decided message) and its sink: JSON lines through structlog."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO, Any
+
+import orjson
+import structlog
+
+from proxy.config import AuditConfig
+from proxy.context import CallContext
+from proxy.reply import Reply
+
+REDACTED = "[redacted]"
+
+
+def audit_event(ctx: CallContext, reply: Reply, log_arguments: bool) -> dict[str, Any]:
+    """One flat record of what happened to a message and why. Arguments only when asked for."""
+    record = ctx.record
+    event: dict[str, Any] = {
+        "decision_id": record.decision_id,
+        "time": ctx.started_wall,
+        "kind": ctx.kind.value,
+        "method": ctx.method,
+        "target": ctx.target,
+        "request_id": ctx.request_id,
+        "protocol_version": ctx.protocol_version,
+        "session_id": ctx.session_id,
+        "principal": ctx.principal.subject,
+        "client_address": ctx.client_address,
+        "outcome": record.outcome,
+        "decision": record.policy_decision,
+        "reasons": list(record.policy_reasons),
+        "policy_revision": record.policy_revision,
+        "obligations": record.obligations or None,
+        "cache": record.cache_status,
+        "rate_limit": record.rate_limit,
+        "approval_id": record.approval_id,
+        "upstream_status": record.upstream_status,
+        "http_status": record.http_status if record.http_status is not None else reply.status,
+        "error_type": record.error_type,
+        "error": record.error_message or reply.stream_error,
+        "latency_ms": round((time.monotonic() - ctx.started) * 1000, 3),
+        **record.extra,
+    }
+    if log_arguments and ctx.arguments is not None:
+        event["arguments"] = redact(ctx.arguments, record.redact)
+    return event
+
+
+def redact(arguments: Any, paths: tuple[str, ...]) -> Any:
+    """Copy of the arguments with each dotted path (e.g. "credentials.password") replaced."""
+    if not paths:
+        return arguments
+    copy = orjson.loads(orjson.dumps(arguments))
+    for path in paths:
+        node, *rest = copy, *path.split(".")
+        *parents, leaf = rest
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node:
+            node[leaf] = REDACTED
+    return copy
+
+
+class AuditLog:
+    """Writes audit events as JSON lines to stdout or a file; flushed and closed on shutdown."""
+
+    def __init__(self, config: AuditConfig) -> None:
+        self.config = config
+        self._file: IO[bytes] = open(config.path, "ab") if config.sink == "file" and config.path else sys.stdout.buffer  # noqa: SIM115
+        self._logger = structlog.wrap_logger(
+            structlog.BytesLogger(self._file),
+            processors=[
+                structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+                structlog.processors.JSONRenderer(serializer=orjson.dumps),
+            ],
+        )
+
+    def record(self, ctx: CallContext, reply: Reply) -> None:
+        self._logger.info("mcp.audit", **audit_event(ctx, reply, self.config.log_arguments))
+
+    def close(self) -> None:
+        self._file.flush()
+        if self._file is not sys.stdout.buffer:
+            self._file.close()

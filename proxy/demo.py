@@ -1,0 +1,118 @@
+"""A small MCP server for the quickstart and the tests, built on the official `mcp` SDK.
+
+    python -m proxy.demo stdio
+    python -m proxy.demo http --port 9000 [--stateless-json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections import Counter
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel
+
+server = MCPServer("mcp-sidecar-demo", version="0.1.0")
+calls: Counter[str] = Counter()
+
+READ_ONLY = ToolAnnotations(readOnlyHint=True, idempotentHint=True, openWorldHint=False)
+
+
+@server.tool(annotations=READ_ONLY)
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    calls["add"] += 1
+    return a + b
+
+
+@server.tool(annotations=READ_ONLY)
+def echo(text: str) -> str:
+    """Return the text unchanged."""
+    calls["echo"] += 1
+    return text
+
+
+@server.tool(annotations=READ_ONLY)
+def lookup(key: str) -> dict[str, object]:
+    """A read-only lookup that reports how often it has been invoked (handy for cache checks)."""
+    calls["lookup"] += 1
+    return {"key": key, "value": key.upper(), "invocations": calls["lookup"]}
+
+
+@server.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True))
+def delete_file(path: str) -> str:
+    """Pretend to delete a file (destructive)."""
+    calls["delete_file"] += 1
+    return f"deleted {path}"
+
+
+@server.tool(annotations=ToolAnnotations(readOnlyHint=True))
+async def slow_count(steps: int, ctx: Context, delay_ms: int = 100) -> str:
+    """Count to `steps`, reporting progress after each step."""
+    calls["slow_count"] += 1
+    for step in range(1, steps + 1):
+        await asyncio.sleep(delay_ms / 1000)
+        await ctx.report_progress(step, steps, f"step {step}")
+    return f"counted to {steps}"
+
+
+@server.tool()
+def fail(message: str = "boom") -> str:
+    """Always fails: the result comes back with isError."""
+    calls["fail"] += 1
+    raise ValueError(message)
+
+
+class Confirmation(BaseModel):
+    confirm: bool
+
+
+@server.tool()
+async def confirm_action(action: str, ctx: Context) -> str:
+    """Ask the user (elicitation) before doing something."""
+    calls["confirm_action"] += 1
+    answer = await ctx.elicit(f"Really {action}?", Confirmation)
+    if answer.action == "accept" and answer.data.confirm:
+        return f"{action}: done"
+    return f"{action}: cancelled"
+
+
+@server.tool(annotations=READ_ONLY)
+def invocations() -> dict[str, int]:
+    """How many times each tool has been called in this process."""
+    return dict(calls)
+
+
+@server.resource("demo://readme", mime_type="text/plain")
+def readme() -> str:
+    """A short text resource."""
+    return "This is the mcp-sidecar demo server."
+
+
+@server.prompt()
+def greet(name: str) -> str:
+    """A prompt that greets someone."""
+    return f"Say hello to {name}, warmly."
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m proxy.demo")
+    parser.add_argument("transport", choices=["stdio", "http", "sse"], nargs="?", default="stdio")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--stateless-json", action="store_true", help="stateless legacy leg, JSON responses")
+    args = parser.parse_args(argv)
+    if args.transport == "stdio":
+        server.run("stdio")
+    elif args.transport == "sse":
+        server.run("sse", host=args.host, port=args.port)
+    else:
+        server.run("streamable-http", host=args.host, port=args.port,
+                   stateless_http=args.stateless_json, json_response=args.stateless_json)
+
+
+if __name__ == "__main__":
+    main()

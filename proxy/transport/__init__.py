@@ -1,0 +1,1 @@
+"""Client-facing transports: thin aiohttp handlers that turn HTTP into CallContexts and Replies into HTTP."""

@@ -1,0 +1,90 @@
+"""Checks on the HTTP envelope and the building of a CallContext from one client message."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from proxy import jsonrpc, mcp
+from proxy.config import ServerConfig
+from proxy.context import CallContext
+from proxy.errors import BadMessage, HeaderMismatch, OriginRejected, PayloadTooLarge, UnsupportedMediaType
+
+
+def check_origin(request: web.Request, server: ServerConfig) -> None:
+    """Browsers send Origin; only configured origins may call (DNS-rebinding protection)."""
+    origin = request.headers.get("Origin")
+    if origin is None or "*" in server.allowed_origins or origin in server.allowed_origins:
+        return
+    raise OriginRejected(f"Origin {origin!r} is not allowed")
+
+
+async def read_body(request: web.Request, server: ServerConfig) -> bytes:
+    if request.content_length is not None and request.content_length > server.max_body_bytes:
+        raise PayloadTooLarge(f"Request body exceeds {server.max_body_bytes} bytes")
+    content_type = request.content_type
+    if content_type != "application/json":
+        raise UnsupportedMediaType("Content-Type must be application/json")
+    body = await request.content.read(server.max_body_bytes + 1)
+    if len(body) > server.max_body_bytes:
+        raise PayloadTooLarge(f"Request body exceeds {server.max_body_bytes} bytes")
+    return body
+
+
+def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The MCP headers worth relaying: never Authorization, Host, Origin, cookies or hop-by-hop ones."""
+    kept: dict[str, str] = {}
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in mcp.FORWARDED_REQUEST_HEADERS or lower.startswith(mcp.HEADER_PARAM_PREFIX):
+            kept[lower] = value
+    return kept
+
+
+def message_context(request: web.Request, body: bytes) -> CallContext:
+    """Parse one POSTed message and describe it; 2026-07-28 mirrored headers are verified here."""
+    try:
+        message = jsonrpc.parse_message(body)
+    except jsonrpc.MessageError as exc:
+        raise BadMessage(exc.code, exc.message) from None
+    headers = forwarded_headers(request.headers)
+    kind = mcp.message_kind(message)
+    version = mcp.protocol_version(message, headers.get(mcp.HEADER_PROTOCOL_VERSION))
+    era = mcp.era_of(version)
+    ctx = _context(request, kind, message, body, headers, version, era)
+    if era is mcp.Era.MODERN and kind is not mcp.Kind.RESPONSE:
+        problem = mcp.header_mismatch(message, headers.get(mcp.HEADER_METHOD), headers.get(mcp.HEADER_NAME))
+        if problem is not None:
+            raise HeaderMismatch(problem)
+    return ctx
+
+
+def stream_context(request: web.Request, kind: mcp.Kind) -> CallContext:
+    """A GET (legacy server-to-client stream) or DELETE (legacy session end): no body, no method."""
+    headers = forwarded_headers(request.headers)
+    version = headers.get(mcp.HEADER_PROTOCOL_VERSION) or mcp.LEGACY_DEFAULT_VERSION
+    return _context(request, kind, {}, None, headers, version, mcp.era_of(version), http_method=request.method)
+
+
+def _context(request: web.Request, kind: mcp.Kind, message: dict[str, Any], body: bytes | None,
+             headers: dict[str, str], version: str, era: mcp.Era, http_method: str = "POST") -> CallContext:
+    method = message.get("method")
+    params = mcp.params_of(message)
+    arguments = params.get("arguments") if method in ("tools/call", "prompts/get") else None
+    return CallContext(
+        kind=kind,
+        message=message,
+        body=body,
+        method=method,
+        request_id=message.get("id"),
+        protocol_version=version,
+        era=era,
+        target=mcp.target_of(method, params),
+        arguments=arguments if isinstance(arguments, dict) else None,
+        session_id=headers.get(mcp.HEADER_SESSION_ID),
+        headers=headers,
+        client_address=request.remote,
+        http_method=http_method,
+    )

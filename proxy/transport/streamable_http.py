@@ -1,0 +1,134 @@
+"""The Streamable HTTP endpoint (POST/GET/DELETE /mcp) for both protocol eras."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+
+from proxy import jsonrpc, mcp
+from proxy.config import ServerConfig
+from proxy.context import CallContext
+from proxy.errors import ProxyError, UpstreamError, error_reply
+from proxy.pipeline import Handler
+from proxy.reply import Reply
+from proxy.sse_codec import SseEvent, encode_event
+from proxy.transport import envelope
+
+log = structlog.get_logger("proxy.transport")
+
+STREAM_HEADERS = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache, no-transform"}
+
+
+class StreamableHttpHandler:
+    """Turns requests into contexts, runs the chain, and writes the reply (JSON or SSE) back."""
+
+    def __init__(self, server: ServerConfig, chain: Handler) -> None:
+        self.server = server
+        self.chain = chain
+
+    async def post(self, request: web.Request) -> web.StreamResponse:
+        try:
+            envelope.check_origin(request, self.server)
+            body = await envelope.read_body(request, self.server)
+            ctx = envelope.message_context(request, body)
+        except ProxyError as error:
+            log.info("request.rejected", reason=error.message, status=error.http_status)
+            return await write_reply(request, None, error_reply(error, None))
+        return await self._run(request, ctx)
+
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        return await self._bodiless(request, mcp.Kind.STREAM)
+
+    async def delete(self, request: web.Request) -> web.StreamResponse:
+        return await self._bodiless(request, mcp.Kind.SESSION_END)
+
+    async def _bodiless(self, request: web.Request, kind: mcp.Kind) -> web.StreamResponse:
+        try:
+            envelope.check_origin(request, self.server)
+        except ProxyError as error:
+            return await write_reply(request, None, error_reply(error, None))
+        return await self._run(request, envelope.stream_context(request, kind))
+
+    async def _run(self, request: web.Request, ctx: CallContext) -> web.StreamResponse:
+        try:
+            reply = await self.chain(ctx)
+        except Exception:
+            log.exception("request.failed", method=ctx.method)
+            error = jsonrpc.error_message(ctx.request_id, jsonrpc.INTERNAL_ERROR, "Internal proxy error")
+            ctx.record.fail("rejected", str(jsonrpc.INTERNAL_ERROR), "internal proxy error")
+            reply = Reply.json(error, status=500)
+        return await write_reply(request, ctx, reply)
+
+
+async def write_reply(request: web.Request, ctx: CallContext | None, reply: Reply) -> web.StreamResponse:
+    """Write a Reply to the client; runs result hooks on the final response and the reply's done callbacks."""
+    try:
+        if reply.events is not None:
+            return await _write_stream(request, ctx, reply)
+        body = await _final_body(ctx, reply)
+        return web.Response(status=reply.status, body=body, headers=reply.headers)
+    finally:
+        await reply.finish()
+
+
+async def _final_body(ctx: CallContext | None, reply: Reply) -> bytes:
+    if reply.result_hooks and ctx is not None and ctx.is_request:
+        message = reply.parsed_body()
+        if message is not None:
+            message, changed = await reply.apply_hooks(message)
+            if changed or reply.body is None:
+                return orjson.dumps(message)
+    if reply.body is not None:
+        return reply.body
+    return orjson.dumps(reply.message) if reply.message is not None else b""
+
+
+async def _write_stream(request: web.Request, ctx: CallContext | None, reply: Reply) -> web.StreamResponse:
+    response = web.StreamResponse(status=reply.status, headers={**reply.headers, **STREAM_HEADERS})
+    await response.prepare(request)
+    final_seen = False
+    assert reply.events is not None
+    try:
+        async for event in reply.events:
+            if not final_seen and ctx is not None and ctx.is_request:
+                final = _final_response(event, ctx.request_id)
+                if final is not None:
+                    final_seen = True
+                    event = await _apply_hooks(reply, event, final)
+            await response.write(event.encode())
+    except UpstreamError as error:
+        if ctx is not None and ctx.is_request and not final_seen:
+            reply.stream_error = error.message
+            failed = error_reply(error, ctx)
+            await response.write(encode_event(orjson.dumps(failed.message).decode()))
+    await response.write_eof()
+    return response
+
+
+def _final_response(event: SseEvent, request_id: Any) -> dict[str, Any] | None:
+    """The event's message if it is the response to this request (cheap substring test first)."""
+    data = event.data
+    if not data or ('"result"' not in data and '"error"' not in data):
+        return None
+    try:
+        message = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(message, dict) and message.get("id") == request_id and "method" not in message:
+        return message
+    return None
+
+
+async def _apply_hooks(reply: Reply, event: SseEvent, message: dict[str, Any]) -> SseEvent:
+    if not reply.result_hooks:
+        reply.message = message
+        return event
+    message, changed = await reply.apply_hooks(message)
+    if not changed:
+        return event
+    data = orjson.dumps(message).decode()
+    return SseEvent(data=data, event=event.event, id=event.id, raw=encode_event(data, event=event.event,
+                                                                                  event_id=event.id))

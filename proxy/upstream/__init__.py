@@ -1,0 +1,31 @@
+"""Upstreams: where the pipeline's terminal handler sends a message. One per sidecar, built from config."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from proxy.config import Config
+from proxy.context import CallContext
+from proxy.reply import Reply
+
+
+class Upstream(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def send(self, ctx: CallContext) -> Reply:
+        """Deliver one client message (or GET stream / DELETE) and return the upstream's reply."""
+        ...
+
+    async def readiness(self) -> tuple[bool, str]:
+        """Whether the upstream can take calls now, with a short human-readable detail."""
+        ...
+
+
+def create_upstream(config: Config) -> Upstream:
+    from proxy.upstream.http import HttpUpstream
+
+    return HttpUpstream(config.upstream)

@@ -1,0 +1,134 @@
+"""Streamable HTTP upstream: one pooled aiohttp session, SSE relayed event by event, failures mapped."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+import structlog
+
+from proxy import mcp
+from proxy.config import UpstreamConfig
+from proxy.context import CallContext
+from proxy.errors import UpstreamBadOutput, UpstreamError, UpstreamTimeout
+from proxy.reply import EVENT_STREAM, JSON, Reply
+from proxy.sse_codec import EventTooLarge, SseDecoder, SseEvent
+
+log = structlog.get_logger("proxy.upstream")
+
+# Response headers that describe one hop, or that aiohttp recomputes for the client side.
+_HOP_BY_HOP = frozenset(
+    {
+        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
+        "transfer-encoding", "upgrade", "content-length", "content-encoding", "date", "server",
+    }
+)
+_HTTP_METHOD = {mcp.Kind.STREAM: "GET", mcp.Kind.SESSION_END: "DELETE"}
+
+
+class HttpUpstream:
+    def __init__(self, config: UpstreamConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.url = config.url or ""
+        parts = urlsplit(self.url)
+        self._address = (parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80))
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self.config.max_connections, keepalive_timeout=60)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout_seconds),
+            raise_for_status=False,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def readiness(self) -> tuple[bool, str]:
+        host, port = self._address
+        try:
+            async with asyncio.timeout(2):
+                _, writer = await asyncio.open_connection(host, port)
+        except (OSError, TimeoutError) as exc:
+            return False, f"{self.url} unreachable: {exc.__class__.__name__}"
+        writer.close()
+        return True, f"{self.url} reachable"
+
+    async def send(self, ctx: CallContext) -> Reply:
+        assert self._session is not None, "upstream not started"
+        method = _HTTP_METHOD.get(ctx.kind, "POST")
+        body = ctx.outbound_body() if method == "POST" else None
+        headers = {**ctx.headers, **ctx.upstream_headers}
+        timeout = self.config.timeout_for(ctx.target if ctx.method == "tools/call" else None)
+        try:
+            async with asyncio.timeout(timeout):
+                response = await self._session.request(method, self.url, data=body, headers=headers)
+                if response.content_type != EVENT_STREAM:
+                    return await self._whole_reply(ctx, response)
+        except TimeoutError:
+            log.warning("upstream.timeout", method=ctx.method, after_seconds=timeout)
+            raise UpstreamTimeout(f"Upstream did not answer within {timeout:g}s") from None
+        except aiohttp.ClientConnectorError as exc:
+            log.warning("upstream.unreachable", url=self.url, error=str(exc.os_error or exc))
+            raise UpstreamError("Upstream MCP server is unreachable") from None
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            log.warning("upstream.failed", method=ctx.method, error=exc.__class__.__name__)
+            raise UpstreamError("Upstream connection failed before a response") from None
+        return Reply(
+            status=response.status,
+            headers=_client_headers(response),
+            events=self._events(response),
+            release=response.close,
+        )
+
+    async def _whole_reply(self, ctx: CallContext, response: aiohttp.ClientResponse) -> Reply:
+        try:
+            body = await response.read()
+        finally:
+            response.release()
+        reply = Reply(status=response.status, headers=_client_headers(response), body=body)
+        if ctx.is_request and response.status == 200 and response.content_type == JSON:
+            _require_response(reply, body)
+        return reply
+
+    async def _events(self, response: aiohttp.ClientResponse) -> AsyncIterator[SseEvent]:
+        decoder = SseDecoder(self.config.max_event_bytes)
+        idle = self.config.stream_idle_timeout_seconds
+        try:
+            while True:
+                async with asyncio.timeout(idle):  # None: no limit
+                    chunk = await response.content.readany()
+                if not chunk:
+                    return
+                for event in decoder.feed(chunk):
+                    yield event
+        except TimeoutError:
+            raise UpstreamTimeout(f"Upstream stream was idle for more than {idle:g}s") from None
+        except EventTooLarge as exc:
+            raise UpstreamBadOutput(str(exc)) from None
+        except (aiohttp.ClientError, ConnectionError):
+            log.warning("upstream.stream_broken", url=self.url)
+            raise UpstreamError("Upstream connection broke off mid-stream") from None
+
+
+def _require_response(reply: Reply, body: bytes) -> None:
+    """A 200 JSON answer to a request must be one JSON-RPC response; anything else is the upstream's fault."""
+    try:
+        message = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        message = None
+    if not isinstance(message, dict) or ("result" not in message and "error" not in message):
+        log.warning("upstream.bad_output", size=len(body))
+        raise UpstreamBadOutput("Upstream answered with something that is not a JSON-RPC response")
+    reply.message = message
+
+
+def _client_headers(response: aiohttp.ClientResponse) -> dict[str, str]:
+    return {name: value for name, value in response.headers.items() if name.lower() not in _HOP_BY_HOP}

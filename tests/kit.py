@@ -1,0 +1,162 @@
+"""Test kit: start real upstreams and a real sidecar on loopback, build contexts, make configs.
+
+Every wait here is bounded; nothing sleeps blindly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from proxy import mcp
+from proxy.app import create_apps
+from proxy.config import Config, load_config
+from proxy.context import CallContext
+
+ROOT = Path(__file__).resolve().parent.parent
+MODERN_META = {"io.modelcontextprotocol/protocolVersion": mcp.MODERN_VERSION,
+               "io.modelcontextprotocol/clientCapabilities": {}}
+ACCEPT_BOTH = "application/json, text/event-stream"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20.0, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening on {port}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listened on port {port} within {timeout}s")
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    env.update(extra)
+    return env
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout)
+
+
+@contextlib.contextmanager
+def start_upstream(mode: str = "stateful") -> Iterator[str]:
+    """The bundled demo MCP server over Streamable HTTP: `stateful` (SSE, sessions) or `stateless` (JSON)."""
+    port = free_port()
+    args = [sys.executable, "-m", "proxy.demo", "http", "--port", str(port)]
+    if mode == "stateless":
+        args.append("--stateless-json")
+    process = subprocess.Popen(args, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, process=process)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        stop_process(process)
+
+
+def make_config(upstream_url: str = "http://127.0.0.1:9/mcp", **dotted: Any) -> Config:
+    """A validated Config for tests: audit off unless asked for, free ports, and any dotted overrides."""
+    overrides: dict[str, Any] = {
+        "upstream.url": upstream_url,
+        "server.listen": f"127.0.0.1:{free_port()}",
+        "server.admin_listen": f"127.0.0.1:{free_port()}",
+        "audit.enabled": False,
+    }
+    overrides.update({key.replace("__", "."): value for key, value in dotted.items()})
+    return load_config(None, env={}, overrides=overrides)
+
+
+@dataclass
+class RunningSidecar:
+    config: Config
+    app: web.Application
+    admin: web.Application
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.server.listen}{self.config.server.mcp_path}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{self.config.server.admin_listen}"
+
+
+@contextlib.asynccontextmanager
+async def run_sidecar(config: Config) -> AsyncIterator[RunningSidecar]:
+    """The sidecar in this process on real sockets, torn down (cleanup_ctx included) on exit."""
+    app, admin = create_apps(config)
+    runners = [web.AppRunner(app, handler_cancellation=True, shutdown_timeout=2),
+               web.AppRunner(admin, shutdown_timeout=1)]
+    try:
+        for runner, address in zip(runners, (config.server.listen, config.server.admin_listen), strict=True):
+            await runner.setup()
+            host, port = address.rsplit(":", 1)
+            await web.TCPSite(runner, host, int(port)).start()
+        yield RunningSidecar(config, app, admin)
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()
+
+
+def modern_headers(method: str, name: str | None = None) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", "Accept": ACCEPT_BOTH,
+               "MCP-Protocol-Version": mcp.MODERN_VERSION, "Mcp-Method": method}
+    if name is not None:
+        headers["Mcp-Name"] = name
+    return headers
+
+
+def modern_request(method: str, params: Mapping[str, Any] | None = None, request_id: int = 1) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "method": method,
+            "params": {**(params or {}), "_meta": dict(MODERN_META)}}
+
+
+def make_ctx(method: str = "tools/call", *, target: str | None = "add", arguments: dict[str, Any] | None = None,
+             request_id: Any = 1, version: str = mcp.MODERN_VERSION, **changes: Any) -> CallContext:
+    """A CallContext as the transport would build it, for unit tests of stages."""
+    params: dict[str, Any] = {}
+    if method in mcp.TARGET_PARAM and target is not None:
+        params[mcp.TARGET_PARAM[method]] = target
+    if arguments is not None:
+        params["arguments"] = arguments
+    message = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+    ctx = CallContext(
+        kind=mcp.Kind.REQUEST if request_id is not None else mcp.Kind.NOTIFICATION,
+        message=message, body=None, method=method, request_id=request_id, protocol_version=version,
+        era=mcp.era_of(version), target=target if method in mcp.TARGET_PARAM else None,
+        arguments=arguments, session_id=None, headers={}, client_address="127.0.0.1",
+    )
+    return ctx.evolve(**changes) if changes else ctx
+
+
+async def wait_until(predicate: Any, timeout: float = 5.0, interval: float = 0.02) -> None:
+    """Poll a condition with a hard deadline (for effects that happen on another task or process)."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(interval)
