@@ -89,6 +89,8 @@ class CallContext:
     started_wall: float = field(default_factory=time.time)
     principal: Principal = ANONYMOUS
     upstream_headers: Mapping[str, str] = field(default_factory=dict)  # extra headers for the upstream call
+    # What policy asked the later stages to do (rate_limit, cache, redact, require_approval); see policies/README.md.
+    obligations: Mapping[str, Any] = field(default_factory=dict)
     record: CallRecord = field(default_factory=CallRecord)
 
     @property

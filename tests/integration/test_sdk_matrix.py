@@ -50,7 +50,8 @@ async def test_progress_reaches_client_before_the_tool_finishes(stateful_upstrea
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         seen.append(time.monotonic())
 
-    async with run_sidecar(make_config(stateful_upstream)) as sidecar, Client(sidecar.url, mode=mode, cache=None) as client:
+    sidecar_running = run_sidecar(make_config(stateful_upstream))
+    async with sidecar_running as sidecar, Client(sidecar.url, mode=mode, cache=None) as client:
         result = await client.call_tool("slow_count", {"steps": 4, "delay_ms": 150}, progress_callback=on_progress)
         finished = time.monotonic()
     assert result.content[0].text == "counted to 4"
