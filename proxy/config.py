@@ -71,6 +71,7 @@ class UpstreamConfig(Section):
     stream_idle_timeout_seconds: float | None = Field(default=None, gt=0)  # None: streams may idle forever
     max_connections: int = Field(default=256, gt=0)
     max_event_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    catalog_ttl_seconds: float = Field(default=300.0, ge=0)  # how long the sidecar trusts its tools/list view
 
     @model_validator(mode="after")
     def _one_kind(self) -> UpstreamConfig:
