@@ -13,6 +13,7 @@ from proxy.context import CallContext
 from proxy.pipeline import Deps, Handler, Lifecycle, Stage, build_chain
 from proxy.reply import Reply
 from proxy.stages import build_stages
+from proxy.transport import sse
 from proxy.transport.streamable_http import StreamableHttpHandler
 from proxy.upstream import Upstream, create_upstream
 
@@ -26,13 +27,18 @@ def create_app(config: Config, upstream: Upstream | None = None) -> web.Applicat
     deps = Deps(config=config, upstream=upstream, catalog=catalog)
     deps.readiness_checks["upstream"] = upstream.readiness
     stages = build_stages(config, deps)
-    handler = StreamableHttpHandler(config.server, build_chain(stages, forward_to(upstream)))
+    chain = build_chain(stages, forward_to(upstream))
+    handler = StreamableHttpHandler(config.server, chain)
+    legacy_sse = sse.LegacySseHandler(config.server, chain, config.upstream.queue_limit)
 
     app = web.Application(client_max_size=config.server.max_body_bytes + 1)
     path = config.server.mcp_path
     app.router.add_post(path, handler.post)
     app.router.add_get(path, handler.get, allow_head=False)
     app.router.add_delete(path, handler.delete)
+    app.router.add_get(sse.SSE_PATH, legacy_sse.stream, allow_head=False)  # 2024-11-05 clients
+    app.router.add_post(sse.MESSAGES_PATH, legacy_sse.post)
+    app.on_shutdown.append(legacy_sse.shutdown)
     app[DEPS] = deps
     app[STAGES] = stages
     app.cleanup_ctx.append(_resources(upstream, stages))

@@ -19,6 +19,7 @@ from proxy.upstream.mux import Channel, Multiplexer
 log = structlog.get_logger("proxy.upstream.supervisor")
 
 ChannelFactory = Callable[[str], Channel]
+EXITED = "The upstream MCP server exited while handling this request"
 LEGACY_HANDSHAKE_VERSION = "2025-11-25"
 CLIENT_INFO = {"name": "mcp-sidecar", "version": "0.1.0"}
 MODERN_META = {"io.modelcontextprotocol/protocolVersion": mcp.MODERN_VERSION,
@@ -74,10 +75,13 @@ class SharedChannel:
     async def _run_once(self) -> None:
         channel = self.factory("shared")
         mux = Multiplexer(channel, self.config.queue_limit, sessionful=False)
+        ended: asyncio.Task[str] | None = None
         try:
             try:
                 async with asyncio.timeout(self.config.startup_timeout_seconds):
                     await channel.open(mux.feed)
+                    ended = asyncio.create_task(channel.wait_closed())
+                    ended.add_done_callback(lambda _: mux.fail_all(UpstreamError(EXITED)))  # callers learn at once
                     self.era = await handshake(mux, self.config.startup_timeout_seconds)
             except (UpstreamError, TimeoutError) as exc:
                 self.detail = f"start failed: {exc or 'timeout'}"
@@ -85,14 +89,16 @@ class SharedChannel:
                 return
             self.mux, self.state, self.detail = mux, "running", f"running, speaks {self.era}"
             self._ready.set()
-            reason = await channel.wait_closed()
+            reason = await asyncio.shield(ended)
             self.detail = f"exited ({reason})"
             log.warning("upstream.exited", channel=channel.label, reason=reason)
         finally:
             self._ready.clear()
             self.mux = None
-            mux.fail_all(UpstreamError("The upstream MCP server exited while handling this request"))
+            mux.fail_all(UpstreamError(EXITED))
             await asyncio.shield(channel.close())
+            if ended is not None:
+                await asyncio.gather(ended, return_exceptions=True)
 
 
 async def handshake(mux: Multiplexer, seconds: float) -> str:
