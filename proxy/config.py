@@ -83,7 +83,7 @@ class UpstreamConfig(Section):
     startup_timeout_seconds: float = Field(default=15.0, gt=0)  # spawn/connect plus the first handshake
     restart_backoff_seconds: float = Field(default=0.2, gt=0)  # first delay before restarting the shared server
     restart_backoff_max_seconds: float = Field(default=10.0, gt=0)  # the delay doubles up to this
-    shutdown_grace_seconds: float = Field(default=2.0, ge=0)  # after closing stdin, before SIGTERM (then SIGKILL)
+    shutdown_grace_seconds: float = Field(default=2.0, ge=0)  # after closing stdin, then after SIGTERM, before SIGKILL
     queue_limit: int = Field(default=256, gt=0)  # messages queued for one slow client stream before it is closed
 
     @field_validator("command", mode="before")

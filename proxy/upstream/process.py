@@ -96,7 +96,7 @@ class ChildProcess:
             process.stdin.close()
         if not await _exited(process, self.spec.shutdown_grace):
             _signal_group(process.pid, signal.SIGTERM)
-            if not await _exited(process, 2.0):
+            if not await _exited(process, self.spec.shutdown_grace):
                 _signal_group(process.pid, signal.SIGKILL)
                 await process.wait()
         _signal_group(process.pid, signal.SIGKILL)  # what is left of the tree, if the leader exited alone

@@ -21,8 +21,8 @@ from tests.kit import ROOT, make_config, modern_headers, modern_request, run_sid
 DEMO = [sys.executable, "-m", "proxy.demo", "stdio"]
 
 
-def stdio_config(command: list[str] | None = None, **dotted: Any):
-    return make_config(None, upstream__command=command or DEMO, upstream__env={"PYTHONPATH": str(ROOT)},
+def stdio_config(command: list[str] | None = None, env: dict[str, str] | None = None, **dotted: Any):
+    return make_config(None, upstream__command=command or DEMO, upstream__env={"PYTHONPATH": str(ROOT), **(env or {})},
                        upstream__cwd=str(ROOT), **dotted)
 
 
@@ -142,8 +142,9 @@ async def test_readiness_reports_a_child_that_cannot_start() -> None:
 
 async def test_legacy_sessions_get_their_own_children_bounded_and_reaped() -> None:
     config = stdio_config(upstream__max_sessions=1, upstream__session_idle_seconds=0.6)
+    client_info = {"name": "t", "version": "1"}
     init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": client_info}}
     headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
     async with run_sidecar(config) as sidecar, aiohttp.ClientSession() as http:
         upstream = upstream_of(sidecar)
@@ -175,15 +176,13 @@ main(["stdio"])
 
 async def test_shutdown_kills_the_whole_tree_and_leaves_no_zombies(tmp_path) -> None:
     pid_file = tmp_path / "pids"
-    config = stdio_config([sys.executable, "-c", TREE_SERVER], upstream__shutdown_grace_seconds=0.2)
-    config = config.model_copy(update={"upstream": config.upstream.model_copy(
-        update={"env": {**config.upstream.env, "PID_FILE": str(pid_file)}})})
-    async with run_sidecar(config) as sidecar:
-        async with Client(sidecar.url, mode="legacy", cache=None) as client:  # a session child as well
-            await client.list_tools()
-            await wait_until(lambda: pid_file.exists() and len(pid_file.read_text().split()) == 4, timeout=10)
-            pids = [int(pid) for pid in pid_file.read_text().split()]
-            assert all(alive(pid) for pid in pids)
+    config = stdio_config([sys.executable, "-c", TREE_SERVER], env={"PID_FILE": str(pid_file)},
+                          upstream__shutdown_grace_seconds=0.2)
+    async with run_sidecar(config) as sidecar, Client(sidecar.url, mode="legacy", cache=None) as client:
+        await client.list_tools()  # the shared child and this session's child are running
+        await wait_until(lambda: pid_file.exists() and len(pid_file.read_text().split()) == 4, timeout=10)
+        pids = [int(pid) for pid in pid_file.read_text().split()]
+        assert all(alive(pid) for pid in pids)
     started = time.monotonic()
     await wait_until(lambda: not any(alive(pid) for pid in pids), timeout=5)
     assert time.monotonic() - started < 5
