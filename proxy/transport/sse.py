@@ -44,10 +44,13 @@ class LegacyClient:
     upstream_session: str | None = None
     protocol_version: str = mcp.LEGACY_DEFAULT_VERSION
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    transport: asyncio.Transport | None = None
 
     def send(self, data: str) -> None:
         if not self.outbox.put(data) and self.outbox.overflowed:
             log.warning("sse.client_too_slow", session=self.id[:8], limit=self.outbox.limit)
+            if self.transport is not None:
+                self.transport.abort()  # the stream's writer may be stuck in a write to this very client
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -75,7 +78,8 @@ class LegacySseHandler:
             envelope.check_origin(request, self.server)
         except ProxyError as error:
             return web.Response(status=error.http_status, text=error.message)
-        client = LegacyClient(secrets.token_hex(16), Mailbox(self.queue_limit), request.remote)
+        client = LegacyClient(secrets.token_hex(16), Mailbox(self.queue_limit), request.remote,
+                              transport=request.transport)
         self._clients[client.id] = client
         response = web.StreamResponse(headers={"Content-Type": EVENT_STREAM, **STREAM_HEADERS})
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import time
 from collections.abc import Callable
@@ -102,8 +101,10 @@ class SessionTable:
         interval = min(self.config.session_idle_seconds / 2, 5.0)
         while True:
             await asyncio.sleep(interval)
-            with contextlib.suppress(Exception):
+            try:
                 await self.reap_idle()
+            except Exception:
+                log.exception("upstream.reap_failed")
 
     async def _watch(self, session: Session) -> None:
         reason = await session.channel.wait_closed()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import aiohttp
 import pytest
+import structlog.testing
 from mcp import Client, ClientSession
 from mcp.client.sse import sse_client
 from mcp.types import ElicitResult
@@ -135,3 +138,35 @@ async def test_the_sse_upstream_reconnects_after_its_stream_drops() -> None:
             async with Client(sidecar.url, mode="2026-07-28", cache=None) as client:
                 added = await client.call_tool("add", {"a": 1, "b": 1})
     assert added.structured_content == {"result": 2}
+
+
+async def test_a_slow_legacy_sse_client_is_cut_off_instead_of_buffered() -> None:
+    config = stdio_config(upstream__queue_limit=4)
+    text = "y" * (512 * 1024)
+    with structlog.testing.capture_logs() as logs:
+        async with run_sidecar(config) as sidecar, aiohttp.ClientSession() as http:
+            stream = await http.get(sidecar_sse_url(sidecar))
+            endpoint = (await stream.content.readuntil(b"\n\n")).decode().split("data: ")[1].strip()
+            messages = f"http://{sidecar.config.server.listen}{endpoint}"
+            init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "slow", "version": "1"}}}
+            async with http.post(messages, json=init) as accepted:
+                assert accepted.status == 202
+            assert b'"id":0,"result"' in await stream.content.readuntil(b"\n\n")  # initialized; now stop reading
+            for index in range(1, 60):  # ~30 MB of answers that this client never reads
+                call = {"jsonrpc": "2.0", "id": index, "method": "tools/call",
+                        "params": {"name": "echo", "arguments": {"text": text}}}
+                async with http.post(messages, json=call) as accepted:
+                    if accepted.status == 404:
+                        break  # already cut off
+            await wait_until(lambda: any(entry["event"] == "sse.client_too_slow" for entry in logs), timeout=10)
+            harmless = {"jsonrpc": "2.0", "method": "notifications/roots/list_changed"}
+            async with asyncio.timeout(5):
+                while True:  # that client's stream and session are closed promptly
+                    async with http.post(messages, json=harmless) as probe:
+                        if probe.status == 404:
+                            break
+                    await asyncio.sleep(0.05)
+            stream.close()
+    cut = next(entry for entry in logs if entry["event"] == "sse.client_too_slow")
+    assert cut["limit"] == 4
