@@ -87,15 +87,15 @@ class Multiplexer:
     def finish(self, call: Call) -> None:
         self._calls.pop(call.upstream_id, None)
 
-    async def cancel(self, call: Call, reason: str) -> None:
-        """The caller went away or gave up: tell the server (notifications/cancelled) and forget the call."""
+    def cancel(self, call: Call, reason: str, *, tell_server: bool = True) -> None:
+        """The caller went away or gave up: forget the call and (unless told not to) send notifications/cancelled."""
         if self._calls.pop(call.upstream_id, None) is None:
             return
         call.inbox.close()
-        cancelled = {"jsonrpc": "2.0", "method": "notifications/cancelled",
-                     "params": {"requestId": call.upstream_id, "reason": reason}}
-        with contextlib.suppress(UpstreamError):
-            await self.channel.send(orjson.dumps(cancelled))
+        if tell_server:
+            cancelled = {"jsonrpc": "2.0", "method": "notifications/cancelled",
+                         "params": {"requestId": call.upstream_id, "reason": reason}}
+            self._spawn(self.send_raw(orjson.dumps(cancelled)))
 
     async def notify(self, message: dict[str, Any]) -> None:
         """A client notification; a cancellation names the request by the server-side id."""
@@ -180,7 +180,7 @@ class Multiplexer:
     def _deliver(self, call: Call, message: dict[str, Any]) -> None:
         if not call.inbox.put(message) and call.inbox.overflowed:
             log.warning("upstream.client_too_slow", channel=self.channel.label, limit=self.queue_limit)
-            self._spawn(self.cancel(call, "client too slow"))
+            self.cancel(call, "client too slow")
 
     def _refuse(self, request: dict[str, Any], text: str) -> None:
         answer = jsonrpc.error_message(request.get("id"), jsonrpc.METHOD_NOT_FOUND, text)

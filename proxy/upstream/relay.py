@@ -91,16 +91,23 @@ class ChannelUpstream:
     async def _request(self, ctx: CallContext, mux: Multiplexer, session: Session | None) -> Reply:
         headers = {SESSION_HEADER: session.id} if session is not None else {}
         timeout = self.config.timeout_for(ctx.target if ctx.method == "tools/call" else None)
+        # Closing a 2026-07-28 request's stream is cancellation; a 2025-era client cancels explicitly instead.
+        disconnect_cancels = ctx.era is mcp.Era.MODERN
         try:
             call = await mux.call(ctx.message)
-            first = await _next(mux, call, timeout)
+            try:
+                first = await _next(mux, call, timeout)
+            except asyncio.CancelledError:
+                mux.cancel(call, "client left", tell_server=disconnect_cancels)
+                raise
         except UpstreamError:
             if session is not None and ctx.method == "initialize":
                 await self.sessions.end(session.id, "initialize failed")
             raise
         if "method" in first:  # notifications (or server requests) first: answer as an SSE stream
             return Reply(status=200, headers={**headers, "Content-Type": EVENT_STREAM},
-                         events=_events(mux, call, first, timeout), release=lambda: mux.cancel(call, "client left"))
+                         events=_events(mux, call, first, timeout),
+                         release=lambda: mux.cancel(call, "client left", tell_server=disconnect_cancels))
         if session is not None and ctx.method == "initialize" and "error" in first:
             await self.sessions.end(session.id, "initialize refused")
             headers = {}
@@ -129,7 +136,7 @@ async def _next(mux: Multiplexer, call: Call, seconds: float) -> dict[str, Any]:
         async with asyncio.timeout(seconds):
             return await call.inbox.get()
     except TimeoutError:
-        await mux.cancel(call, "timeout")
+        mux.cancel(call, "timeout")
         raise UpstreamTimeout(f"Upstream did not answer within {seconds:g}s") from None
     except MailboxClosed:
         raise UpstreamError("The client fell too far behind the upstream's messages") from None

@@ -125,7 +125,7 @@ async def request_once(mux: Multiplexer, method: str, params: dict[str, Any], se
                 if "method" not in message:
                     return message
     except TimeoutError:
-        await mux.cancel(call, "timeout")
+        mux.cancel(call, "timeout")
         raise UpstreamTimeout(f"The upstream MCP server did not answer {method} within {seconds:g}s") from None
     except MailboxClosed:
         raise UpstreamError(f"The upstream MCP server went away during {method}") from None

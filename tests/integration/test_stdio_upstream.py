@@ -186,3 +186,18 @@ async def test_shutdown_kills_the_whole_tree_and_leaves_no_zombies(tmp_path) -> 
     started = time.monotonic()
     await wait_until(lambda: not any(alive(pid) for pid in pids), timeout=5)
     assert time.monotonic() - started < 5
+
+
+async def test_a_modern_client_closing_its_stream_cancels_the_call() -> None:
+    async with run_sidecar(stdio_config()) as sidecar, aiohttp.ClientSession() as http:
+        upstream = upstream_of(sidecar)
+        body = modern_request("tools/call", {"name": "slow_count", "arguments": {"steps": 100, "delay_ms": 50}})
+        body["params"]["_meta"]["progressToken"] = "p"
+        response = await http.post(sidecar.url, json=body, headers=modern_headers("tools/call", "slow_count"))
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        assert b"notifications/progress" in await response.content.readuntil(b"\n\n")
+        assert upstream.shared.mux.in_flight == 1
+        response.close()  # 2026-07-28: closing the stream is cancellation
+        await wait_until(lambda: upstream.shared.mux.in_flight == 0)
+        async with Client(sidecar.url, mode="2026-07-28", cache=None) as client:  # the child is still fine
+            assert (await client.call_tool("add", {"a": 1, "b": 1})).structured_content == {"result": 2}
