@@ -5,6 +5,7 @@ from __future__ import annotations
 from proxy.config import Config
 from proxy.pipeline import Deps, Stage
 from proxy.stages.audit import AuditStage
+from proxy.stages.ratelimit import RateLimitStage
 
 
 def build_stages(config: Config, deps: Deps) -> list[Stage]:
@@ -13,7 +14,7 @@ def build_stages(config: Config, deps: Deps) -> list[Stage]:
         AuditStage.from_config(config.audit, deps),  # audit: so that a 401 is audited as well
         # auth: policy needs the principal
         # policy: before limits, so that a denied caller cannot drain a bucket
-        # rate limit: keys and cost may come from policy obligations
+        RateLimitStage.from_config(config.rate_limits, deps),  # rate limit: keys and cost may come from policy
         # cache: innermost, so that a hit has still passed auth, policy and limits
     ]
     return [stage for stage in stages if stage is not None]
