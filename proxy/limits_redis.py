@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 
 import redis.asyncio as redis
 import structlog
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from proxy.limits import BucketState, Check, Decision, StoreUnavailable
@@ -76,8 +78,9 @@ class RedisBuckets:
         self.retry_at = 0.0
 
     async def start(self) -> None:
+        # No client-side retries: one short attempt per call, then the failure mode decides.
         self.client = redis.Redis.from_url(self.url, socket_timeout=self.timeout,
-                                           socket_connect_timeout=self.timeout, retry_on_timeout=False)
+                                           socket_connect_timeout=self.timeout, retry=Retry(NoBackoff(), 0))
         self.script = self.client.register_script(TAKE_ALL)
 
     async def close(self) -> None:
