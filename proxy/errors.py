@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxy import jsonrpc
+from proxy import jsonrpc, mcp
 from proxy.context import CallContext
 from proxy.reply import Reply
 
@@ -122,6 +122,8 @@ def error_reply(error: ProxyError, ctx: CallContext | None) -> Reply:
         ctx.record.fail(error.outcome, error.error_type, error.message)
     if error.tool_visible and ctx is not None and ctx.method == "tools/call" and ctx.is_request:
         result = jsonrpc.tool_error_result(error.message, structured=error.data)
+        if ctx.era is mcp.Era.MODERN:
+            result["resultType"] = "complete"  # 2026-07-28 clients reject a result without it
         reply = Reply.json(jsonrpc.result_message(request_id, result), headers=error.headers)
     else:
         body = jsonrpc.error_message(request_id, error.code, error.message, error.data)
