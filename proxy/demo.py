@@ -91,6 +91,17 @@ def invocations() -> dict[str, int]:
     return dict(calls)
 
 
+@server.tool()
+async def change_tools(ctx: Context) -> str:
+    """Announce that the tool list changed: on `subscriptions/listen` streams (2026-07-28) and, for a 2025
+    session, as a notification on its standalone GET stream."""
+    calls["change_tools"] += 1
+    await ctx.notify_tools_changed()
+    if ctx.protocol_version is not None and ctx.protocol_version < "2026-07-28":
+        await ctx.session.send_tool_list_changed()
+    return "announced"
+
+
 @server.resource("demo://readme", mime_type="text/plain")
 def readme() -> str:
     """A short text resource."""
