@@ -73,6 +73,7 @@ class UpstreamConfig(Section):
     stream_idle_timeout_seconds: float | None = Field(default=None, gt=0)  # None: streams may idle forever
     max_connections: int = Field(default=256, gt=0)
     max_event_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    catalog_ttl_seconds: float = Field(default=300.0, ge=0)  # how long the sidecar trusts its tools/list view
 
     @model_validator(mode="after")
     def _one_kind(self) -> UpstreamConfig:
@@ -97,6 +98,11 @@ class AuditConfig(Section):
         if self.sink == "file" and not self.path:
             raise ValueError("audit.path is required when audit.sink is 'file'")
         return self
+
+
+class ApprovalConfig(Section):
+    timeout_seconds: float = Field(default=120.0, gt=0)  # unanswered approvals are denials
+    max_pending: int = Field(default=1000, gt=0)
 
 
 class LoggingConfig(Section):
@@ -160,6 +166,7 @@ class Config(Section):
     server: ServerConfig = ServerConfig()
     upstream: UpstreamConfig
     audit: AuditConfig = AuditConfig()
+    approval: ApprovalConfig = ApprovalConfig()
     rate_limits: RateLimitsConfig = RateLimitsConfig()
     logging: LoggingConfig = LoggingConfig()
 

@@ -80,6 +80,12 @@ class PolicyDenied(ProxyError):
     tool_visible = True
 
 
+class ApprovalDenied(PolicyDenied):
+    """A call policy sent for approval was refused, timed out, or found the queue full."""
+
+    error_type = "approval_denied"
+
+
 class RateLimited(ProxyError):
     http_status = 429
     code = jsonrpc.RATE_LIMITED
@@ -123,7 +129,7 @@ def error_reply(error: ProxyError, ctx: CallContext | None) -> Reply:
     if error.tool_visible and ctx is not None and ctx.method == "tools/call" and ctx.is_request:
         result = jsonrpc.tool_error_result(error.message, structured=error.data)
         if ctx.era is mcp.Era.MODERN:
-            result["resultType"] = "complete"  # 2026-07-28 clients reject a result without it
+            result["resultType"] = "complete"  # required on every 2026-07-28 result
         reply = Reply.json(jsonrpc.result_message(request_id, result), headers=error.headers)
     else:
         body = jsonrpc.error_message(request_id, error.code, error.message, error.data)
