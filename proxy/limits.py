@@ -68,7 +68,7 @@ class BucketSpec:
     key: tuple[str, ...] = ()
     methods: frozenset[str] | None = None  # applies only to these methods (None: all)
     tools: frozenset[str] | None = None  # applies only to tools/call of these tools (None: all)
-    claims: Mapping[str, frozenset[str]] | None = None  # applies only when each claim has one of the values
+    claims: Mapping[str, frozenset[str]] | None = None  # applies when each claim has one of the values ("-": none)
 
     @property
     def window_seconds(self) -> int:
@@ -81,7 +81,7 @@ class BucketSpec:
         if self.tools is not None and (caller.method != "tools/call" or caller.tool not in self.tools):
             return False
         if self.claims:
-            return all(str(caller.claim(path)) in values for path, values in self.claims.items())
+            return all(caller.part(CLAIM_PREFIX + path) in values for path, values in self.claims.items())
         return True
 
     def key_for(self, caller: Caller) -> str:

@@ -45,6 +45,8 @@ def test_matches_select_methods_tools_and_claims() -> None:
     assert one_tool.applies(caller(tool="delete_file")) and not one_tool.applies(caller(tool="add"))
     free = BucketSpec("free", 1, 1.0, claims={"plan": frozenset({"free"})})
     assert free.applies(caller(plan="free")) and not free.applies(caller(plan="pro")) and not free.applies(caller())
+    no_plan = BucketSpec("none", 1, 1.0, claims={"plan": frozenset({"-"})})
+    assert no_plan.applies(caller()) and not no_plan.applies(caller(plan="free"))
 
 
 def test_capacity_n_lets_exactly_n_through_and_refill_is_exact() -> None:

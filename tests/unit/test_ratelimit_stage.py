@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from proxy import mcp
 from proxy.config import ConfigError
@@ -161,3 +163,13 @@ def test_bad_settings_fail_at_load_with_a_dotted_path(overrides: dict[str, Any],
     with pytest.raises(ConfigError) as caught:
         make_config(**{key.replace(".", "__"): value for key, value in overrides.items()})
     assert any(line.startswith(problem) for line in caught.value.problems), caught.value.problems
+
+
+def test_the_readme_per_plan_example_loads() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Rate limits"):]
+    example = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    config = make_config(**{f"rate_limits__{key}": value for key, value in example["rate_limits"].items()})
+    names = [bucket.name for bucket in config.rate_limits.buckets]
+    assert names == ["upstream_guard", "free_per_user", "pro_per_user", "pro_expensive_tool"]
+    assert config.rate_limits.buckets[1].match.claims == {"plan": ("free",)}
