@@ -25,6 +25,7 @@ from tests.kit import (
     run_sidecar,
     stop_process,
     wait_for_port,
+    wait_until,
 )
 from tests.redis_kit import SHARED_URL, needs_redis_server, needs_shared_redis, private_redis, unique_prefix
 
@@ -210,3 +211,18 @@ async def test_redis_stopped_mid_run_fails_closed_and_recovers(stateless_upstrea
             async with http.get(f"{sidecar.admin_url}/readyz") as response:
                 assert response.status == 200
     assert answers[-1]["result"]["structuredContent"] == {"result": 3}
+
+
+async def test_the_audit_event_names_the_bucket_and_what_is_left(stateless_upstream: str, tmp_path: Path) -> None:
+    audit_file = tmp_path / "audit.jsonl"
+    config = make_config(stateless_upstream, audit__enabled=True, audit__sink="file", audit__path=str(audit_file),
+                         **limits(bucket("audited", 1, rate=0.25)))
+    async with run_sidecar(config) as sidecar, aiohttp.ClientSession() as http:
+        for index in range(2):
+            await call_tool(http, sidecar.url, request_id=index)
+    await wait_until(lambda: audit_file.exists() and len(audit_file.read_text().splitlines()) >= 2)
+    events = [orjson.loads(line) for line in audit_file.read_text().splitlines()]
+    assert [(event["outcome"], event["rate_limit"]) for event in events] == [
+        ("allowed", {"bucket": "audited", "remaining": 0, "limit": 1, "retry_after_seconds": 0}),
+        ("limited", {"bucket": "audited", "remaining": 0, "limit": 1, "retry_after_seconds": 4}),
+    ]
