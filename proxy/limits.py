@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,6 +18,7 @@ from typing import Any, Protocol
 KEY_PARTS = frozenset({"subject", "tool", "method", "session", "client"})
 CLAIM_PREFIX = "claim:"
 MISSING = "-"  # the value of a key part the call does not have (no session, no such claim)
+RETRY_CREDIT_SECONDS = 300.0  # how long the retry of an input_required round trip stays free
 
 
 def check_key_part(part: str) -> str:
@@ -85,9 +86,8 @@ class BucketSpec:
         return True
 
     def key_for(self, caller: Caller) -> str:
-        """The bucket's storage key for this caller; `|` and `\\` in values are escaped so keys cannot collide."""
-        values = (caller.part(part).replace("\\", "\\\\").replace("|", "\\|") for part in self.key)
-        return f"{self.name}:{'|'.join(values)}" if self.key else self.name
+        """The bucket's storage key for this caller."""
+        return f"{self.name}:{_joined(caller.part(part) for part in self.key)}" if self.key else self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +128,23 @@ class Decision:
 Check = tuple[BucketSpec, str]  # a bucket and the key this call maps to
 
 
+def round_trip_key(caller: Caller, target: str | None) -> str:
+    """Who retries what: the key of an `input_required` round trip's free retry."""
+    parts = (caller.subject, caller.session, caller.client, caller.method, target)
+    return "~mrtr:" + _joined(part or MISSING for part in parts)  # `~` is never in a bucket name
+
+
+def _joined(values: Iterable[str]) -> str:
+    """Values joined by `|`, with `|` and `\\` escaped so different values never give the same key."""
+    return "|".join(value.replace("\\", "\\\\").replace("|", "\\|") for value in values)
+
+
 class BucketStore(Protocol):
     async def take(self, checks: Sequence[Check], cost: int) -> Decision: ...
+
+    async def grant_retry(self, key: str) -> None: ...
+
+    async def redeem_retry(self, key: str) -> bool: ...
 
 
 class StoreUnavailable(Exception):
@@ -148,9 +163,16 @@ class MemoryBuckets:
         self.max_keys = max_keys
         self.buckets: OrderedDict[str, tuple[float, float, BucketSpec]] = OrderedDict()  # key -> tokens, when, spec
         self.evicted_in_use = 0  # buckets dropped before they were full again
+        self.retries = RetryCredits(clock)
 
     async def take(self, checks: Sequence[Check], cost: int) -> Decision:
         return self.take_now(checks, cost)
+
+    async def grant_retry(self, key: str) -> None:
+        self.retries.grant(key)
+
+    async def redeem_retry(self, key: str) -> bool:
+        return self.retries.redeem(key)
 
     def take_now(self, checks: Sequence[Check], cost: int) -> Decision:
         now = self.clock()
@@ -192,22 +214,23 @@ class RetryCredits:
 
     A credit is granted only when the first leg was charged and answered `input_required`, so a client cannot
     skip its limits by adding `inputResponses` to fresh calls. Bounded, and credits expire after `ttl` seconds.
+    (The Redis store keeps the same credits in Redis, so a retry may land on another replica.)
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, ttl: float = 300.0,
+    def __init__(self, clock: Callable[[], float] = time.monotonic, ttl: float = RETRY_CREDIT_SECONDS,
                  max_entries: int = 10_000) -> None:
         self.clock = clock
         self.ttl = ttl
         self.max_entries = max_entries
-        self.credits: OrderedDict[tuple[str, ...], tuple[int, float]] = OrderedDict()  # key -> count, expiry
+        self.credits: OrderedDict[str, tuple[int, float]] = OrderedDict()  # key -> count, expiry
 
-    def grant(self, key: tuple[str, ...]) -> None:
+    def grant(self, key: str) -> None:
         count, _ = self.credits.pop(key, (0, 0.0))
         self.credits[key] = (count + 1, self.clock() + self.ttl)
         while len(self.credits) > self.max_entries:
             self.credits.popitem(last=False)
 
-    def redeem(self, key: tuple[str, ...]) -> bool:
+    def redeem(self, key: str) -> bool:
         count, expiry = self.credits.pop(key, (0, 0.0))
         if count == 0 or expiry < self.clock():
             return False

@@ -17,7 +17,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from proxy.limits import BucketState, Check, Decision, StoreUnavailable
+from proxy.limits import RETRY_CREDIT_SECONDS, BucketState, Check, Decision, StoreUnavailable
 
 log = structlog.get_logger("proxy.limits")
 
@@ -58,6 +58,19 @@ end
 return out
 """
 
+# Free retries of input_required round trips: a counter per round trip that expires.
+GRANT_RETRY = """
+redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+REDEEM_RETRY = """
+local left = tonumber(redis.call('GET', KEYS[1]) or '0')
+if left <= 0 then return 0 end
+if left == 1 then redis.call('DEL', KEYS[1]) else redis.call('DECR', KEYS[1]) end
+return 1
+"""
+
 
 class RedisBuckets:
     """The shared store. `fail_open` lets calls through while Redis is unreachable; otherwise they are refused."""
@@ -71,7 +84,7 @@ class RedisBuckets:
         self.retry_seconds = retry_seconds
         self.clock = clock
         self.client: redis.Redis | None = None
-        self.script = None
+        self.script = self.grant_script = self.redeem_script = None
         self.failures = 0  # calls Redis did not answer
         self.passed_unchecked = 0  # calls let through unchecked because of fail_open
         self.down_since: float | None = None
@@ -82,6 +95,8 @@ class RedisBuckets:
         self.client = redis.Redis.from_url(self.url, socket_timeout=self.timeout,
                                            socket_connect_timeout=self.timeout, retry=Retry(NoBackoff(), 0))
         self.script = self.client.register_script(TAKE_ALL)
+        self.grant_script = self.client.register_script(GRANT_RETRY)
+        self.redeem_script = self.client.register_script(REDEEM_RETRY)
 
     async def close(self) -> None:
         if self.client is not None:
@@ -105,6 +120,24 @@ class RedisBuckets:
             log.warning("rate_limit.redis_recovered", down_seconds=round(self.clock() - self.down_since, 3))
             self.down_since = None
         return _decision(checks, answer)
+
+    async def grant_retry(self, key: str) -> None:
+        """Best effort: without Redis the retry is simply charged like any call."""
+        if self.grant_script is None or self.down_since is not None:
+            return
+        try:
+            await self.grant_script(keys=[self.prefix + key], args=[int(RETRY_CREDIT_SECONDS * 1000)])
+        except (RedisError, OSError, TimeoutError) as error:
+            self._went_down(error)
+
+    async def redeem_retry(self, key: str) -> bool:
+        if self.redeem_script is None or self.down_since is not None:
+            return False
+        try:
+            return bool(await self.redeem_script(keys=[self.prefix + key]))
+        except (RedisError, OSError, TimeoutError) as error:
+            self._went_down(error)
+            return False
 
     async def ping(self) -> tuple[bool, str]:
         """Readiness: is Redis answering? A fail_open store stays ready, saying it is degraded."""

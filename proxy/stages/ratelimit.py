@@ -16,7 +16,16 @@ from proxy import mcp
 from proxy.config import BucketConfig, RateLimitsConfig
 from proxy.context import CallContext
 from proxy.errors import LimiterUnavailable, RateLimited
-from proxy.limits import BucketSpec, BucketStore, Caller, Check, Decision, MemoryBuckets, RetryCredits, StoreUnavailable
+from proxy.limits import (
+    BucketSpec,
+    BucketStore,
+    Caller,
+    Check,
+    Decision,
+    MemoryBuckets,
+    StoreUnavailable,
+    round_trip_key,
+)
 from proxy.limits_redis import RedisBuckets
 from proxy.pipeline import Deps, Handler
 from proxy.reply import Reply
@@ -37,13 +46,11 @@ def spec_of(bucket: BucketConfig) -> BucketSpec:
 class RateLimitStage:
     name = "rate_limit"
 
-    def __init__(self, specs: tuple[BucketSpec, ...], store: BucketStore, default_cost: int = 1,
-                 credits: RetryCredits | None = None) -> None:
+    def __init__(self, specs: tuple[BucketSpec, ...], store: BucketStore, default_cost: int = 1) -> None:
         self.specs = specs
         self.by_name = {spec.name: spec for spec in specs}
         self.store = store
         self.default_cost = default_cost
-        self.credits = credits if credits is not None else RetryCredits()
 
     @classmethod
     def from_config(cls, config: RateLimitsConfig, deps: Deps) -> RateLimitStage | None:
@@ -58,7 +65,7 @@ class RateLimitStage:
         else:
             store = MemoryBuckets(deps.clock, config.max_keys)
         specs = tuple(spec_of(bucket) for bucket in config.buckets)
-        return cls(specs, store, config.default_cost, RetryCredits(deps.clock))
+        return cls(specs, store, config.default_cost)
 
     async def start(self) -> None:
         if isinstance(self.store, RedisBuckets):
@@ -72,9 +79,8 @@ class RateLimitStage:
         if not ctx.is_request:
             return await call_next(ctx)
         caller = caller_of(ctx)
-        round_trip = (caller.subject, caller.session or "", caller.method or "", ctx.target or "")
-        if _is_mrtr_retry(ctx) and self.credits.redeem(round_trip):
-            return self._watch_round_trip(ctx, await call_next(ctx), round_trip)
+        if _is_mrtr_retry(ctx) and await self.store.redeem_retry(round_trip_key(caller, ctx.target)):
+            return self._watch_round_trip(ctx, await call_next(ctx), caller)
         checks, cost = self._checks(ctx, caller)
         if not checks:
             return await call_next(ctx)
@@ -89,7 +95,7 @@ class RateLimitStage:
             raise _refusal(ctx, decision, headers)
         reply = await call_next(ctx)
         reply.headers.update(headers)
-        return self._watch_round_trip(ctx, reply, round_trip)
+        return self._watch_round_trip(ctx, reply, caller)
 
     def _checks(self, ctx: CallContext, caller: Caller) -> tuple[list[Check], int]:
         obligation = ctx.obligations.get("rate_limit") or {}
@@ -106,7 +112,7 @@ class RateLimitStage:
             specs = [self.by_name[name] for name in names]
         return [(spec, spec.key_for(caller)) for spec in specs], cost
 
-    def _watch_round_trip(self, ctx: CallContext, reply: Reply, round_trip: tuple[str, ...]) -> Reply:
+    def _watch_round_trip(self, ctx: CallContext, reply: Reply, caller: Caller) -> Reply:
         """A charged 2026-07-28 call answered `input_required` earns one free retry."""
         if ctx.era is not mcp.Era.MODERN:
             return reply
@@ -114,7 +120,7 @@ class RateLimitStage:
         async def grant_on_input_required(message: dict[str, Any]) -> None:
             result = message.get("result")
             if isinstance(result, dict) and result.get("resultType") == "input_required":
-                self.credits.grant(round_trip)
+                await self.store.grant_retry(round_trip_key(caller, ctx.target))
 
         reply.add_result_hook(grant_on_input_required)
         return reply

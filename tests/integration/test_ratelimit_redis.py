@@ -131,3 +131,20 @@ async def test_a_store_that_was_never_reachable_fails_closed_quickly() -> None:
         await wait_until(lambda: store.failures == 1, timeout=1)
     finally:
         await store.close()
+
+
+@needs_shared_redis
+async def test_retry_credits_are_shared_single_use_and_expire(shared_store: RedisBuckets) -> None:
+    other_replica = RedisBuckets(SHARED_URL, prefix=shared_store.prefix, timeout=1.0, fail_open=False)
+    await other_replica.start()
+    try:
+        assert not await shared_store.redeem_retry("~mrtr:alice")
+        await shared_store.grant_retry("~mrtr:alice")
+        assert await other_replica.redeem_retry("~mrtr:alice")
+        assert not await shared_store.redeem_retry("~mrtr:alice")
+        await shared_store.grant_retry("~mrtr:bob")
+        async with redis.Redis.from_url(SHARED_URL) as raw:
+            ttl_ms = await raw.pttl(shared_store.prefix + "~mrtr:bob")
+        assert 290_000 < ttl_ms <= 300_000
+    finally:
+        await other_replica.close()

@@ -149,6 +149,27 @@ async def test_input_required_retry_is_not_charged_twice(mrtr_upstream: str) -> 
     assert again.is_error and "Rate limit 'once' exceeded" in again.content[0].text
 
 
+@needs_shared_redis
+async def test_input_required_retry_on_another_replica_is_free_with_redis(mrtr_upstream: str) -> None:
+    shared = limits(bucket("once", 1, key=("client",)), backend="redis", redis_url=SHARED_URL,
+                    key_prefix=unique_prefix("mrtr"))
+    first_leg = modern_request("tools/call", {"name": "approve", "arguments": {"action": "ship"}}, 1)
+    headers = modern_headers("tools/call", "approve")
+    async with run_sidecar(make_config(mrtr_upstream, **shared)) as replica_a, \
+            run_sidecar(make_config(mrtr_upstream, **shared)) as replica_b, aiohttp.ClientSession() as http:
+        async with http.post(replica_a.url, data=orjson.dumps(first_leg), headers=headers) as response:
+            asked = orjson.loads(await response.read())["result"]
+        assert asked["resultType"] == "input_required"
+        retry = modern_request("tools/call", {
+            "name": "approve", "arguments": {"action": "ship"}, "requestState": asked["requestState"],
+            "inputResponses": {"approval": {"action": "accept", "content": {"ok": True}}}}, 2)
+        async with http.post(replica_b.url, data=orjson.dumps(retry), headers=headers) as response:
+            answered = orjson.loads(await response.read())["result"]
+        _, _, fresh = await call_tool(http, replica_b.url, "approve", {"action": "ship"}, 3)
+    assert answered["content"][0]["text"] == "ship: approved"
+    assert is_refused(fresh)  # the one token went to the first leg; the retry was free, a new call is not
+
+
 def start_sidecar_process(config_file: Path, port: int) -> subprocess.Popen[bytes]:
     """`mcp-sidecar serve` as its own process (a replica), on the given port."""
     return subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--config", str(config_file),

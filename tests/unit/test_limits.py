@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from proxy.limits import BucketSpec, Caller, MemoryBuckets, RetryCredits, check_key_part
+from proxy.limits import BucketSpec, Caller, MemoryBuckets, RetryCredits, check_key_part, round_trip_key
 
 
 class FakeClock:
@@ -120,7 +120,8 @@ def test_keys_are_bounded_full_buckets_go_first() -> None:
 def test_retry_credits_are_earned_single_use_and_expire() -> None:
     clock = FakeClock()
     credits = RetryCredits(clock, ttl=60)
-    key = ("alice", "", "tools/call", "confirm_action")
+    key = round_trip_key(caller(), "confirm_action")
+    assert key == "~mrtr:alice|s1|10.0.0.1|tools/call|confirm_action"
     assert not credits.redeem(key)  # no input_required seen: no free retry
     credits.grant(key)
     assert credits.redeem(key) and not credits.redeem(key)

@@ -11,7 +11,7 @@ import yaml
 from proxy import mcp
 from proxy.config import ConfigError
 from proxy.context import CallContext, Principal
-from proxy.limits import BucketSpec, MemoryBuckets, RetryCredits
+from proxy.limits import BucketSpec, MemoryBuckets
 from proxy.pipeline import build_chain
 from proxy.reply import Reply
 from proxy.stages.ratelimit import RateLimitStage, caller_of
@@ -28,7 +28,7 @@ class FakeClock:
 
 def stage(*specs: BucketSpec, clock: FakeClock | None = None) -> RateLimitStage:
     clock = clock or FakeClock()
-    return RateLimitStage(specs, MemoryBuckets(clock), credits=RetryCredits(clock))
+    return RateLimitStage(specs, MemoryBuckets(clock))
 
 
 async def upstream_ok(ctx: CallContext) -> Reply:
