@@ -54,7 +54,8 @@ async def test_client_disconnect_is_audited(tmp_path: Path) -> None:
         async with run_sidecar(config) as sidecar:
             async with aiohttp.ClientSession() as http:
                 body = orjson.dumps(modern_request("tools/call", {"name": "add", "arguments": {}}))
-                request = asyncio.create_task(http.post(sidecar.url, data=body, headers=modern_headers("tools/call", "add")))
+                headers = modern_headers("tools/call", "add")
+                request = asyncio.create_task(http.post(sidecar.url, data=body, headers=headers))
                 await asyncio.wait_for(started.wait(), 5)
                 request.cancel()
             await wait_until(lambda: len(events(log)) == 1)
