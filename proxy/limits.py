@@ -198,15 +198,18 @@ class MemoryBuckets:
         return min(float(spec.capacity), tokens + max(0.0, now - updated) * spec.rate)
 
     def _evict(self, now: float) -> None:
-        """Drop full buckets among the least recently used quarter, then plain LRU down to max_keys."""
+        """Drop full buckets among the least recently used quarter, then plain LRU down to 90% of max_keys
+        (so the next evictions wait for a tenth of max_keys new keys: the scan is paid rarely)."""
         oldest = list(self.buckets.items())[: max(1, len(self.buckets) // 4)]
         for key, stored in oldest:
             spec = stored[2]
             if self._level(spec, stored, now) >= spec.capacity:
                 del self.buckets[key]
-        while len(self.buckets) > self.max_keys:
-            self.buckets.popitem(last=False)
-            self.evicted_in_use += 1
+        target = self.max_keys - max(1, self.max_keys // 10)
+        while len(self.buckets) > target:
+            _, stored = self.buckets.popitem(last=False)
+            if self._level(stored[2], stored, now) < stored[2].capacity:
+                self.evicted_in_use += 1
 
 
 class RetryCredits:
