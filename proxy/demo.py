@@ -12,7 +12,7 @@ from collections import Counter
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
-from mcp.types import ToolAnnotations
+from mcp.types import ToolAnnotations, ToolListChangedNotification
 from pydantic import BaseModel
 
 server = MCPServer("mcp-sidecar-demo", version="0.1.0")
@@ -78,6 +78,15 @@ async def confirm_action(action: str, ctx: Context) -> str:
     if answer.action == "accept" and answer.data.confirm:
         return f"{action}: done"
     return f"{action}: cancelled"
+
+
+@server.tool()
+async def touch_tools(ctx: Context) -> str:
+    """Announce that the tool list changed (notifications/tools/list_changed, sent on this call's own stream)."""
+    calls["touch_tools"] += 1
+    session = ctx.request_context.session
+    await session.send_notification(ToolListChangedNotification(), related_request_id=ctx.request_context.request_id)
+    return "announced"
 
 
 @server.tool(annotations=READ_ONLY)

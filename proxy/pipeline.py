@@ -14,6 +14,7 @@ from proxy.reply import Reply
 if TYPE_CHECKING:
     from proxy.catalog import ToolCatalog
     from proxy.config import Config
+    from proxy.stages.cache import CacheStage
     from proxy.upstream import Upstream
 
 Handler = Callable[[CallContext], Awaitable[Reply]]
@@ -47,6 +48,7 @@ class Deps:
     catalog: ToolCatalog
     clock: Callable[[], float] = time.monotonic
     readiness_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+    cache: CacheStage | None = None  # set by the cache stage when enabled; the admin listener purges through it
 
 
 def build_chain(stages: Sequence[Stage], terminal: Handler) -> Handler:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from proxy.config import Config
 from proxy.pipeline import Deps, Stage
 from proxy.stages.audit import AuditStage
+from proxy.stages.cache import CacheStage
 
 
 def build_stages(config: Config, deps: Deps) -> list[Stage]:
@@ -14,6 +15,6 @@ def build_stages(config: Config, deps: Deps) -> list[Stage]:
         # auth: policy needs the principal
         # policy: before limits, so that a denied caller cannot drain a bucket
         # rate limit: keys and cost may come from policy obligations
-        # cache: innermost, so that a hit has still passed auth, policy and limits
+        CacheStage.from_config(config.cache, deps),  # cache: innermost, so a hit has passed auth, policy, limits
     ]
     return [stage for stage in stages if stage is not None]
