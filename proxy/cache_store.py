@@ -155,7 +155,7 @@ class RedisStore:
             ssl=parts.scheme == "rediss",
         )
         self.prefix = config.namespace + ":"
-        self.generation_ttl = int(config.max_ttl_seconds * 2 + 60)
+        self.generation_ttl = config.max_ttl_seconds * 2 + 60.0  # a float: aiocache then uses PSETEX
         self.clock = clock
         self._down_until = 0.0
 
@@ -180,7 +180,7 @@ class RedisStore:
         await self._guard(self.cache.set(self.generation_key(generation), token, ttl=self.generation_ttl))
 
     async def close(self) -> None:
-        await self.cache.close()
+        await self.cache.client.aclose()  # aiocache's close() calls redis-py's deprecated close()
 
     def usage(self) -> dict[str, int]:
         return {}

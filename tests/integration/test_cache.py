@@ -87,8 +87,8 @@ async def test_a_hit_does_not_reach_the_upstream(upstream_url: str, mode: str, t
         _, stats = await admin(sidecar, "GET", "/cache/stats")
     assert stats["hit"] == 2 and stats["stored"] == 2
     events = [orjson.loads(line) for line in audit_path.read_bytes().splitlines()]
-    statuses = [event["cache"] for event in events if event.get("tool") == "lookup" or "lookup" in str(event)]
-    assert statuses.count("hit") == 2
+    lookups = [(event["cache"], event["outcome"]) for event in events if event["target"] == "lookup"]
+    assert lookups == [("stored", "allowed"), ("hit", "cached"), ("hit", "cached"), ("stored", "allowed")]
 
 
 async def test_private_entries_stay_with_their_caller_public_ones_are_shared(
