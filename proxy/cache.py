@@ -135,7 +135,10 @@ def make_plan(ctx: CallContext, rule: Rule, upstream: str) -> Plan:
             ctx.record.policy_revision]
     private_key = _digest([*base, caller_scope(ctx, rule.key_claims)])
     public_key = None if rule.scope == PRIVATE else _digest([*base, [PUBLIC]])
-    return Plan(private_key=private_key, public_key=public_key, flight_key=public_key or private_key,
+    # Only calls whose result is meant to be shared wait on another caller's flight: an upstream-decided scope
+    # is usually private, and waiting for a result one may not use would only add latency.
+    flight_key = public_key if rule.scope == PUBLIC and public_key else private_key
+    return Plan(private_key=private_key, public_key=public_key, flight_key=flight_key,
                 generations=generations_for(ctx.method, ctx.target), rule=rule)
 
 

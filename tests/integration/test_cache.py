@@ -179,11 +179,26 @@ async def test_errors_and_is_error_results_are_never_cached(stateless_upstream: 
     assert stats.get("stored", 0) == 0 and stats.get("hit", 0) == 0
 
 
-async def test_resources_read_cached_by_configured_ttl_when_the_upstream_gives_no_hints(
-        stateless_upstream: str) -> None:
+@pytest.mark.parametrize(("mode", "cached"), [("legacy", True), ("2026-07-28", False)])
+async def test_resources_read_follows_the_upstreams_hints_else_the_configured_ttl(
+        stateless_upstream: str, mode: str, cached: bool) -> None:
+    """A legacy upstream gives no hints: the configured TTL applies. The demo's 2026-07-28 answers say
+    ttlMs 0 (do not cache), which beats the configured fallback."""
     config = cache_config(stateless_upstream, cache__methods={"resources/read": {"ttl_seconds": 30}})
-    async with run_sidecar(config) as sidecar, Client(sidecar.url, mode="legacy", cache=None) as client:
+    async with run_sidecar(config) as sidecar, Client(sidecar.url, mode=mode, cache=None) as client:
         texts = [(await client.read_resource("demo://readme")).contents[0].text for _ in range(3)]
         _, stats = await admin(sidecar, "GET", "/cache/stats")
     assert set(texts) == {"This is the mcp-sidecar demo server."}
-    assert stats["stored"] == 1 and stats["hit"] == 2
+    assert (stats.get("stored", 0), stats.get("hit", 0)) == ((1, 2) if cached else (0, 0))
+
+
+async def test_read_only_tools_by_trusted_annotations(stateless_upstream: str) -> None:
+    config = cache_config(stateless_upstream, cache__cache_read_only_tools=True)
+    key = uuid.uuid4().hex
+    deletes = await upstream_calls(stateless_upstream, "delete_file")
+    async with run_sidecar(config) as sidecar, Client(sidecar.url, cache=None) as client:
+        first = await lookup(client, key)  # readOnlyHint: true in the sidecar's own tools/list
+        assert await lookup(client, key) == first
+        for _ in range(2):  # destructive: never cached
+            assert (await client.call_tool("delete_file", {"path": "/tmp/x"})).content[0].text == "deleted /tmp/x"
+    assert await upstream_calls(stateless_upstream, "delete_file") == deletes + 2

@@ -62,6 +62,9 @@ def test_public_key_is_shared_across_callers_and_private_plans_have_none() -> No
     assert plan(PRIVATE_RULE).public_key is None
     assert plan(PRIVATE_RULE).candidates == [plan(PRIVATE_RULE).private_key]
     assert plan(PRIVATE_RULE).flight_key == plan(PRIVATE_RULE).private_key
+    assert plan(PUBLIC_RULE).flight_key == plan(PUBLIC_RULE).public_key
+    hinted = plan(Rule(None, None, honour_hints=True), method="tools/list", target=None, arguments={})
+    assert hinted.public_key is not None and hinted.flight_key == hinted.private_key  # scope unknown: no waiting
 
 
 def test_unauthenticated_private_entries_are_per_legacy_session() -> None:
