@@ -153,6 +153,11 @@ class CacheConfig(Section):
         return self
 
 
+class ApprovalConfig(Section):
+    timeout_seconds: float = Field(default=120.0, gt=0)  # unanswered approvals are denials
+    max_pending: int = Field(default=1000, gt=0)
+
+
 class LoggingConfig(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -162,6 +167,7 @@ class Config(Section):
     upstream: UpstreamConfig
     audit: AuditConfig = AuditConfig()
     cache: CacheConfig = CacheConfig()
+    approval: ApprovalConfig = ApprovalConfig()
     logging: LoggingConfig = LoggingConfig()
 
 

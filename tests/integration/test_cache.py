@@ -13,11 +13,12 @@ import pytest
 from mcp import Client, MCPError
 
 import proxy.app
+from proxy.app import DEPS
 from proxy.context import CallContext, Principal
 from proxy.pipeline import Handler
 from proxy.reply import Reply
 from proxy.stages import build_stages
-from tests.kit import make_config, run_sidecar
+from tests.kit import make_config, run_sidecar, wait_until
 
 MODES = ["legacy", "2026-07-28"]
 
@@ -122,18 +123,37 @@ async def test_fifty_concurrent_identical_calls_reach_the_upstream_once(stateles
     assert stats["hit"] == 49 and stats["in_flight"] == 0  # one leader went upstream, 49 shared its result
 
 
-async def test_tools_list_changed_from_the_upstream_invalidates(stateful_upstream: str) -> None:
+async def test_list_changed_on_a_subscriptions_listen_stream_invalidates(stateful_upstream: str) -> None:
     config = cache_config(stateful_upstream, cache__tools={"lookup": {"ttl_seconds": 30}})
     key = uuid.uuid4().hex
-    async with run_sidecar(config) as sidecar, Client(sidecar.url, mode="legacy", cache=None) as client:
+    async with run_sidecar(config) as sidecar, Client(sidecar.url, mode="2026-07-28", cache=None) as client:
         first = await lookup(client, key)
         assert await lookup(client, key) == first
-        assert (await client.call_tool("touch_tools", {})).content[0].text == "announced"
+        async with client.listen(tools_list_changed=True) as subscription:
+            assert (await client.call_tool("change_tools", {})).content[0].text == "announced"
+            async with asyncio.timeout(5):
+                event = await anext(aiter(subscription))  # relayed only after the sidecar invalidated
+        assert type(event).__name__ == "ToolsListChanged"
         second = await lookup(client, key)
         assert second > first
         assert await lookup(client, key) == second
         _, stats = await admin(sidecar, "GET", "/cache/stats")
     assert stats["invalidations"] == 1
+
+
+async def test_list_changed_on_the_legacy_get_stream_invalidates(stateful_upstream: str) -> None:
+    config = cache_config(stateful_upstream, cache__tools={"lookup": {"ttl_seconds": 30}})
+    key = uuid.uuid4().hex
+    async with run_sidecar(config) as sidecar, Client(sidecar.url, mode="legacy", cache=None) as client:
+        first = await lookup(client, key)
+        assert await lookup(client, key) == first
+        stage = sidecar.app[DEPS].cache
+        assert stage is not None
+        assert (await client.call_tool("change_tools", {})).content[0].text == "announced"
+        await wait_until(lambda: stage.counts["invalidations"] == 1)  # the GET stream is not ordered with the call
+        second = await lookup(client, key)
+        assert second > first
+        assert await lookup(client, key) == second
 
 
 async def test_a_policy_revision_change_invalidates(stateless_upstream: str, identity: TestIdentity) -> None:
