@@ -41,8 +41,8 @@ class Catalog:
         self.invalidated += 1
 
 
-def stage(store_class: type[MemoryStore] = MemoryStore, catalog: Any = None) -> CacheStage:
-    config = make_config(cache__enabled=True, cache__tools={"lookup": {"ttl_seconds": 30}}).cache
+def stage(store_class: type[MemoryStore] = MemoryStore, catalog: Any = None, **dotted: Any) -> CacheStage:
+    config = make_config(cache__enabled=True, cache__tools={"lookup": {"ttl_seconds": 30}}, **dotted).cache
     return CacheStage(config, store_class(config), "upstream", catalog)
 
 
@@ -69,6 +69,13 @@ async def test_a_hit_answers_with_the_current_id_and_records_it() -> None:
 
 async def test_is_error_results_are_not_stored() -> None:
     cache, upstream = stage(), Upstream({"content": [], "isError": True})
+    await run(cache, upstream)
+    ctx, _ = await run(cache, upstream)
+    assert upstream.calls == 2 and ctx.record.cache_status == "miss"
+
+
+async def test_oversized_results_are_not_stored() -> None:
+    cache, upstream = stage(cache__max_entry_bytes=64), Upstream({"content": [{"type": "text", "text": "x" * 64}]})
     await run(cache, upstream)
     ctx, _ = await run(cache, upstream)
     assert upstream.calls == 2 and ctx.record.cache_status == "miss"
