@@ -207,11 +207,12 @@ def request_rule(ctx: CallContext, config: CacheConfig) -> Rule | None:
         return Rule(scope=tool.scope, ttl=min(tool.ttl_seconds, config.max_ttl_seconds), key_claims=tool.key_claims)
     if ctx.method in HINTED_METHODS:
         method = config.methods.get(ctx.method)
-        if method is None:
-            return Rule(scope=None, ttl=None, honour_hints=True)
-        if method.scope == NONE:
+        obligation = ctx.obligations.get("cache")
+        policy_scope = obligation.get("scope") if isinstance(obligation, Mapping) else None
+        if policy_scope == NONE or (method is not None and method.scope == NONE):
             return None
-        return Rule(scope=method.scope, ttl=method.ttl_seconds, honour_hints=True)
+        scope = PRIVATE if policy_scope == PRIVATE else (method.scope if method is not None else None)
+        return Rule(scope=scope, ttl=method.ttl_seconds if method is not None else None, honour_hints=True)
     return None
 
 
@@ -220,14 +221,17 @@ def read_only_rule(config: CacheConfig) -> Rule:
     return Rule(scope=PRIVATE, ttl=config.default_ttl_seconds)
 
 
+Flight = asyncio.Future[tuple[str, bytes] | None]  # resolves to what the leader shares: (entry key, result bytes)
+
+
 class SingleFlight:
     """Identical concurrent misses make one upstream call: the first caller leads, the others wait for what it
     shares (bounded), and go upstream themselves if it shares nothing usable in time."""
 
     def __init__(self) -> None:
-        self._flights: dict[str, asyncio.Future[tuple[str, bytes] | None]] = {}
+        self._flights: dict[str, Flight] = {}
 
-    def lead(self, key: str) -> asyncio.Future[tuple[str, bytes] | None] | None:
+    def lead(self, key: str) -> Flight | None:
         """The new flight when the caller leads (and must finish it); None when a flight is under way."""
         if key in self._flights:
             return None
@@ -245,8 +249,7 @@ class SingleFlight:
         except TimeoutError:
             return None
 
-    def finish(self, key: str, flight: asyncio.Future[tuple[str, bytes] | None],
-               shared: tuple[str, bytes] | None) -> None:
+    def finish(self, key: str, flight: Flight, shared: tuple[str, bytes] | None) -> None:
         """Release the followers (idempotent; never touches a later flight under the same key)."""
         if self._flights.get(key) is flight:
             del self._flights[key]

@@ -8,19 +8,18 @@ still goes upstream, and the failure is logged and counted.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
 
 from proxy import cache
-from proxy.cache import Plan, Rule, SingleFlight
+from proxy.cache import Flight, Plan, Rule, SingleFlight
 from proxy.cache_store import Store, StoreUnavailable, create_store
 from proxy.config import CacheConfig
 from proxy.context import CallContext
 from proxy.pipeline import Deps, Handler
-from proxy.reply import JSON, Reply
+from proxy.reply import JSON, Reply, ResultHook
 from proxy.sse_codec import SseEvent
 
 if TYPE_CHECKING:
@@ -98,7 +97,7 @@ class CacheStage:
         ctx.record.http_status = 200
         return Reply(status=200, headers={"Content-Type": JSON}, body=cache.response_bytes(ctx.request_id, result))
 
-    async def _miss(self, ctx: CallContext, plan: Plan, tokens: list[str | None], flight: Any,
+    async def _miss(self, ctx: CallContext, plan: Plan, tokens: list[str | None], flight: Flight | None,
                     call_next: Handler) -> Reply:
         self._mark(ctx, "miss")
         try:
@@ -112,9 +111,9 @@ class CacheStage:
             reply.on_done(lambda _: self.flights.finish(plan.flight_key, flight, None))
         return self._watched(reply)
 
-    def _storer(self, ctx: CallContext, plan: Plan, tokens: list[str | None], flight: Any,
-                reply: Reply) -> Callable[[dict[str, Any]], Any]:
-        async def store(message: dict[str, Any]) -> None:
+    def _storer(self, ctx: CallContext, plan: Plan, tokens: list[str | None], flight: Flight | None,
+                reply: Reply) -> ResultHook:
+        async def store(message: dict[str, Any]) -> dict[str, Any] | None:
             terms = cache.entry_terms(plan.rule, message, self.config.max_ttl_seconds) if reply.status == 200 else None
             result = orjson.dumps(message["result"]) if terms is not None else b""
             if terms is None or len(result) > self.config.max_entry_bytes:

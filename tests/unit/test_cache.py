@@ -124,6 +124,11 @@ def test_request_rule_sources() -> None:
     assert cache.request_rule(make_ctx("tools/list", target=None), config) == Rule(None, None, honour_hints=True)
     assert cache.request_rule(make_ctx("prompts/list", target=None), config) is None
     assert cache.request_rule(make_ctx("prompts/get", target="greet"), config) is None
+    private = {"cache": {"scope": "private"}}
+    assert cache.request_rule(make_ctx("tools/list", target=None, obligations=private), config) == \
+        Rule(PRIVATE, None, honour_hints=True)
+    assert cache.request_rule(make_ctx("tools/list", target=None, obligations={"cache": {"scope": "none"}}),
+                              config) is None
 
 
 @pytest.mark.parametrize("retry", [{"inputResponses": {"x": {}}}, {"requestState": "opaque"}])
