@@ -122,14 +122,14 @@ class CacheStage:
                 return None
             scope, ttl = terms
             key = plan.public_key if scope == cache.PUBLIC and plan.public_key else plan.private_key
-            if flight is not None:
-                self.flights.finish(plan.flight_key, flight, (key, result))
             try:  # stored under the tokens read before the call: a change announced meanwhile makes it stale
                 await self.store.put(key, cache.encode_entry(tokens, result), ttl)
+                self._mark(ctx, "stored")
             except StoreUnavailable as error:
                 self._unavailable(error, "store")
-                return None
-            self._mark(ctx, "stored")
+            finally:  # released only now, so a call arriving meanwhile follows instead of missing the entry
+                if flight is not None:
+                    self.flights.finish(plan.flight_key, flight, (key, result))
             return None
 
         return store
