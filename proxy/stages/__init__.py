@@ -6,6 +6,7 @@ from proxy.config import Config
 from proxy.pipeline import Deps, Stage
 from proxy.stages.approval import ApprovalStage
 from proxy.stages.audit import AuditStage
+from proxy.stages.cache import CacheStage
 from proxy.stages.ratelimit import RateLimitStage
 
 
@@ -17,6 +18,6 @@ def build_stages(config: Config, deps: Deps) -> list[Stage]:
         # policy: before limits, so that a denied caller cannot drain a bucket
         RateLimitStage.from_config(config.rate_limits, deps),  # rate limit: keys and cost may come from policy
         ApprovalStage.from_config(config.approval, deps),  # approval: after limits, so floods never reach a human
-        # cache: innermost, so that a hit has still passed auth, policy and limits
+        CacheStage.from_config(config.cache, deps),  # cache: innermost, so a hit has passed auth, policy, limits
     ]
     return [stage for stage in stages if stage is not None]
