@@ -62,3 +62,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     run(config)
     return 0
+
+
+if __name__ == "__main__":
+    main()

@@ -12,8 +12,10 @@ from proxy.errors import ProxyError, error_reply
 from proxy.reply import Reply
 
 if TYPE_CHECKING:
+    from proxy.approval import ApprovalBook
     from proxy.catalog import ToolCatalog
     from proxy.config import Config
+    from proxy.stages.cache import CacheStage
     from proxy.upstream import Upstream
 
 Handler = Callable[[CallContext], Awaitable[Reply]]
@@ -45,8 +47,10 @@ class Deps:
     config: Config
     upstream: Upstream
     catalog: ToolCatalog
+    approvals: ApprovalBook
     clock: Callable[[], float] = time.monotonic
     readiness_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+    cache: CacheStage | None = None  # set by the cache stage when enabled; the admin listener purges through it
 
 
 def build_chain(stages: Sequence[Stage], terminal: Handler) -> Handler:
