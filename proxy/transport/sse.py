@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ from aiohttp import web
 
 from proxy import jsonrpc, mcp
 from proxy.config import ServerConfig
-from proxy.context import CallContext
+from proxy.context import CallContext, CallRecord
 from proxy.errors import ProxyError, UpstreamError, error_reply
 from proxy.mailbox import Mailbox, MailboxClosed
 from proxy.pipeline import Handler
@@ -45,6 +46,7 @@ class LegacyClient:
     protocol_version: str = mcp.LEGACY_DEFAULT_VERSION
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     transport: asyncio.Transport | None = None
+    latest: CallContext | None = None  # the client's latest message: who it is, for the sidecar's own requests
 
     def send(self, data: str) -> None:
         if not self.outbox.put(data) and self.outbox.overflowed:
@@ -56,6 +58,16 @@ class LegacyClient:
         task = asyncio.create_task(work)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    def bodiless_context(self, kind: mcp.Kind, http_method: str, headers: dict[str, str]) -> CallContext:
+        """A GET/DELETE on the client's behalf, carrying what its latest message carried (the caller's identity)."""
+        assert self.latest is not None
+        return self.latest.evolve(
+            kind=kind, message={}, body=None, method=None, request_id=None, target=None, arguments=None,
+            headers=headers, session_id=self.upstream_session, protocol_version=self.protocol_version,
+            http_method=http_method, started=time.monotonic(), started_wall=time.time(), record=CallRecord(),
+            upstream_headers={}, obligations={},
+        )
 
     def upstream_headers(self) -> dict[str, str]:
         headers = {"accept": UPSTREAM_ACCEPT, "content-type": "application/json",
@@ -106,6 +118,7 @@ class LegacySseHandler:
             return web.Response(status=error.http_status, text=error.message)
         ctx = ctx.evolve(headers={**ctx.headers, **client.upstream_headers()}, session_id=client.upstream_session,
                          protocol_version=client.protocol_version, era=mcp.Era.LEGACY)
+        client.latest = ctx
         client.spawn(self._deliver(client, ctx))
         return web.Response(status=202, text="Accepted")
 
@@ -176,10 +189,7 @@ class LegacySseHandler:
         """The upstream session's GET stream (server messages outside any request), relayed onto the SSE stream."""
         headers = client.upstream_headers()
         headers["accept"] = EVENT_STREAM
-        ctx = CallContext(kind=mcp.Kind.STREAM, message={}, body=None, method=None, request_id=None,
-                          protocol_version=client.protocol_version, era=mcp.Era.LEGACY, target=None, arguments=None,
-                          session_id=client.upstream_session, headers=headers, client_address=client.client_address,
-                          http_method="GET")
+        ctx = client.bodiless_context(mcp.Kind.STREAM, "GET", headers)
         reply = await self.chain(ctx)
         if reply.events is None:
             await reply.finish()
@@ -198,12 +208,9 @@ class LegacySseHandler:
 
     async def _end_upstream_session(self, client: LegacyClient) -> None:
         await asyncio.gather(*client.tasks, return_exceptions=True)
-        if not client.upstream_session:
+        if not client.upstream_session or client.latest is None:
             return
-        ctx = CallContext(kind=mcp.Kind.SESSION_END, message={}, body=None, method=None, request_id=None,
-                          protocol_version=client.protocol_version, era=mcp.Era.LEGACY, target=None, arguments=None,
-                          session_id=client.upstream_session, headers=client.upstream_headers(),
-                          client_address=client.client_address, http_method="DELETE")
+        ctx = client.bodiless_context(mcp.Kind.SESSION_END, "DELETE", client.upstream_headers())
         try:
             reply = await self.chain(ctx)
             await reply.finish()
