@@ -133,7 +133,14 @@ async def call_tool(ctx: Ctx, params: CallToolRequestParams) -> CallToolResult:
     handler = TOOL_HANDLERS.get(params.name)
     if handler is None:
         return CallToolResult(content=[text(f"Unknown tool: {params.name}")], is_error=True)
-    return CallToolResult(content=await handler(ctx, params.arguments or {}))
+    try:
+        return CallToolResult(content=await handler(ctx, params.arguments or {}))
+    except ToolFailed as failure:
+        return CallToolResult(content=[text(str(failure))], is_error=True)
+
+
+class ToolFailed(Exception):
+    """A tool's own failure: reported to the model as a result with isError, not as a protocol error."""
 
 
 async def _simple_text(ctx: Ctx, args: dict[str, Any]) -> list[Any]:
@@ -220,17 +227,6 @@ async def _reconnection(ctx: Ctx, args: dict[str, Any]) -> list[Any]:
 
 async def _error(ctx: Ctx, args: dict[str, Any]) -> list[Any]:
     raise ToolFailed("This tool intentionally returns an error for testing")
-
-
-class ToolFailed(Exception):
-    pass
-
-
-async def _call_tool(ctx: Ctx, params: CallToolRequestParams) -> CallToolResult:
-    try:
-        return await call_tool(ctx, params)
-    except ToolFailed as failure:
-        return CallToolResult(content=[text(str(failure))], is_error=True)
 
 
 TOOL_HANDLERS: dict[str, Callable[[Ctx, dict[str, Any]], Awaitable[list[Any]]]] = {
@@ -353,7 +349,7 @@ class MemoryEventStore(EventStore):
 
 server = Server(
     "mcp-sidecar-conformance-server", version="1.0.0",
-    on_list_tools=list_tools, on_call_tool=_call_tool,
+    on_list_tools=list_tools, on_call_tool=call_tool,
     on_list_resources=list_resources, on_list_resource_templates=list_templates, on_read_resource=read_resource,
     on_subscribe_resource=subscribe, on_unsubscribe_resource=unsubscribe,
     on_list_prompts=list_prompts, on_get_prompt=get_prompt, on_completion=complete,
