@@ -130,6 +130,8 @@ async def list_tools(ctx: Ctx, params: Any) -> ListToolsResult:
 
 
 async def call_tool(ctx: Ctx, params: CallToolRequestParams) -> CallToolResult:
+    if params.name in STATIC_RESULTS:
+        return CallToolResult(content=STATIC_RESULTS[params.name])
     handler = TOOL_HANDLERS.get(params.name)
     if handler is None:
         return CallToolResult(content=[text(f"Unknown tool: {params.name}")], is_error=True)
@@ -143,29 +145,21 @@ class ToolFailed(Exception):
     """A tool's own failure: reported to the model as a result with isError, not as a protocol error."""
 
 
-async def _simple_text(ctx: Ctx, args: dict[str, Any]) -> list[Any]:
-    return [text("This is a simple text response for testing.")]
-
-
-async def _image(ctx: Ctx, args: dict[str, Any]) -> list[Any]:
-    return [ImageContent(type="image", data=PNG_1X1, mime_type="image/png")]
-
-
-async def _audio(ctx: Ctx, args: dict[str, Any]) -> list[Any]:
-    return [AudioContent(type="audio", data=WAV_SILENCE, mime_type="audio/wav")]
-
-
 def embedded(uri: str, mime_type: str, body: str) -> EmbeddedResource:
     return EmbeddedResource(type="resource", resource=TextResourceContents(uri=uri, mime_type=mime_type, text=body))
 
 
-async def _embedded(ctx: Ctx, args: dict[str, Any]) -> list[Any]:
-    return [embedded("test://embedded-resource", "text/plain", "This is an embedded resource content.")]
-
-
-async def _mixed(ctx: Ctx, args: dict[str, Any]) -> list[Any]:
-    return [text("Multiple content types test:"), ImageContent(type="image", data=PNG_1X1, mime_type="image/png"),
-            embedded("test://mixed-content-resource", "application/json", '{"test":"data","value":123}')]
+PNG = ImageContent(type="image", data=PNG_1X1, mime_type="image/png")
+STATIC_RESULTS: dict[str, list[Any]] = {
+    "test_simple_text": [text("This is a simple text response for testing.")],
+    "test_image_content": [PNG],
+    "test_audio_content": [AudioContent(type="audio", data=WAV_SILENCE, mime_type="audio/wav")],
+    "test_embedded_resource": [embedded("test://embedded-resource", "text/plain",
+                                        "This is an embedded resource content.")],
+    "test_multiple_content_types": [text("Multiple content types test:"), PNG, embedded(
+        "test://mixed-content-resource", "application/json", '{"test":"data","value":123}')],
+    "json_schema_2020_12_tool": [text("ok")],
+}
 
 
 async def _logging(ctx: Ctx, args: dict[str, Any]) -> list[Any]:
@@ -213,10 +207,6 @@ async def _sep1330(ctx: Ctx, args: dict[str, Any]) -> list[Any]:
     return [text("Elicitation completed: " + await _elicit(ctx, "Every enum variant", SEP1330_SCHEMA))]
 
 
-async def _no_op(ctx: Ctx, args: dict[str, Any]) -> list[Any]:
-    return [text("ok")]
-
-
 async def _reconnection(ctx: Ctx, args: dict[str, Any]) -> list[Any]:
     """SEP-1699: close the POST stream mid-call; the client resumes with Last-Event-ID and gets the result."""
     if ctx.close_sse_stream is not None:
@@ -230,12 +220,9 @@ async def _error(ctx: Ctx, args: dict[str, Any]) -> list[Any]:
 
 
 TOOL_HANDLERS: dict[str, Callable[[Ctx, dict[str, Any]], Awaitable[list[Any]]]] = {
-    "test_simple_text": _simple_text, "test_image_content": _image, "test_audio_content": _audio,
-    "test_embedded_resource": _embedded, "test_multiple_content_types": _mixed, "test_tool_with_logging": _logging,
-    "test_error_handling": _error, "test_tool_with_progress": _progress, "test_sampling": _sampling,
-    "test_elicitation": _elicitation, "test_elicitation_sep1034_defaults": _sep1034,
-    "test_elicitation_sep1330_enums": _sep1330, "json_schema_2020_12_tool": _no_op,
-    "test_reconnection": _reconnection,
+    "test_tool_with_logging": _logging, "test_error_handling": _error, "test_tool_with_progress": _progress,
+    "test_sampling": _sampling, "test_elicitation": _elicitation, "test_elicitation_sep1034_defaults": _sep1034,
+    "test_elicitation_sep1330_enums": _sep1330, "test_reconnection": _reconnection,
 }
 
 STATIC_TEXT = "This is the content of the static text resource."
