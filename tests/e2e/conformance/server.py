@@ -2,7 +2,7 @@
 
 It exposes exactly the tool, resource and prompt names the suite's scenarios call (test_simple_text,
 test_tool_with_progress, test://static-text, test_prompt_with_arguments, ...), with progress, logging, sampling,
-elicitation, completion, subscriptions and SSE resumability, over Streamable HTTP on 127.0.0.1:
+elicitation, completion, subscriptions and SSE resumability (SEP-1699), over Streamable HTTP on 127.0.0.1:
 
     python tests/e2e/conformance/server.py --port 9100
 """
@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
-from mcp.server import Server, ServerRequestContext
+from mcp.server import Server, ServerRequestContext, streamable_http
 from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.types import (
@@ -210,6 +210,7 @@ async def _sep1330(ctx: Ctx, args: dict[str, Any]) -> list[Any]:
 async def _reconnection(ctx: Ctx, args: dict[str, Any]) -> list[Any]:
     """SEP-1699: close the POST stream mid-call; the client resumes with Last-Event-ID and gets the result."""
     if ctx.close_sse_stream is not None:
+        await asyncio.sleep(0.3)  # closing before the SDK has written the priming event would lose that event
         await ctx.close_sse_stream()
         await asyncio.sleep(0.1)
     return [text("Reconnection test completed successfully")]
@@ -344,10 +345,28 @@ server = Server(
 )
 
 
+def resumable_on_every_handshake_version() -> None:
+    """Offer SEP-1699 resumability (priming event, mid-call stream close) whatever `mcp-protocol-version` says.
+
+    The suite's server-sse-polling scenario negotiates 2025-11-25 but sends `mcp-protocol-version: 2025-03-26` on
+    its raw requests, and the SDK gates priming and stream closing on that header. Without this the scenario's
+    resumption leg (the Last-Event-ID replay a proxy must relay) never runs. Both gates live in this one module.
+    """
+    original = streamable_http.is_version_at_least
+
+    def at_least(version: str, minimum: str) -> bool:
+        if minimum == "2025-11-25" and version in ("2025-03-26", "2025-06-18"):
+            return True
+        return original(version, minimum)
+
+    streamable_http.is_version_at_least = at_least
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=9100)
     args = parser.parse_args(argv)
+    resumable_on_every_handshake_version()
     app = server.streamable_http_app(host="127.0.0.1", event_store=MemoryEventStore(), retry_interval=500)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
