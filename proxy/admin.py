@@ -7,6 +7,7 @@ import asyncio
 from aiohttp import web
 
 from proxy.pipeline import Deps
+from proxy.prometheus import CONTENT_TYPE
 
 ADMIN_DEPS = web.AppKey("admin_deps", Deps)
 
@@ -30,9 +31,18 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"ready": ready, "checks": report}, status=200 if ready else 503)
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text of the sidecar's OTel metrics (404 when telemetry or telemetry.prometheus is off)."""
+    reader = request.app[ADMIN_DEPS].telemetry.prometheus
+    if reader is None:
+        raise web.HTTPNotFound(text="metrics are disabled (telemetry.enabled / telemetry.prometheus)")
+    return web.Response(body=reader.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
 def create_admin_app(deps: Deps) -> web.Application:
     app = web.Application()
     app[ADMIN_DEPS] = deps
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     return app

@@ -9,9 +9,11 @@ from aiohttp import web
 from proxy.admin import create_admin_app
 from proxy.config import Config
 from proxy.context import CallContext
+from proxy.errors import ProxyError
 from proxy.pipeline import Deps, Handler, Lifecycle, Stage, build_chain
 from proxy.reply import Reply
 from proxy.stages import build_stages
+from proxy.telemetry import Telemetry
 from proxy.transport.streamable_http import StreamableHttpHandler
 from proxy.upstream import Upstream, create_upstream
 
@@ -21,10 +23,10 @@ STAGES = web.AppKey("stages", list)
 
 def create_app(config: Config, upstream: Upstream | None = None) -> web.Application:
     upstream = upstream if upstream is not None else create_upstream(config)
-    deps = Deps(config=config, upstream=upstream)
+    deps = Deps(config=config, upstream=upstream, telemetry=Telemetry.from_config(config))
     deps.readiness_checks["upstream"] = upstream.readiness
     stages = build_stages(config, deps)
-    handler = StreamableHttpHandler(config.server, build_chain(stages, forward_to(upstream)))
+    handler = StreamableHttpHandler(config.server, build_chain(stages, forward_to(upstream, deps.telemetry)))
 
     app = web.Application(client_max_size=config.server.max_body_bytes + 1)
     path = config.server.mcp_path
@@ -33,7 +35,7 @@ def create_app(config: Config, upstream: Upstream | None = None) -> web.Applicat
     app.router.add_delete(path, handler.delete)
     app[DEPS] = deps
     app[STAGES] = stages
-    app.cleanup_ctx.append(_resources(upstream, stages))
+    app.cleanup_ctx.append(_resources(upstream, stages, deps.telemetry))
     return app
 
 
@@ -43,16 +45,36 @@ def create_apps(config: Config, upstream: Upstream | None = None) -> tuple[web.A
     return app, create_admin_app(app[DEPS])
 
 
-def forward_to(upstream: Upstream) -> Handler:
-    async def forward(ctx: CallContext) -> Reply:
-        reply = await upstream.send(ctx)
+def forward_to(upstream: Upstream, telemetry: Telemetry) -> Handler:
+    """The terminal: the upstream call, inside its CLIENT span (which wraps exactly this call and nothing of the
+    stages) when tracing is on. The span's context travels upstream in params._meta and the HTTP headers."""
+    if not telemetry.enabled:
+
+        async def forward(ctx: CallContext) -> Reply:
+            reply = await upstream.send(ctx)
+            ctx.record.upstream_status = reply.status
+            return reply
+
+        return forward
+
+    async def forward_traced(ctx: CallContext) -> Reply:
+        call = telemetry.upstream_call(ctx)
+        try:
+            reply = await upstream.send(call.ctx)
+        except ProxyError as error:
+            call.failed(error.error_type, error.message)
+            raise
+        except BaseException as exc:  # cancelled (client went away) or a bug: the span still ends
+            call.failed(exc.__class__.__qualname__, str(exc) or None)
+            raise
         ctx.record.upstream_status = reply.status
+        reply.on_done(call.finished)
         return reply
 
-    return forward
+    return forward_traced
 
 
-def _resources(upstream: Upstream, stages: Sequence[Stage]):
+def _resources(upstream: Upstream, stages: Sequence[Stage], telemetry: Telemetry):
     lifecycles = [stage for stage in stages if isinstance(stage, Lifecycle)]
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
@@ -67,5 +89,6 @@ def _resources(upstream: Upstream, stages: Sequence[Stage]):
             for item in reversed(started):
                 await item.close()
             await upstream.close()
+            await telemetry.shutdown()  # last: spans of the calls drained above are flushed too
 
     return lifespan

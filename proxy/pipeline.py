@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from proxy.context import CallContext
 from proxy.errors import ProxyError, error_reply
 from proxy.reply import Reply
+from proxy.telemetry import Telemetry
 
 if TYPE_CHECKING:
     from proxy.config import Config
+    from proxy.metrics import SidecarMetrics
     from proxy.upstream import Upstream
 
 Handler = Callable[[CallContext], Awaitable[Reply]]
@@ -45,6 +47,12 @@ class Deps:
     upstream: Upstream
     clock: Callable[[], float] = time.monotonic
     readiness_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+    telemetry: Telemetry = field(default_factory=Telemetry.disabled)  # tracer, meter, /metrics reader
+
+    @property
+    def metrics(self) -> SidecarMetrics:
+        """Always usable (no-op when telemetry is off): `deps.metrics.count("policy_reload_failures")`."""
+        return self.telemetry.metrics
 
 
 def build_chain(stages: Sequence[Stage], terminal: Handler) -> Handler:
