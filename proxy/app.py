@@ -13,7 +13,7 @@ from proxy.errors import ProxyError
 from proxy.pipeline import Deps, Handler, Lifecycle, Stage, build_chain
 from proxy.reply import Reply
 from proxy.stages import build_stages
-from proxy.telemetry import Telemetry
+from proxy.telemetry import TRACED_KINDS, Telemetry
 from proxy.transport.streamable_http import StreamableHttpHandler
 from proxy.upstream import Upstream, create_upstream
 
@@ -48,16 +48,18 @@ def create_apps(config: Config, upstream: Upstream | None = None) -> tuple[web.A
 def forward_to(upstream: Upstream, telemetry: Telemetry) -> Handler:
     """The terminal: the upstream call, inside its CLIENT span (which wraps exactly this call and nothing of the
     stages) when tracing is on. The span's context travels upstream in params._meta and the HTTP headers."""
+
+    async def forward(ctx: CallContext) -> Reply:
+        reply = await upstream.send(ctx)
+        ctx.record.upstream_status = reply.status
+        return reply
+
     if not telemetry.enabled:
-
-        async def forward(ctx: CallContext) -> Reply:
-            reply = await upstream.send(ctx)
-            ctx.record.upstream_status = reply.status
-            return reply
-
         return forward
 
     async def forward_traced(ctx: CallContext) -> Reply:
+        if ctx.kind not in TRACED_KINDS:  # GET streams, DELETE, client responses: no span of their own
+            return await forward(ctx)
         call = telemetry.upstream_call(ctx)
         try:
             reply = await upstream.send(call.ctx)

@@ -39,6 +39,8 @@ from proxy.reply import Reply
 SCOPE = "mcp-sidecar"
 DEFAULT_SERVICE_NAME = "mcp-sidecar"
 CONTEXT_KEYS = ("traceparent", "tracestate", "baggage")  # reserved _meta keys (SEP-414) and W3C headers
+# GET streams and DELETEs are not messages; client responses to server requests are relayed untraced.
+TRACED_KINDS = frozenset({mcp.Kind.REQUEST, mcp.Kind.NOTIFICATION})
 PROPAGATOR = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
 
 

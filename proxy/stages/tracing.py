@@ -15,18 +15,16 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
-from proxy import mcp, semconv
+from proxy import semconv
 from proxy.audit import redact
 from proxy.config import TelemetryConfig
 from proxy.context import CallContext
 from proxy.pipeline import Deps, Handler
 from proxy.reply import Reply
-from proxy.telemetry import Telemetry, parent_context
+from proxy.telemetry import TRACED_KINDS, Telemetry, parent_context
 
 log = structlog.get_logger("proxy.tracing")
 
-# GET streams and DELETEs are not messages; client responses to server requests are relayed untraced.
-TRACED_KINDS = frozenset({mcp.Kind.REQUEST, mcp.Kind.NOTIFICATION})
 
 
 class TracingStage:
