@@ -71,6 +71,7 @@ class UpstreamConfig(Section):
     stream_idle_timeout_seconds: float | None = Field(default=None, gt=0)  # None: streams may idle forever
     max_connections: int = Field(default=256, gt=0)
     max_event_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    catalog_ttl_seconds: float = Field(default=300.0, ge=0)  # how long the sidecar trusts its tools/list view
 
     @model_validator(mode="after")
     def _one_kind(self) -> UpstreamConfig:
@@ -121,6 +122,11 @@ class TelemetryConfig(Section):
         return value
 
 
+class ApprovalConfig(Section):
+    timeout_seconds: float = Field(default=120.0, gt=0)  # unanswered approvals are denials
+    max_pending: int = Field(default=1000, gt=0)
+
+
 class LoggingConfig(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -130,6 +136,9 @@ class Config(Section):
     upstream: UpstreamConfig
     audit: AuditConfig = AuditConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
+
+
+    approval: ApprovalConfig = ApprovalConfig()
     logging: LoggingConfig = LoggingConfig()
 
 

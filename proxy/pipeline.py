@@ -13,6 +13,8 @@ from proxy.reply import Reply
 from proxy.telemetry import Telemetry
 
 if TYPE_CHECKING:
+    from proxy.approval import ApprovalBook
+    from proxy.catalog import ToolCatalog
     from proxy.config import Config
     from proxy.metrics import SidecarMetrics
     from proxy.upstream import Upstream
@@ -45,6 +47,8 @@ class Deps:
 
     config: Config
     upstream: Upstream
+    catalog: ToolCatalog
+    approvals: ApprovalBook
     clock: Callable[[], float] = time.monotonic
     readiness_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
     telemetry: Telemetry = field(default_factory=Telemetry.disabled)  # tracer, meter, /metrics reader

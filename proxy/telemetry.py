@@ -196,7 +196,9 @@ class UpstreamCall:
     def _propagate(self, ctx: CallContext) -> CallContext:
         carrier: dict[str, str] = {}
         PROPAGATOR.inject(carrier, context=trace.set_span_in_context(self.span))
-        if ctx.kind in (mcp.Kind.REQUEST, mcp.Kind.NOTIFICATION):
+        # Only into a _meta the client sent: creating one would change what the upstream sees (a 2026-07-28
+        # server answers a request without _meta differently). The header carries the context regardless.
+        if isinstance(ctx.params.get("_meta"), dict):
             ctx = ctx.with_meta(**carrier)
         return ctx.evolve(upstream_headers={**ctx.upstream_headers, **carrier})
 

@@ -5,6 +5,8 @@ It fails open (a full disk must not stop MCP traffic) and counts what it could n
 
 from __future__ import annotations
 
+import asyncio
+
 import structlog
 from opentelemetry import trace
 from opentelemetry.trace import SpanContext
@@ -34,14 +36,19 @@ class AuditStage:
         span = trace.get_current_span().get_span_context()  # the tracing stage's SERVER span, if any
         try:
             reply = await call_next(ctx)
+        except asyncio.CancelledError:  # the client went away before an answer: still one event
+            ctx.record.fail("cancelled", "client_disconnected")
+            self._write(ctx, None, span)
+            raise
         except Exception:  # a bug further in: still one event, then let the transport answer 500
             ctx.record.fail("rejected", "internal_error", "internal proxy error")
-            self._write(ctx, Reply(status=500), span)
+            ctx.record.http_status = 500
+            self._write(ctx, None, span)
             raise
         reply.on_done(lambda done: self._write(ctx, done, span))
         return reply
 
-    def _write(self, ctx: CallContext, reply: Reply, span: SpanContext) -> None:
+    def _write(self, ctx: CallContext, reply: Reply | None, span: SpanContext) -> None:
         try:
             self.log.record(ctx, reply, span)
         except Exception as exc:

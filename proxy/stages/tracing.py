@@ -51,7 +51,7 @@ class TracingStage:
         try:
             reply = await call_next(ctx)
         except BaseException as exc:  # a bug in a stage or a cancelled request: the span still ends
-            self._end(ctx, span, exc.__class__.__qualname__, str(exc) or None)
+            self._end(ctx, span, ctx.record.error_type or exc.__class__.__qualname__, str(exc) or None)
             raise
         finally:
             otel_context.detach(token)

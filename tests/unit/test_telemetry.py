@@ -125,6 +125,7 @@ async def test_allowed_call_server_and_client_spans_and_forwarded_context() -> N
     upstream = FakeUpstream()
     ctx = with_trace_context(make_ctx(arguments={"a": 1}), META_PARENT, None)
     await run(telemetry, ctx, upstream)
+    assert "_meta" in ctx.params
     client, server = exporter.get_finished_spans()
     assert (server.name, server.kind, client.name, client.kind) == \
         ("tools/call add", SpanKind.SERVER, "tools/call add", SpanKind.CLIENT)
@@ -138,6 +139,17 @@ async def test_allowed_call_server_and_client_spans_and_forwarded_context() -> N
     assert server.attributes["mcp_sidecar.outcome"] == "allowed"
     assert server.status.status_code is StatusCode.UNSET
     assert "gen_ai.tool.call.arguments" not in server.attributes
+
+
+async def test_a_message_without_meta_gets_the_context_in_the_header_only() -> None:
+    telemetry, exporter = traced()
+    upstream = FakeUpstream()
+    ctx = make_ctx("tools/list", target=None)
+    await run(telemetry, ctx, upstream)
+    client, _ = exporter.get_finished_spans()
+    forwarded = upstream.sent[0]
+    assert forwarded.message == ctx.message and forwarded.body is ctx.body  # the message is left as it came
+    assert forwarded.upstream_headers["traceparent"].split("-")[2] == format(client.context.span_id, "016x")
 
 
 async def test_policy_denial_is_on_the_span_and_no_upstream_span_exists() -> None:
@@ -218,7 +230,7 @@ async def test_span_ends_even_when_a_stage_crashes() -> None:
 async def test_sampled_out_calls_still_propagate_context() -> None:
     telemetry, exporter = traced(sampling_ratio=0.0)
     upstream = FakeUpstream()
-    await run(telemetry, make_ctx(), upstream)
+    await run(telemetry, make_ctx().with_meta(), upstream)
     assert exporter.get_finished_spans() == ()
     flags = mcp.meta_of(upstream.sent[0].params)["traceparent"].rsplit("-", 1)[1]
     assert int(flags, 16) & 1 == 0  # not sampled, yet the upstream joins the same (unrecorded) trace
