@@ -6,9 +6,11 @@ components can always call `deps.metrics.count("policy_reload_failures")` withou
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
-from opentelemetry.metrics import Meter
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from proxy import semconv
 from proxy.context import CallContext
@@ -57,8 +59,10 @@ class SidecarMetrics:
             "mcp_sidecar.calls", description="MCP messages by method, tool, outcome and error type")
         self.denials = meter.create_counter(
             "mcp_sidecar.policy.denials", description="Calls denied by policy, by first reason")
-        self.in_flight = meter.create_up_down_counter(
-            "mcp_sidecar.in_flight", description="MCP messages being handled now")
+        # In flight: plain integers on the hot path, read by the SDK only when metrics are collected.
+        self._in_flight: Counter[str] = Counter()
+        meter.create_observable_up_down_counter(
+            "mcp_sidecar.in_flight", callbacks=[self._observe_in_flight], description="MCP messages being handled now")
         self._named = {name: meter.create_counter(instrument, description=description)
                        for name, (instrument, description) in NAMED_COUNTERS.items()}
         for counter in self._named.values():
@@ -69,12 +73,12 @@ class SidecarMetrics:
         self._named[name].add(amount, attributes or None)
 
     def started(self, ctx: CallContext) -> None:
-        self.in_flight.add(1, {semconv.MCP_METHOD_NAME: self._method(ctx)})
+        self._in_flight[self._method(ctx)] += 1
 
     def finished(self, ctx: CallContext, error_type: str | None, seconds: float) -> None:
         """One handled message: in-flight down, its duration, and the calls counter."""
         method = self._method(ctx)
-        self.in_flight.add(-1, {semconv.MCP_METHOD_NAME: method})
+        self._in_flight[method] -= 1
         labels = self._target_labels(ctx, method)
         if error_type is not None:
             labels[semconv.ERROR_TYPE] = error_type
@@ -93,6 +97,9 @@ class SidecarMetrics:
         if error_type is not None:
             labels[semconv.ERROR_TYPE] = error_type
         self.upstream_duration.record(seconds, labels)
+
+    def _observe_in_flight(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(count, {semconv.MCP_METHOD_NAME: method}) for method, count in self._in_flight.items()]
 
     def _method(self, ctx: CallContext) -> str:
         return self._bounded(semconv.MCP_METHOD_NAME, ctx.method or ctx.kind.value)

@@ -210,12 +210,14 @@ class UpstreamCall:
         self._end(error_type, code, description, reply.status)
 
     def _end(self, error_type: str | None, code: str | None, description: str | None, status: int | None) -> None:
+        attributes: dict[str, Any] = {}
         if status is not None:
-            self.span.set_attribute(semconv.HTTP_RESPONSE_STATUS_CODE, status)
+            attributes[semconv.HTTP_RESPONSE_STATUS_CODE] = status
         if code is not None:
-            self.span.set_attribute(semconv.RPC_RESPONSE_STATUS_CODE, code)
+            attributes[semconv.RPC_RESPONSE_STATUS_CODE] = code
         if error_type is not None:
-            self.span.set_attribute(semconv.ERROR_TYPE, error_type)
+            attributes[semconv.ERROR_TYPE] = error_type
             self.span.set_status(StatusCode.ERROR, description)
+        self.span.set_attributes(attributes)
         self.span.end()
         self.telemetry.metrics.upstream_finished(self.ctx, error_type, time.monotonic() - self.started)

@@ -8,6 +8,7 @@ written (also for streams), carrying the sidecar's decisions from ctx.record.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import orjson
 import structlog
@@ -69,23 +70,26 @@ class TracingStage:
 
     def _describe(self, ctx: CallContext, span: Span, reply: Reply) -> None:
         error_type, code, description = semconv.reply_error(ctx.record, reply)
-        span.set_attribute(semconv.HTTP_RESPONSE_STATUS_CODE, reply.status)
+        attributes: dict[str, Any] = {semconv.HTTP_RESPONSE_STATUS_CODE: reply.status}
         if code is not None:
-            span.set_attribute(semconv.RPC_RESPONSE_STATUS_CODE, code)
+            attributes[semconv.RPC_RESPONSE_STATUS_CODE] = code
         if self.config.record_arguments and ctx.arguments is not None:
             arguments = redact(ctx.arguments, ctx.record.redact)
-            span.set_attribute(semconv.GEN_AI_TOOL_CALL_ARGUMENTS, orjson.dumps(arguments).decode())
+            attributes[semconv.GEN_AI_TOOL_CALL_ARGUMENTS] = orjson.dumps(arguments).decode()
         result = semconv.tool_result(reply) if self.config.record_results else None
         if result is not None:
-            span.set_attribute(semconv.GEN_AI_TOOL_CALL_RESULT, orjson.dumps(result).decode())
-        self._end(ctx, span, error_type, description)
+            attributes[semconv.GEN_AI_TOOL_CALL_RESULT] = orjson.dumps(result).decode()
+        self._end(ctx, span, error_type, description, attributes)
 
-    def _end(self, ctx: CallContext, span: Span, error_type: str | None, description: str | None) -> None:
-        span.set_attributes(semconv.decision_attributes(ctx.record))
+    def _end(self, ctx: CallContext, span: Span, error_type: str | None, description: str | None,
+             attributes: dict[str, Any] | None = None) -> None:
+        """One set_attributes call (each SDK call takes a lock and validates), then status, end, metrics."""
+        attributes = {**(attributes or {}), **semconv.decision_attributes(ctx.record)}
         if ctx.principal.authenticated:
-            span.set_attribute(semconv.PRINCIPAL, ctx.principal.subject)
+            attributes[semconv.PRINCIPAL] = ctx.principal.subject
         if error_type is not None:
-            span.set_attribute(semconv.ERROR_TYPE, error_type)
+            attributes[semconv.ERROR_TYPE] = error_type
             span.set_status(StatusCode.ERROR, description)
+        span.set_attributes(attributes)
         span.end()
         self.metrics.finished(ctx, error_type, time.monotonic() - ctx.started)
