@@ -116,9 +116,11 @@ class Telemetry:
                     span_processors: Sequence[SpanProcessor] = (),
                     metric_readers: Sequence[MetricReader] = ()) -> Telemetry:
         section = config.telemetry
-        if not section.enabled:
+        env = os.environ if env is None else env
+        sdk_disabled = env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+        if not section.enabled or (sdk_disabled and "enabled" not in section.model_fields_set):
             return cls(section)
-        settings = resolve_settings(section, os.environ if env is None else env)
+        settings = resolve_settings(section, env)
         resource = Resource.create({"service.name": settings.service_name})
         tracer_provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(
             settings.sampling_ratio)), shutdown_on_exit=False)

@@ -243,3 +243,8 @@ async def test_disabled_telemetry_has_no_stage_and_usable_metrics() -> None:
     upstream = FakeUpstream()
     reply = await forward_to(upstream, telemetry)(make_ctx())
     assert reply.status == 200 and "_meta" not in upstream.sent[0].params
+
+
+def test_otel_sdk_disabled_turns_telemetry_off_unless_the_config_says_otherwise() -> None:
+    assert not Telemetry.from_config(make_config(), env={"OTEL_SDK_DISABLED": "true"}).enabled
+    assert Telemetry.from_config(make_config(telemetry__enabled=True), env={"OTEL_SDK_DISABLED": "true"}).enabled
