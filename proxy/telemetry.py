@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,7 +122,8 @@ class Telemetry:
         if not section.enabled or (sdk_disabled and "enabled" not in section.model_fields_set):
             return cls(section)
         settings = resolve_settings(section, env)
-        resource = Resource.create({"service.name": settings.service_name})
+        # service.instance.id tells apart the series of several workers or replicas.
+        resource = Resource.create({"service.name": settings.service_name, "service.instance.id": uuid.uuid4().hex})
         tracer_provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(
             settings.sampling_ratio)), shutdown_on_exit=False)
         if settings.traces_endpoint:
