@@ -6,6 +6,7 @@ from proxy.config import Config
 from proxy.pipeline import Deps, Stage
 from proxy.stages.approval import ApprovalStage
 from proxy.stages.audit import AuditStage
+from proxy.stages.ratelimit import RateLimitStage
 from proxy.stages.tracing import TracingStage
 
 
@@ -15,8 +16,8 @@ def build_stages(config: Config, deps: Deps) -> list[Stage]:
         AuditStage.from_config(config.audit, deps),  # audit: so that a 401 is audited as well
         # auth: policy needs the principal
         # policy: before limits, so that a denied caller cannot drain a bucket
-        ApprovalStage.from_config(config.approval, deps),  # approval: only calls policy allowed wait for a human
-        # rate limit: keys and cost may come from policy obligations
+        RateLimitStage.from_config(config.rate_limits, deps),  # rate limit: keys and cost may come from policy
+        ApprovalStage.from_config(config.approval, deps),  # approval: after limits, so floods never reach a human
         # cache: innermost, so that a hit has still passed auth, policy and limits
     ]
     return [stage for stage in stages if stage is not None]
