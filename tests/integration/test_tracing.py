@@ -183,3 +183,24 @@ async def test_tracing_disabled_forwards_untouched_and_exports_nothing() -> None
     [(_, forwarded)] = seen
     assert "traceparent" not in forwarded["params"]["_meta"]
     assert receiver.spans == []
+
+
+async def test_a_rate_limited_call_has_an_error_span_with_the_bucket_and_no_upstream_span(
+        stateless_upstream: str) -> None:
+    buckets = [{"name": "tool_calls", "capacity": 1, "refill_per_second": 0.001, "match": {"methods": ["tools/call"]}}]
+    async with otlp_receiver() as receiver:
+        config = traced_config(stateless_upstream, receiver, rate_limits__buckets=buckets)
+        async with run_sidecar(config) as sidecar, Client(sidecar.url, mode="2026-07-28", cache=None) as client:
+            allowed = await client.call_tool("add", {"a": 1, "b": 2})
+            limited = await client.call_tool("add", {"a": 1, "b": 2})
+    assert not allowed.is_error and limited.is_error
+    first, second = sorted(receiver.named("tools/call add", kind=SERVER),
+                           key=lambda span: span.attributes["mcp_sidecar.outcome"])
+    assert first.attributes["mcp_sidecar.outcome"] == "allowed"
+    assert first.attributes["mcp_sidecar.rate_limit.bucket"] == "tool_calls"
+    assert second.attributes["mcp_sidecar.outcome"] == "limited"
+    assert second.attributes["error.type"] == "rate_limited" and second.status_code == STATUS_ERROR
+    assert (second.attributes["mcp_sidecar.rate_limit.bucket"], second.attributes["mcp_sidecar.rate_limit.remaining"]) \
+        == ("tool_calls", 0)
+    [upstream_call] = receiver.named("tools/call add", kind=CLIENT)  # only the allowed call went upstream
+    assert upstream_call.parent_span_id == first.span_id
