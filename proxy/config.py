@@ -154,6 +154,29 @@ class CacheConfig(Section):
             raise ValueError("cache.max_entry_bytes cannot exceed cache.max_bytes")
         return self
 
+class TelemetryConfig(Section):
+    """Traces and metrics. Unset keys fall back to the standard OTEL_* variables, then to the defaults."""
+
+    enabled: bool = True
+    service_name: str | None = None  # OTEL_SERVICE_NAME, else "mcp-sidecar"
+    otlp_endpoint: str | None = None  # base URL (http://jaeger:4318); OTEL_EXPORTER_OTLP_ENDPOINT; None: no export
+    otlp_headers: dict[str, str] = {}  # OTEL_EXPORTER_OTLP_HEADERS ("k=v,k2=v2") is merged under these
+    sampling_ratio: float | None = Field(default=None, ge=0, le=1)  # OTEL_TRACES_SAMPLER_ARG, else 1.0
+    otlp_metrics: bool = True  # also push metrics over OTLP when an endpoint is set
+    metric_export_interval_seconds: float = Field(default=15.0, gt=0)
+    prometheus: bool = True  # serve Prometheus text on the admin listener's /metrics
+    record_arguments: bool = False  # gen_ai.tool.call.arguments on spans (sensitive; redactions apply)
+    record_results: bool = False  # gen_ai.tool.call.result on spans (sensitive)
+    resource_uri_in_span_name: bool = False  # opt-in: resource URIs are high-cardinality span names
+    metric_label_limit: int = Field(default=200, gt=0)  # distinct tool/method label values before "_OTHER"
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL (OTLP over HTTP)")
+        return value
+
 
 class ApprovalConfig(Section):
     timeout_seconds: float = Field(default=120.0, gt=0)  # unanswered approvals are denials
@@ -222,6 +245,9 @@ class Config(Section):
     upstream: UpstreamConfig
     audit: AuditConfig = AuditConfig()
     cache: CacheConfig = CacheConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
+
+
     approval: ApprovalConfig = ApprovalConfig()
     rate_limits: RateLimitsConfig = RateLimitsConfig()
     logging: LoggingConfig = LoggingConfig()
