@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import io
 import itertools
 import json
 import warnings
+import wave
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -62,11 +64,20 @@ warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
 PNG_1X1 = base64.b64encode(bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c4944415408d763f8cfc0000003"
     "010100c9fe92ef0000000049454e44ae426082")).decode()
-WAV_SILENCE = base64.b64encode(
-    b"RIFF" + (36 + 2).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
-    + (1).to_bytes(2, "little") + (1).to_bytes(2, "little") + (8000).to_bytes(4, "little")
-    + (16000).to_bytes(4, "little") + (2).to_bytes(2, "little") + (16).to_bytes(2, "little")
-    + b"data" + (2).to_bytes(4, "little") + b"\x00\x00").decode()
+
+
+def silent_wav() -> str:
+    """One sample of 16-bit mono silence as a base64 WAV file."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as audio:
+        audio.setnchannels(1)
+        audio.setsampwidth(2)
+        audio.setframerate(8000)
+        audio.writeframes(b"\x00\x00")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+WAV_SILENCE = silent_wav()
 NO_ARGS: dict[str, Any] = {"type": "object", "properties": {}}
 SCHEMA_2020_12 = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
