@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import base64
 import io
-import itertools
 import json
 import warnings
 import wave
@@ -21,8 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
-from mcp.server import Server, ServerRequestContext, streamable_http
-from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
+from mcp.server import Server, ServerRequestContext
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.types import (
     AudioContent,
@@ -37,7 +35,6 @@ from mcp.types import (
     GetPromptRequestParams,
     GetPromptResult,
     ImageContent,
-    JSONRPCMessage,
     ListPromptsResult,
     ListResourcesResult,
     ListResourceTemplatesResult,
@@ -57,6 +54,7 @@ from mcp.types import (
     Tool,
     UnsubscribeRequestParams,
 )
+from resumability import MemoryEventStore, resumable_on_every_handshake_version  # sibling module (run as a script)
 
 # Sampling, logging/setLevel and server logging are deprecated as of 2026-07-28, but the suite tests them.
 warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
@@ -323,29 +321,6 @@ async def set_level(ctx: Ctx, params: SetLevelRequestParams) -> EmptyResult:
     return EmptyResult()
 
 
-class MemoryEventStore(EventStore):
-    """Keeps every SSE event so a client can resume a stream with Last-Event-ID (SEP-1699)."""
-
-    def __init__(self) -> None:
-        self._ids = itertools.count(1)
-        self._events: list[tuple[str, str, JSONRPCMessage | None]] = []
-
-    async def store_event(self, stream_id: str, message: JSONRPCMessage | None) -> str:
-        event_id = str(next(self._ids))
-        self._events.append((event_id, stream_id, message))
-        return event_id
-
-    async def replay_events_after(self, last_event_id: str, send_callback: EventCallback) -> str | None:
-        stream = next((stream for event_id, stream, _ in self._events if event_id == last_event_id), None)
-        if stream is None:
-            return None
-        position = int(last_event_id)
-        for event_id, event_stream, message in self._events:
-            if event_stream == stream and int(event_id) > position and message is not None:
-                await send_callback(EventMessage(message, event_id))
-        return stream
-
-
 server = Server(
     "mcp-sidecar-conformance-server", version="1.0.0",
     on_list_tools=list_tools, on_call_tool=call_tool,
@@ -354,23 +329,6 @@ server = Server(
     on_list_prompts=list_prompts, on_get_prompt=get_prompt, on_completion=complete,
     on_set_logging_level=set_level,
 )
-
-
-def resumable_on_every_handshake_version() -> None:
-    """Offer SEP-1699 resumability (priming event, mid-call stream close) whatever `mcp-protocol-version` says.
-
-    The suite's server-sse-polling scenario negotiates 2025-11-25 but sends `mcp-protocol-version: 2025-03-26` on
-    its raw requests, and the SDK gates priming and stream closing on that header. Without this the scenario's
-    resumption leg (the Last-Event-ID replay a proxy must relay) never runs. Both gates live in this one module.
-    """
-    original = streamable_http.is_version_at_least
-
-    def at_least(version: str, minimum: str) -> bool:
-        if minimum == "2025-11-25" and version in ("2025-03-26", "2025-06-18"):
-            return True
-        return original(version, minimum)
-
-    streamable_http.is_version_at_least = at_least
 
 
 def main(argv: list[str] | None = None) -> None:
