@@ -111,6 +111,7 @@ class UpstreamConfig(Section):
     catalog_ttl_seconds: float = Field(default=300.0, ge=0)  # how long the sidecar trusts its tools/list view
     # The sidecar's own credentials for the upstream: header name -> {value|env|file, prefix}. Never the caller's.
     headers: dict[str, UpstreamHeader] = {}
+    secret_check_seconds: float = Field(default=1.0, ge=0)  # how often header secret files are checked for changes
 
     @field_validator("headers")
     @classmethod

@@ -38,7 +38,7 @@ class HttpUpstream:
         parts = urlsplit(self.url)
         self._address = (parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80))
         self._session: aiohttp.ClientSession | None = None
-        self.credentials = UpstreamCredentials(config.headers)
+        self.credentials = UpstreamCredentials(config.headers, check_interval=config.secret_check_seconds)
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self.config.max_connections, keepalive_timeout=60)
