@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import structlog
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jwt import PyJWK
-from jwt.exceptions import PyJWKError
+from jwt.exceptions import PyJWTError
 
 from proxy.config import MIN_HMAC_SECRET_BYTES
 from proxy.secret_files import SecretFile
@@ -109,17 +109,17 @@ class JwksKeys:
 
 
 def parse_jwks(document: Mapping[str, Any]) -> dict[str | None, list[VerificationKey]]:
-    """Signature keys by kid; encryption keys and key types this build cannot use are skipped."""
+    """Public signature keys by kid; encryption keys, secrets and key types this build cannot use are skipped."""
     entries = document.get("keys") if isinstance(document, Mapping) else None
     if not isinstance(entries, list):
         raise ValueError("JWKS document has no 'keys' list")
     keys: dict[str | None, list[VerificationKey]] = {}
     for entry in entries:
-        if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
-            continue
+        if not isinstance(entry, dict) or entry.get("use", "sig") != "sig" or entry.get("kty") == "oct":
+            continue  # encryption keys, and shared secrets that have no place in a published key set
         try:
             jwk = PyJWK(entry)
-        except PyJWKError:
+        except PyJWTError:
             continue
         key = VerificationKey(key=jwk.key, kid=jwk.key_id, algorithm=entry.get("alg"))
         keys.setdefault(jwk.key_id, []).append(key)
