@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import jwt
 import yaml
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -155,6 +156,49 @@ ASYMMETRIC_ALGORITHMS = frozenset(
 )
 
 
+class UpstreamIdentityConfig(Section):
+    """A JWT the sidecar signs per caller for the upstream (never the caller's own token)."""
+
+    header: str = "X-MCP-Identity"
+    key_file: str  # PEM private key (RSA/EC/Ed25519) or an HMAC secret, matching `algorithm`
+    algorithm: str = "RS256"
+    key_id: str | None = None
+    issuer: str = "mcp-sidecar"
+    audience: str | None = None  # default: upstream.url
+    ttl_seconds: float = Field(default=60.0, gt=0, le=3600)
+
+    @field_validator("header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        if not _HEADER_NAME.fullmatch(value) or value.lower() in _RESERVED_UPSTREAM_HEADERS:
+            raise ValueError(f"{value!r} cannot be used as the identity header")
+        return value
+
+    @model_validator(mode="after")
+    def _key_signs(self) -> UpstreamIdentityConfig:
+        if self.algorithm not in HMAC_ALGORITHMS | ASYMMETRIC_ALGORITHMS:
+            raise ValueError(f"algorithm {self.algorithm!r} is not supported")
+        try:
+            key = signing_key(self.key_file, self.algorithm)
+            jwt.encode({"probe": True}, key, algorithm=self.algorithm)
+        except OSError as exc:
+            raise ValueError(f"cannot read {self.key_file}: {exc.strerror}") from None
+        except (ValueError, TypeError, jwt.PyJWTError) as exc:
+            raise ValueError(f"{self.key_file} cannot sign {self.algorithm}: {exc}") from None
+        return self
+
+
+def signing_key(path: str, algorithm: str) -> Any:
+    """The private key (or HMAC secret) in a file, for minting tokens with `algorithm`."""
+    data = Path(path).read_bytes()
+    if algorithm in HMAC_ALGORITHMS:
+        secret = data.rstrip(b"\r\n")
+        if len(secret) < MIN_HMAC_SECRET_BYTES:
+            raise ValueError(f"an HMAC secret needs at least {MIN_HMAC_SECRET_BYTES} bytes")
+        return secret
+    return load_pem_private_key(data, password=None)
+
+
 class AuthConfig(Section):
     """Bearer-token authentication: the sidecar is the OAuth resource server of the MCP server behind it."""
 
@@ -175,6 +219,7 @@ class AuthConfig(Section):
     authorization_servers: tuple[str, ...] = ()  # default: issuers
     scopes_supported: tuple[str, ...] = ()  # default: required_scopes
     resource_documentation: str | None = None
+    upstream_identity: UpstreamIdentityConfig | None = None  # a short-lived JWT telling the upstream who calls
 
     @field_validator("mode", mode="before")
     @classmethod

@@ -13,9 +13,10 @@ import aiohttp
 import orjson
 import structlog
 
+from proxy.auth.identity import IdentityMinter
 from proxy.auth.jwt import TokenRejected, TokenVerifier
 from proxy.auth.keys import HmacKey, JwksKeys, KeySource, KeysUnavailable, PemKeys
-from proxy.config import AuthConfig, ServerConfig
+from proxy.config import AuthConfig, ServerConfig, UpstreamIdentityConfig, signing_key
 from proxy.context import ANONYMOUS, CallContext
 from proxy.errors import AuthUnavailable, Forbidden, Unauthenticated
 from proxy.pipeline import Deps, Handler
@@ -38,8 +39,10 @@ class AuthStage:
     name = "auth"
 
     def __init__(self, verifier: TokenVerifier, *, mode: str, required_scopes: tuple[str, ...],
-                 resource_metadata: str, jwks: JwksKeys | None = None, session: JwksSession | None = None) -> None:
+                 resource_metadata: str, jwks: JwksKeys | None = None, session: JwksSession | None = None,
+                 identity: tuple[str, IdentityMinter] | None = None) -> None:
         self.verifier = verifier
+        self.identity = identity  # (header name, minter) for the upstream
         self.optional = mode == "optional"
         self.required_scopes = frozenset(required_scopes)
         self.resource_metadata = resource_metadata
@@ -67,7 +70,8 @@ class AuthStage:
                                  audience=auth.audience or (server.resource_url,), leeway=auth.leeway_seconds,
                                  roles_claim=auth.roles_claim)
         stage = cls(verifier, mode=auth.mode, required_scopes=auth.required_scopes,
-                    resource_metadata=metadata_url(server), jwks=jwks, session=session)
+                    resource_metadata=metadata_url(server), jwks=jwks, session=session,
+                    identity=_identity(auth.upstream_identity, deps.config.upstream.url or ""))
         if jwks is not None:
             deps.readiness_checks["auth_keys"] = stage.readiness
         return stage
@@ -113,7 +117,11 @@ class AuthStage:
             description = "The access token lacks required scopes"
             raise Forbidden(description, data={"required_scopes": sorted(self.required_scopes)},
                             headers=self._challenge(error="insufficient_scope", error_description=description))
-        return await call_next(ctx.evolve(principal=principal))
+        if self.identity is None:
+            return await call_next(ctx.evolve(principal=principal))
+        header, minter = self.identity
+        identity = {**ctx.upstream_headers, header: minter.token_for(principal)}
+        return await call_next(ctx.evolve(principal=principal, upstream_headers=identity))
 
     def _bearer(self, ctx: CallContext) -> str | None:
         """The token from `Authorization: Bearer <token>`; another scheme or an empty token is rejected."""
@@ -135,6 +143,15 @@ class AuthStage:
         attributes["resource_metadata"] = self.resource_metadata
         rendered = ", ".join(f'{name}="{_UNQUOTABLE.sub("", value)}"' for name, value in attributes.items())
         return {"WWW-Authenticate": f"Bearer {rendered}"}
+
+
+def _identity(settings: UpstreamIdentityConfig | None, upstream_url: str) -> tuple[str, IdentityMinter] | None:
+    if settings is None:
+        return None
+    minter = IdentityMinter(signing_key(settings.key_file, settings.algorithm), settings.algorithm,
+                            issuer=settings.issuer, audience=settings.audience or upstream_url,
+                            ttl_seconds=settings.ttl_seconds, key_id=settings.key_id)
+    return settings.header, minter
 
 
 class JwksSession:

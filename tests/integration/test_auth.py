@@ -11,8 +11,10 @@ from typing import Any
 
 import aiohttp
 import httpx2
+import jwt
 import pytest
 from aiohttp import web
+from cryptography.hazmat.primitives import serialization
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
@@ -85,8 +87,8 @@ def metadata_url(sidecar: RunningSidecar) -> str:
 
 
 async def post(sidecar: RunningSidecar, authorization: str | None, method: str = "POST",
-               payload: dict[str, Any] | None = PING) -> tuple[int, dict[str, str], Any]:
-    headers = dict(JSON_HEADERS)
+               payload: dict[str, Any] | None = PING, **extra: str) -> tuple[int, dict[str, str], Any]:
+    headers = {**JSON_HEADERS, **{name.replace("_", "-"): value for name, value in extra.items()}}
     if authorization is not None:
         headers["Authorization"] = authorization
     async with aiohttp.ClientSession() as http, http.request(
@@ -307,3 +309,22 @@ async def test_sdk_client_without_token_reads_the_json_rpc_error(stateful_upstre
             async with Client(sidecar.url, mode=mode, cache=None) as client:
                 await client.list_tools()
     assert refused.group_contains(MCPError, match="^Authentication required$", depth=None)
+
+
+async def test_upstream_gets_a_signed_identity_for_callers_only(key_a: SigningKey, tmp_path) -> None:
+    sidecar_key = new_key("sidecar")
+    key_file = tmp_path / "identity.pem"
+    key_file.write_bytes(sidecar_key.private.private_bytes(serialization.Encoding.PEM,
+                                                           serialization.PrivateFormat.PKCS8,
+                                                           serialization.NoEncryption()))
+    async with serve_jwks(key_a) as idp, recording_upstream() as upstream:
+        config = auth_config(upstream.url, idp.url, auth__mode="optional",
+                             auth__upstream_identity={"key_file": str(key_file), "ttl_seconds": 60})
+        caller = make_token(key_a, claims_for(config.server.resource_url, scope="mcp:tools"))
+        async with run_sidecar(config) as sidecar:
+            assert (await post(sidecar, f"Bearer {caller}"))[0] == 200
+            assert (await post(sidecar, None, X_MCP_Identity="forged-by-caller"))[0] == 200
+    identity = jwt.decode(upstream.seen[0]["x-mcp-identity"], sidecar_key.private.public_key(), algorithms=["RS256"],
+                          audience=upstream.url, issuer="mcp-sidecar")
+    assert (identity["sub"], identity["idp_iss"], identity["scope"]) == ("user-1", ISSUER, "mcp:tools")
+    assert "x-mcp-identity" not in upstream.seen[1]  # anonymous callers get none, and cannot send their own
