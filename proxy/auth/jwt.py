@@ -8,7 +8,6 @@ The algorithm is checked against an explicit allow-list before any key is touche
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from types import MappingProxyType
 from typing import Any
 
 import jwt
@@ -109,7 +108,7 @@ def principal_from_claims(claims: Mapping[str, Any], roles_claim: str = "roles")
     return Principal(
         subject=str(claims["sub"]),
         issuer=claims.get("iss"),
-        claims=MappingProxyType(dict(claims)),
+        claims=dict(claims),
         scopes=frozenset(_words(claims.get("scope"))) | frozenset(_words(claims.get("scp"))),
         roles=frozenset(_words(claim_at(claims, roles_claim))),
     )
