@@ -293,6 +293,11 @@ class AuthConfig(Section):
         return self.algorithms or (("HS256",) if self.hmac_secret_file else ("RS256",))
 
 
+class ApprovalConfig(Section):
+    timeout_seconds: float = Field(default=120.0, gt=0)  # unanswered approvals are denials
+    max_pending: int = Field(default=1000, gt=0)
+
+
 class LoggingConfig(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -302,6 +307,7 @@ class Config(Section):
     upstream: UpstreamConfig
     audit: AuditConfig = AuditConfig()
     auth: AuthConfig  # always validated: an absent section means mode "required", which needs a key source
+    approval: ApprovalConfig = ApprovalConfig()
     logging: LoggingConfig = LoggingConfig()
 
 
