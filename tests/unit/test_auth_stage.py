@@ -8,9 +8,10 @@ from typing import Any
 import jwt
 import pytest
 
+from proxy.app import STAGES, create_app
+from proxy.config import Config
 from proxy.context import ANONYMOUS, CallContext
 from proxy.errors import Forbidden, Unauthenticated
-from proxy.pipeline import Deps
 from proxy.reply import Reply
 from proxy.stages.auth import AuthStage
 from tests.idp import ISSUER, claims_for
@@ -25,9 +26,14 @@ def stage_for(tmp_path: Path, **dotted: Any) -> tuple[AuthStage, str]:
     settings = {"auth__mode": "required", "auth__hmac_secret_file": str(secret), "auth__issuers": [ISSUER],
                 "server__public_url": "https://mcp.example.com/mcp", **dotted}
     config = make_config(**settings)
-    stage = AuthStage.from_config(config.auth, Deps(config=config, upstream=None, catalog=None))  # type: ignore[arg-type]
-    assert stage is not None
-    return stage, config.server.resource_url
+    return built_stage(config), config.server.resource_url
+
+
+def built_stage(config: Config) -> AuthStage:
+    """The auth stage as the app builds it (nothing is started, no socket is opened)."""
+    stages = [stage for stage in create_app(config)[STAGES] if isinstance(stage, AuthStage)]
+    assert len(stages) == 1
+    return stages[0]
 
 
 def token(audience: str, **claims: Any) -> str:
@@ -84,5 +90,4 @@ async def test_malformed_authorization_headers(tmp_path: Path, header: str) -> N
 
 
 def test_off_builds_no_stage() -> None:
-    config = make_config()
-    assert AuthStage.from_config(config.auth, Deps(config=config, upstream=None, catalog=None)) is None  # type: ignore[arg-type]
+    assert not [stage for stage in create_app(make_config())[STAGES] if stage.name == "auth"]
