@@ -7,7 +7,8 @@ The algorithm is checked against an explicit allow-list before any key is touche
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jwt
@@ -17,6 +18,8 @@ from proxy.auth.keys import KeySource, UnknownKey, VerificationKey
 from proxy.context import Principal
 
 REQUIRED_CLAIMS = ["exp", "iss", "aud", "sub"]
+MAX_REMEMBERED = 4096  # verified tokens kept, so a client reusing its token pays the signature check once a minute
+REMEMBER_SECONDS = 60.0
 
 # pyjwt error -> (log reason, client-facing description); checked in order, subclasses first.
 _REJECTIONS: list[tuple[type[Exception], str, str]] = [
@@ -42,7 +45,8 @@ class TokenRejected(Exception):
 
 class TokenVerifier:
     def __init__(self, keys: KeySource, *, algorithms: Sequence[str], issuers: Sequence[str],
-                 audience: Sequence[str], leeway: float = 30.0, roles_claim: str = "roles") -> None:
+                 audience: Sequence[str], leeway: float = 30.0, roles_claim: str = "roles",
+                 wall_clock: Callable[[], float] = time.time) -> None:
         if not algorithms or not issuers or not audience:
             raise ValueError("algorithms, issuers and audience must not be empty")
         self.keys = keys
@@ -51,9 +55,30 @@ class TokenVerifier:
         self.audience = list(audience)
         self.leeway = leeway
         self.roles_claim = roles_claim
+        self.wall_clock = wall_clock
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     async def verify(self, token: str) -> Principal:
         """Raises TokenRejected, or KeysUnavailable when no signing keys could be loaded at all."""
+        remembered = self._verified.get(token)
+        if remembered is not None and remembered[1] > self.wall_clock():
+            return remembered[0]
+        principal = await self._verify(token)
+        self._remember(token, principal)
+        return principal
+
+    def _remember(self, token: str, principal: Principal) -> None:
+        """Keep a verified token until its exp, at most REMEMBER_SECONDS (so a key removed by the IdP stops
+        counting within that time)."""
+        if len(self._verified) >= MAX_REMEMBERED:
+            now = self.wall_clock()
+            self._verified = {key: value for key, value in self._verified.items() if value[1] > now}
+            if len(self._verified) >= MAX_REMEMBERED:
+                self._verified.clear()
+        until = min(float(principal.claims["exp"]), self.wall_clock() + REMEMBER_SECONDS)
+        self._verified[token] = (principal, until)
+
+    async def _verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except jwt_errors.InvalidTokenError:

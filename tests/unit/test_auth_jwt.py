@@ -202,3 +202,35 @@ def test_jwks_parsing_skips_encryption_and_unusable_keys(key_a: SigningKey, key_
     assert list(parse_jwks(document)) == ["key-a"]
     with pytest.raises(ValueError, match="no usable signature keys"):
         parse_jwks({"keys": [{**key_b.jwk, "use": "enc"}]})
+
+
+class CountingKeys(StaticKeys):
+    def __init__(self, *keys: Any) -> None:
+        super().__init__(*keys)
+        self.lookups = 0
+
+    async def candidates(self, kid: str | None) -> Sequence[VerificationKey]:
+        self.lookups += 1
+        return self.keys
+
+
+async def test_verified_tokens_are_remembered_until_exp_or_a_minute(key_a: SigningKey) -> None:
+    now = [time.time()]
+    keys = CountingKeys(key_a.private.public_key())
+    verifier = TokenVerifier(keys, algorithms=["RS256"], issuers=[ISSUER], audience=[AUDIENCE],
+                             wall_clock=lambda: now[0])
+    long_lived = make_token(key_a, claims_for(AUDIENCE, lifetime=3600))
+    short_lived = make_token(key_a, claims_for(AUDIENCE, lifetime=10))
+    for _ in range(3):
+        await verifier.verify(long_lived)
+        await verifier.verify(short_lived)
+    assert keys.lookups == 2
+    now[0] += 11  # past the short token's exp: checked again (and still within pyjwt's real-time leeway)
+    await verifier.verify(short_lived)
+    await verifier.verify(long_lived)
+    assert keys.lookups == 3
+    now[0] += 50  # a minute after the first check: the long-lived token is checked again too
+    await verifier.verify(long_lived)
+    assert keys.lookups == 4
+    with pytest.raises(TokenRejected):
+        await verifier.verify(long_lived[:-4] + "AAAA")  # a different string is never served from memory
