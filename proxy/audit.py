@@ -28,7 +28,7 @@ def audit_event(ctx: CallContext, reply: Reply | None, log_arguments: bool) -> d
         "request_id": ctx.request_id,
         "protocol_version": ctx.protocol_version,
         "session_id": ctx.session_id,
-        "principal": ctx.principal.subject,
+        "principal": (record.principal or ctx.principal).subject,
         "client_address": ctx.client_address,
         "outcome": record.outcome,
         "decision": record.policy_decision,

@@ -59,6 +59,7 @@ class CallRecord:
     rate_limit: dict[str, Any] | None = None
     cache_status: str | None = None  # hit | miss | bypass | store
     approval_id: str | None = None
+    principal: Principal | None = None  # who the auth stage verified; outer stages (audit, tracing) read it here
     redact: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -17,7 +17,7 @@ from proxy.auth.identity import IdentityMinter
 from proxy.auth.jwt import TokenRejected, TokenVerifier
 from proxy.auth.keys import HmacKey, JwksKeys, KeySource, KeysUnavailable, PemKeys
 from proxy.config import AuthConfig, ServerConfig, UpstreamIdentityConfig, signing_key
-from proxy.context import ANONYMOUS, CallContext
+from proxy.context import ANONYMOUS, CallContext, Principal
 from proxy.errors import AuthUnavailable, Forbidden, Unauthenticated
 from proxy.pipeline import Deps, Handler
 from proxy.reply import Reply
@@ -111,6 +111,11 @@ class AuthStage:
             log.warning("auth.keys_unavailable", method=ctx.method)
             raise AuthUnavailable("Token signing keys are unavailable; try again later",
                                   headers={"Retry-After": "5"}) from None
+        ctx.record.principal = principal
+        return await call_next(self._admit(ctx, principal))
+
+    def _admit(self, ctx: CallContext, principal: Principal) -> CallContext:
+        """The context later stages see: the principal, no raw credentials, and the upstream identity if asked for."""
         missing = self.required_scopes - principal.scopes
         if missing:
             log.info("auth.forbidden", reason="insufficient scope", sub=principal.subject, missing=sorted(missing))
@@ -118,10 +123,10 @@ class AuthStage:
             raise Forbidden(description, data={"required_scopes": sorted(self.required_scopes)},
                             headers=self._challenge(error="insufficient_scope", error_description=description))
         if self.identity is None:
-            return await call_next(ctx.evolve(principal=principal))
+            return ctx.evolve(principal=principal, credentials=None)
         header, minter = self.identity
         identity = {**ctx.upstream_headers, header: minter.token_for(principal)}
-        return await call_next(ctx.evolve(principal=principal, upstream_headers=identity))
+        return ctx.evolve(principal=principal, credentials=None, upstream_headers=identity)
 
     def _bearer(self, ctx: CallContext) -> str | None:
         """The token from `Authorization: Bearer <token>`; another scheme or an empty token is rejected."""

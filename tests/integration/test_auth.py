@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -29,7 +30,7 @@ from tests.idp import (
     tampered,
     unsigned,
 )
-from tests.kit import ACCEPT_BOTH, RunningSidecar, free_port, make_config, run_sidecar
+from tests.kit import ACCEPT_BOTH, RunningSidecar, free_port, make_config, run_sidecar, wait_until
 
 PING = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": ACCEPT_BOTH}
@@ -328,3 +329,19 @@ async def test_upstream_gets_a_signed_identity_for_callers_only(key_a: SigningKe
                           audience=upstream.url, issuer="mcp-sidecar")
     assert (identity["sub"], identity["idp_iss"], identity["scope"]) == ("user-1", ISSUER, "mcp:tools")
     assert "x-mcp-identity" not in upstream.seen[1]  # anonymous callers get none, and cannot send their own
+
+
+async def test_audit_names_the_verified_caller_and_the_refused_one(key_a: SigningKey, tmp_path) -> None:
+    audit_file = tmp_path / "audit.jsonl"
+    async with serve_jwks(key_a) as idp, recording_upstream() as upstream:
+        config = auth_config(upstream.url, idp.url, audit__enabled=True, audit__sink="file",
+                             audit__path=str(audit_file))
+        token = make_token(key_a, claims_for(config.server.resource_url))
+        async with run_sidecar(config) as sidecar:
+            await post(sidecar, f"Bearer {token}")
+            await post(sidecar, "Bearer not-a-jwt")
+            await wait_until(lambda: audit_file.exists() and len(audit_file.read_text().splitlines()) == 2)
+    events = [json.loads(line) for line in audit_file.read_text().splitlines()]
+    assert [(event["principal"], event["outcome"], event["http_status"]) for event in events] == [
+        ("user-1", "allowed", 200), ("anonymous", "unauthenticated", 401)]
+    assert token not in audit_file.read_text()

@@ -54,8 +54,11 @@ async def run(stage: AuthStage, ctx: CallContext) -> CallContext:
 async def test_principal_reaches_the_next_stage(tmp_path: Path) -> None:
     stage, audience = stage_for(tmp_path, auth__roles_claim="realm_access.roles")
     ctx = make_ctx(credentials="Bearer " + token(audience, scope="a b", realm_access={"roles": ["ops"]}))
-    principal = (await run(stage, ctx)).principal
+    inner = await run(stage, ctx)
+    principal = inner.principal
     assert (principal.subject, principal.scopes, principal.roles) == ("user-1", {"a", "b"}, {"ops"})
+    assert inner.credentials is None  # the raw token goes no further than the auth stage
+    assert ctx.record.principal is principal  # outer stages (audit, tracing) read it from the shared record
     assert "Bearer" not in repr(ctx)  # the raw credentials never show up in a repr (or a log of one)
 
 
