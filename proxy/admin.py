@@ -30,6 +30,22 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"ready": ready, "checks": report}, status=200 if ready else 503)
 
 
+async def cache_purge(request: web.Request) -> web.Response:
+    """POST /cache/purge[?tool=NAME]: drop one tool's cached results, or every entry."""
+    stage = request.app[ADMIN_DEPS].cache
+    if stage is None:
+        return web.json_response({"error": "caching is disabled"}, status=404)
+    done, generation = await stage.purge(request.query.get("tool") or None)
+    return web.json_response({"purged": generation}, status=200 if done else 503)
+
+
+async def cache_stats(request: web.Request) -> web.Response:
+    stage = request.app[ADMIN_DEPS].cache
+    if stage is None:
+        return web.json_response({"error": "caching is disabled"}, status=404)
+    return web.json_response(stage.stats())
+
+
 async def list_approvals(request: web.Request) -> web.Response:
     return web.json_response({"pending": request.app[ADMIN_DEPS].approvals.pending()})
 
@@ -53,6 +69,8 @@ def create_admin_app(deps: Deps) -> web.Application:
     app[ADMIN_DEPS] = deps
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_post("/cache/purge", cache_purge)
+    app.router.add_get("/cache/stats", cache_stats)
     app.router.add_get("/approvals", list_approvals)
     app.router.add_post(r"/approvals/{id}/{verdict:approve|deny}", decide_approval)
     return app

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from proxy.approval import ApprovalBook
     from proxy.catalog import ToolCatalog
     from proxy.config import Config
+    from proxy.stages.cache import CacheStage
     from proxy.upstream import Upstream
 
 Handler = Callable[[CallContext], Awaitable[Reply]]
@@ -49,6 +50,7 @@ class Deps:
     approvals: ApprovalBook
     clock: Callable[[], float] = time.monotonic
     readiness_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+    cache: CacheStage | None = None  # set by the cache stage when enabled; the admin listener purges through it
 
 
 def build_chain(stages: Sequence[Stage], terminal: Handler) -> Handler:
