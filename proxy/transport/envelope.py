@@ -116,4 +116,5 @@ def _context(request: web.Request, kind: mcp.Kind, message: dict[str, Any], body
         headers=headers,
         client_address=request.remote,
         http_method=http_method,
+        credentials=request.headers.get("Authorization"),
     )
