@@ -19,6 +19,7 @@ run: install
 
 test: install
 	bash tests/e2e/install_tools.sh
+	sh tests/e2e/conformance/install.sh
 	$(PY) -m pytest
 
 lint: install

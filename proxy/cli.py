@@ -31,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--upstream", help="Streamable HTTP URL of the MCP server")
     serve.add_argument("--upstream-command", help='stdio MCP server to spawn, e.g. "npx -y some-mcp-server"')
     serve.add_argument("--upstream-sse", help="legacy HTTP+SSE (2024-11-05) URL of the MCP server")
-    serve.add_argument("--demo", action="store_true", help="spawn the bundled demo MCP server (stdio) as the upstream")
+    serve.add_argument("--demo", action="store_true",
+                       help="spawn the bundled demo MCP server (stdio) as the upstream (and set auth.mode off)")
     serve.set_defaults(run=_serve)
     return parser
 
@@ -50,6 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     if args.demo:
         overrides["upstream.command"] = [sys.executable, "-m", "proxy.demo", "stdio"]
+        overrides["auth.mode"] = "off"  # the quickstart runs without an identity provider; see README
     try:
         config = load_config(args.config, overrides=overrides)
     except ConfigError as exc:
