@@ -7,7 +7,8 @@ from proxy.upstream.process import child_environment
 
 
 def upstream(**values: object):
-    return load_config(None, env={}, overrides={f"upstream.{key}": value for key, value in values.items()}).upstream
+    overrides = {f"upstream.{key}": value for key, value in values.items()}
+    return load_config(None, env={}, overrides={**overrides, "auth.mode": "off"}).upstream
 
 
 def test_a_command_string_is_split_like_a_shell_would() -> None:
@@ -33,7 +34,8 @@ def test_bad_settings_fail_at_load_time(tmp_path) -> None:
 
 
 def test_the_environment_variable_form_works() -> None:
-    config = load_config(None, env={"MCP_SIDECAR__UPSTREAM__COMMAND": "node server.js stdio"})
+    config = load_config(None, env={"MCP_SIDECAR__UPSTREAM__COMMAND": "node server.js stdio",
+                                    "MCP_SIDECAR__AUTH__MODE": "off"})
     assert config.upstream.command == ("node", "server.js", "stdio")
 
 
