@@ -17,14 +17,17 @@ from proxy.config import UpstreamConfig
 from proxy.errors import UpstreamError
 from proxy.reply import EVENT_STREAM, JSON
 from proxy.sse_codec import EventTooLarge, SseDecoder, SseEvent
+from proxy.upstream.credentials import UpstreamCredentials
 from proxy.upstream.relay import ChannelUpstream
 
 log = structlog.get_logger("proxy.upstream.sse")
 
 
 class SseChannel:
-    def __init__(self, http: Callable[[], aiohttp.ClientSession], config: UpstreamConfig, label: str) -> None:
+    def __init__(self, http: Callable[[], aiohttp.ClientSession], config: UpstreamConfig, label: str,
+                 credentials: UpstreamCredentials) -> None:
         self._http = http
+        self._credentials = credentials  # the sidecar's own, on every GET and POST
         self.url = config.sse_url or ""
         self.label = label
         self._max_event_bytes = config.max_event_bytes
@@ -33,8 +36,9 @@ class SseChannel:
         self._reader: asyncio.Task[str] | None = None
 
     async def open(self, on_message: Callable[[bytes], None]) -> None:
+        headers = {**self._credentials.headers(), "Accept": EVENT_STREAM}
         try:
-            self._response = await self._http().get(self.url, headers={"Accept": EVENT_STREAM})
+            self._response = await self._http().get(self.url, headers=headers)
         except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamError(f"Legacy SSE upstream unreachable: {exc.__class__.__name__}") from None
         if self._response.status != 200 or self._response.content_type != EVENT_STREAM:
@@ -57,7 +61,8 @@ class SseChannel:
         if self._endpoint is None or self._reader is None or self._reader.done():
             raise UpstreamError("The legacy SSE upstream connection is closed")
         try:
-            async with self._http().post(self._endpoint, data=data, headers={"Content-Type": JSON}) as response:
+            headers = {**self._credentials.headers(), "Content-Type": JSON}
+            async with self._http().post(self._endpoint, data=data, headers=headers) as response:
                 if response.status >= 300:
                     raise UpstreamError(f"The legacy SSE upstream refused a message: HTTP {response.status}")
         except (aiohttp.ClientError, OSError) as exc:
@@ -109,7 +114,9 @@ class SseChannel:
 class SseUpstream(ChannelUpstream):
     def __init__(self, config: UpstreamConfig) -> None:
         self._session: aiohttp.ClientSession | None = None
-        super().__init__(config, lambda label: SseChannel(self._client, config, label), f"legacy SSE {config.sse_url}")
+        credentials = UpstreamCredentials(config.headers, check_interval=config.secret_check_seconds)
+        super().__init__(config, lambda label: SseChannel(self._client, config, label, credentials),
+                         f"legacy SSE {config.sse_url}")
 
     def _client(self) -> aiohttp.ClientSession:
         assert self._session is not None, "upstream not started"
