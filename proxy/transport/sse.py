@@ -78,10 +78,11 @@ class LegacyClient:
 
 
 class LegacySseHandler:
-    def __init__(self, server: ServerConfig, chain: Handler, queue_limit: int) -> None:
+    def __init__(self, server: ServerConfig, chain: Handler, queue_limit: int, max_streams: int) -> None:
         self.server = server
         self.chain = chain
         self.queue_limit = queue_limit
+        self.max_streams = max_streams
         self._clients: dict[str, LegacyClient] = {}
         self._cleanups: set[asyncio.Task[None]] = set()
 
@@ -90,6 +91,9 @@ class LegacySseHandler:
             envelope.check_origin(request, self.server)
         except ProxyError as error:
             return web.Response(status=error.http_status, text=error.message)
+        if len(self._clients) >= self.max_streams:
+            log.warning("sse.stream_limit", max_streams=self.max_streams)
+            return web.Response(status=503, text=f"Too many SSE sessions: at most {self.max_streams} at once")
         client = LegacyClient(secrets.token_hex(16), Mailbox(self.queue_limit), request.remote,
                               transport=request.transport)
         self._clients[client.id] = client

@@ -170,3 +170,12 @@ async def test_a_slow_legacy_sse_client_is_cut_off_instead_of_buffered() -> None
             stream.close()
     cut = next(entry for entry in logs if entry["event"] == "sse.client_too_slow")
     assert cut["limit"] == 4
+
+
+async def test_legacy_sse_streams_are_bounded_by_max_sessions() -> None:
+    async with run_sidecar(stdio_config(upstream__max_sessions=1)) as sidecar, aiohttp.ClientSession() as http:
+        first = await http.get(sidecar_sse_url(sidecar))
+        assert b"event: endpoint" in await first.content.readuntil(b"\n\n")
+        async with http.get(sidecar_sse_url(sidecar)) as second:
+            assert second.status == 503 and "at most 1" in await second.text()
+        first.close()
