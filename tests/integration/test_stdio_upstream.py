@@ -22,8 +22,9 @@ DEMO = [sys.executable, "-m", "proxy.demo", "stdio"]
 
 
 def stdio_config(command: list[str] | None = None, env: dict[str, str] | None = None, **dotted: Any):
+    dotted.setdefault("upstream__cwd", str(ROOT))
     return make_config(None, upstream__command=command or DEMO, upstream__env={"PYTHONPATH": str(ROOT), **(env or {})},
-                       upstream__cwd=str(ROOT), **dotted)
+                       **dotted)
 
 
 def upstream_of(sidecar):
@@ -177,12 +178,13 @@ main(["stdio"])
 async def test_shutdown_kills_the_whole_tree_and_leaves_no_zombies(tmp_path) -> None:
     pid_file = tmp_path / "pids"
     config = stdio_config([sys.executable, "-c", TREE_SERVER], env={"PID_FILE": str(pid_file)},
-                          upstream__shutdown_grace_seconds=0.2)
+                          upstream__shutdown_grace_seconds=0.2, upstream__cwd=str(tmp_path))
     async with run_sidecar(config) as sidecar, Client(sidecar.url, mode="legacy", cache=None) as client:
         await client.list_tools()  # the shared child and this session's child are running
         await wait_until(lambda: pid_file.exists() and len(pid_file.read_text().split()) == 4, timeout=10)
         pids = [int(pid) for pid in pid_file.read_text().split()]
         assert all(alive(pid) for pid in pids)
+        assert os.readlink(f"/proc/{pids[0]}/cwd") == str(tmp_path)  # upstream.cwd
     started = time.monotonic()
     await wait_until(lambda: not any(alive(pid) for pid in pids), timeout=5)
     assert time.monotonic() - started < 5
