@@ -48,6 +48,7 @@ class Call:
     upstream_id: int
     inbox: Mailbox[dict[str, Any]]
     progress_token: Any = _NO_TOKEN
+    adapt: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # applied to the response
 
 
 class Multiplexer:
@@ -65,11 +66,12 @@ class Multiplexer:
     def in_flight(self) -> int:
         return len(self._calls)
 
-    async def call(self, message: dict[str, Any]) -> Call:
+    async def call(self, message: dict[str, Any],
+                   adapt: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Call:
         """Send a request under a fresh id; its notifications and response arrive in the call's inbox."""
         if self.closed_error is not None:
             raise self.closed_error
-        call = Call(message.get("id"), next(self._ids), Mailbox(self.queue_limit))
+        call = Call(message.get("id"), next(self._ids), Mailbox(self.queue_limit), adapt=adapt)
         outbound = {**message, "id": call.upstream_id}
         params = mcp.params_of(message)
         meta = mcp.meta_of(params)
@@ -146,7 +148,7 @@ class Multiplexer:
             log.debug("upstream.unmatched_response", channel=self.channel.label)
             return
         message["id"] = call.client_id
-        self._deliver(call, message)
+        self._deliver(call, call.adapt(message) if call.adapt is not None else message)
         call.inbox.close()
 
     def _on_progress(self, message: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ A request's notifications travel as SSE events on its POST response; a reply wit
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -31,6 +31,8 @@ log = structlog.get_logger("proxy.upstream.relay")
 MODERN_ERROR_STATUS = {jsonrpc.METHOD_NOT_FOUND: 404, jsonrpc.INVALID_PARAMS: 400, jsonrpc.INVALID_REQUEST: 400,
                        jsonrpc.PARSE_ERROR: 400, -32020: 400, -32021: 400, -32022: 400}
 SESSION_HEADER = "Mcp-Session-Id"
+# Results that 2026-07-28 clients expect to carry cache hints (a handshake-era server sends none).
+CACHE_HINTED_RESULTS = frozenset({*mcp.LIST_METHODS, "resources/read"})
 
 
 class ChannelUpstream:
@@ -94,7 +96,8 @@ class ChannelUpstream:
         # Closing a 2026-07-28 request's stream is cancellation; a 2025-era client cancels explicitly instead.
         disconnect_cancels = ctx.era is mcp.Era.MODERN
         try:
-            call = await mux.call(ctx.message)
+            modernise = session is None and self.shared.era == "legacy"  # our own handshake, a modern caller
+            call = await mux.call(ctx.message, adapt=_as_modern(ctx.method) if modernise else None)
             try:
                 first = await _next(mux, call, timeout)
             except asyncio.CancelledError:
@@ -166,6 +169,21 @@ async def _push_events(box: Mailbox[dict[str, Any]]) -> AsyncIterator[SseEvent]:
 
 def _event(message: dict[str, Any]) -> SseEvent:
     return SseEvent(data=orjson.dumps(message).decode())
+
+
+def _as_modern(method: str | None) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Complete a handshake-era result for a 2026-07-28 caller: resultType, and the most cautious cache hints."""
+
+    def adapt(message: dict[str, Any]) -> dict[str, Any]:
+        result = message.get("result")
+        if isinstance(result, dict):
+            result.setdefault("resultType", "complete")
+            if method in CACHE_HINTED_RESULTS:
+                result.setdefault("ttlMs", 0)
+                result.setdefault("cacheScope", "private")
+        return message
+
+    return adapt
 
 
 def _status(ctx: CallContext, message: dict[str, Any]) -> int:

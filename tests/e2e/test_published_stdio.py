@@ -69,6 +69,28 @@ async def test_server_everything_over_stdio(everything: Path, mode: str) -> None
     assert prompt.messages[0].content.text
 
 
+async def test_a_2026_client_reaches_the_handshake_era_server_through_the_sidecars_own_handshake(
+        everything: Path) -> None:
+    progress: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    async with run_sidecar(everything_config(everything)) as sidecar, \
+            Client(sidecar.url, mode="2026-07-28", cache=None) as client:
+        tools = {tool.name for tool in (await client.list_tools()).tools}
+        summed = await client.call_tool("get-sum", {"a": 1, "b": 2})
+        await client.call_tool("trigger-long-running-operation", {"duration": 0.3, "steps": 3},
+                               progress_callback=on_progress)
+        resources = (await client.list_resources()).resources
+        read = await client.read_resource(resources[0].uri)
+        prompt = await client.get_prompt("simple-prompt")
+    assert "get-sum" in tools and "trigger-sampling-request" not in tools  # no sampling without a session
+    assert summed.content[0].text == "The sum of 1 and 2 is 3."
+    assert progress == [1, 2, 3]
+    assert read.contents[0].uri == resources[0].uri and prompt.messages
+
+
 async def test_the_child_gets_a_minimal_environment(everything: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SIDECAR_SECRET_TOKEN", "must-not-leak")
     config = everything_config(everything, upstream__env={"GREETING": "hello"})
