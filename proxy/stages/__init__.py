@@ -5,6 +5,7 @@ from __future__ import annotations
 from proxy.config import Config
 from proxy.pipeline import Deps, Stage
 from proxy.stages.audit import AuditStage
+from proxy.stages.policy import PolicyStage
 
 
 def build_stages(config: Config, deps: Deps) -> list[Stage]:
@@ -12,7 +13,7 @@ def build_stages(config: Config, deps: Deps) -> list[Stage]:
         # tracing: outermost, so that denials and errors get spans too
         AuditStage.from_config(config.audit, deps),  # audit: so that a 401 is audited as well
         # auth: policy needs the principal
-        # policy: before limits, so that a denied caller cannot drain a bucket
+        PolicyStage.from_config(config.policy, deps),  # policy: before limits, so a denied caller cannot drain a bucket
         # rate limit: keys and cost may come from policy obligations
         # cache: innermost, so that a hit has still passed auth, policy and limits
     ]
