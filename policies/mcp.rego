@@ -20,9 +20,13 @@ obligations[key] := value if {
 	some key, value in data.mcp.rules[name].obligations
 }
 
+default allow := false
+
+allow if count(reasons) == 0
+
 decision := {
-	"allow": count(reasons) == 0,
-	"reasons": sort(reasons),
+	"allow": allow,
+	"reasons": sort([reason | some reason in reasons]), # rego-cpp 1.5.2: sort() of a set is broken, of an array fine
 	"obligations": obligations,
 }
 

@@ -35,7 +35,37 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--upstream", help="Streamable HTTP URL of the MCP server")
     serve.add_argument("--demo", action="store_true", help="start the bundled demo MCP server as the upstream")
     serve.set_defaults(run=_serve)
+    _policy_commands(commands)
     return parser
+
+
+def _policy_commands(commands: Any) -> None:
+    policy = commands.add_parser("policy", help="test, evaluate and check Rego policy directories")
+    actions = policy.add_subparsers(title="policy commands", required=True)
+    test = actions.add_parser("test", help="run the test_* rules of *_test.rego files (like `opa test`)")
+    test.add_argument("directory", nargs="?", default="policies")
+    test.add_argument("-v", "--verbose", action="store_true", help="list passing tests too")
+    test.set_defaults(run=lambda args: _policy_tool("test", args))
+    evaluate = actions.add_parser("eval", help="print the decision for an input document")
+    evaluate.add_argument("--input", required=True, help="input document, JSON or YAML")
+    evaluate.add_argument("--dir", default="policies", help="policy directory (default: policies)")
+    evaluate.add_argument("--rule", choices=["decision", "visible"], default="decision")
+    evaluate.set_defaults(run=lambda args: _policy_tool("eval", args))
+    check = actions.add_parser("check", help="compile a policy directory and report errors with file and line")
+    check.add_argument("directory", nargs="?", default="policies")
+    check.set_defaults(run=lambda args: _policy_tool("check", args))
+
+
+def _policy_tool(command: str, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from proxy.policy import tooling
+
+    if command == "test":
+        return tooling.test_command(Path(args.directory), args.verbose)
+    if command == "eval":
+        return tooling.eval_command(Path(args.dir), Path(args.input), args.rule)
+    return tooling.check_command(Path(args.directory))
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -59,10 +89,16 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(config.logging.level)
+    from proxy.policy.factory import PolicyLoadError
     from proxy.server import run
 
     try:
         run(config)
+    except PolicyLoadError as exc:
+        print(f"mcp-sidecar: the policy in {exc.directory} does not load:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_CONFIG
     finally:
         if demo is not None:
             demo[0].terminate()

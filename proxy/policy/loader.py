@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import multiprocessing
+import os
 import subprocess
 import time
 from dataclasses import dataclass
@@ -127,12 +129,37 @@ def _git_revision(directory: Path) -> str | None:
     return f"git:{commit[:12]}" if commit and not dirty else None
 
 
-def load(directory: Path) -> LoadedPolicy:
+def load(directory: Path, crash_guard: bool = True) -> LoadedPolicy:
     """Read and compile a directory once (blocking: call it off the event loop when serving)."""
     before = fingerprint(directory) if directory.is_dir() else ()
     source = read_source(directory)
+    if crash_guard:
+        _compile_in_child(directory, source)
     compiled = compile_policy(source.modules, source.data)
     return LoadedPolicy(compiled, source.revision, before, time.time())
+
+
+def _compile_in_child(directory: Path, source: PolicySource) -> None:
+    """Compile once in a forked child first: rego-cpp aborts the whole process on some inputs, and a bad
+    policy push must cost a failed reload, never the sidecar."""
+    child = multiprocessing.get_context("fork").Process(target=_compile_and_exit, args=(source,), daemon=True)
+    child.start()
+    child.join(timeout=60)
+    if child.exitcode is None:
+        child.kill()
+        child.join()
+        raise PolicyCompileError([f"{directory}: compiling took longer than 60s"])
+    if child.exitcode < 0:
+        raise PolicyCompileError([f"{directory}: the Rego engine crashed compiling this policy "
+                                  f"(signal {-child.exitcode}); remove the construct it cannot handle"])
+
+
+def _compile_and_exit(source: PolicySource) -> None:
+    try:
+        compile_policy(source.modules, source.data)
+    except PolicyCompileError:
+        os._exit(3)  # the parent compiles again and reports the problems itself
+    os._exit(0)
 
 
 class PolicyLoader:

@@ -29,6 +29,7 @@ _CALL = re.compile(r"(?<![\w.\]])([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)\s*\(")
 _DEFINITION = re.compile(r"^([A-Za-z_][\w]*)\s*\(", re.MULTILINE)
 _IMPORT = re.compile(r"^import\s+([\w.]+)(?:\s+as\s+(\w+))?", re.MULTILINE)
 _STRINGS_AND_COMMENTS = re.compile(r'"(?:\\.|[^"\\])*"|`[^`]*`|#[^\n]*')
+_WITH = re.compile(r"\bwith\b")
 
 
 class PolicyCompileError(Exception):
@@ -75,13 +76,18 @@ def compile_policy(modules: Mapping[str, str], data: Mapping[str, Any] | None = 
 
 
 def lint_builtins(modules: Mapping[str, str], builder: Interpreter) -> list[str]:
-    """Every function call must be a user function or a built-in this engine has (else it would be undefined)."""
+    """Every function call must be a user function or a built-in this engine has (else it would be undefined),
+    and no `with` (which brings the engine down)."""
     defined: set[str] = set()
     for source in modules.values():
         defined.update(_DEFINITION.findall(_blank_literals(source)))
     problems = []
     for name, source in modules.items():
         text = _blank_literals(source)
+        for match in _WITH.finditer(text):
+            line, column = _position(source, match.start())
+            problems.append(f"{name}:{line}:{column}: `with` is not supported: rego-cpp 1.5.2 crashes on it (a test "
+                            "takes its input from a `<test>_input` rule instead)")
         aliases = {"data", "input"}
         for path, alias in _IMPORT.findall(text):
             aliases.add(alias or path.rsplit(".", 1)[-1])
