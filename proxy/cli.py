@@ -8,12 +8,14 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from proxy.config import ConfigError, load_config
 from proxy.logs import configure_logging
 
 EXIT_CONFIG = 2
+DEMO_POLICY = Path(__file__).resolve().parent / "policy" / "demo"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,8 +59,6 @@ def _policy_commands(commands: Any) -> None:
 
 
 def _policy_tool(command: str, args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from proxy.policy import tooling
 
     if command == "test":
@@ -81,6 +81,8 @@ def _serve(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     if demo is not None:
         overrides["upstream.url"] = demo[1]
+        if args.config is None and not any(name.startswith("MCP_SIDECAR__POLICY__") for name in os.environ):
+            overrides["policy.directory"] = str(DEMO_POLICY)  # loopback callers only; see proxy/policy/demo
     try:
         config = load_config(args.config, overrides=overrides)
     except ConfigError as exc:
