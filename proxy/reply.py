@@ -81,6 +81,25 @@ class Reply:
         self.message = message
         return message, changed
 
+    async def read_final(self, request_id: Any) -> dict[str, Any] | None:
+        """Consume the reply (for the sidecar's own requests) and return the response to request_id, if any."""
+        try:
+            if self.events is None:
+                return self.parsed_body()
+            async for event in self.events:
+                if not event.data:
+                    continue
+                try:
+                    message = orjson.loads(event.data)
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(message, dict) and message.get("id") == request_id and "method" not in message:
+                    self.message = message
+                    return message
+            return None
+        finally:
+            await self.finish()
+
     async def finish(self) -> None:
         """Release the upstream and run done callbacks; called exactly once by the transport."""
         try:

@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
-# MCP's defaults for absent tool annotations: an unannotated tool counts as destructive and open-world.
-ANNOTATION_DEFAULTS = {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": False, "openWorldHint": True}
-
-
-def tool_annotations(definition: Mapping[str, Any]) -> dict[str, Any]:
-    given = definition.get("annotations")
-    return {**ANNOTATION_DEFAULTS, **(given if isinstance(given, Mapping) else {})}
-
-
-def definition_hash(definition: Mapping[str, Any]) -> str:
-    return hashlib.sha256(orjson.dumps(definition, option=orjson.OPT_SORT_KEYS)).hexdigest()
+from proxy.catalog import ANNOTATION_DEFAULTS, ToolInfo
 
 
 def list_item(kind: str, entry: Mapping[str, Any], key_field: str) -> dict[str, Any]:
     """The policy's view of one entry of a tools/prompts/resources/templates list."""
     item: dict[str, Any] = {"key": entry.get(key_field)}
     if kind == "tools":
-        item.update(name=entry.get("name"), title=entry.get("title"), annotations=tool_annotations(entry),
-                    hash=definition_hash(entry))
+        if isinstance(entry.get("name"), str):
+            tool = ToolInfo.from_definition(dict(entry))  # the same annotations and hash the catalog gives
+            item.update(name=tool.name, title=entry.get("title"), annotations=tool.annotations, hash=tool.hash)
+        else:
+            item.update(name=None, title=None, annotations=dict(ANNOTATION_DEFAULTS), hash=None)
     elif kind == "prompts":
         arguments = entry.get("arguments") if isinstance(entry.get("arguments"), list) else []
         item.update(name=entry.get("name"), title=entry.get("title"),

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from proxy.config import Config
 from proxy.pipeline import Deps, Stage
+from proxy.stages.approval import ApprovalStage
 from proxy.stages.audit import AuditStage
 from proxy.stages.policy import PolicyStage
+from proxy.stages.ratelimit import RateLimitStage
 
 
 def build_stages(config: Config, deps: Deps) -> list[Stage]:
@@ -14,7 +16,8 @@ def build_stages(config: Config, deps: Deps) -> list[Stage]:
         AuditStage.from_config(config.audit, deps),  # audit: so that a 401 is audited as well
         # auth: policy needs the principal
         PolicyStage.from_config(config.policy, deps),  # policy: before limits, so a denied caller cannot drain a bucket
-        # rate limit: keys and cost may come from policy obligations
+        ApprovalStage.from_config(config.approval, deps),  # approval: only calls policy allowed wait for a human
+        RateLimitStage.from_config(config.rate_limits, deps),  # rate limit: keys and cost may come from policy
         # cache: innermost, so that a hit has still passed auth, policy and limits
     ]
     return [stage for stage in stages if stage is not None]

@@ -16,6 +16,7 @@ import orjson
 import structlog
 
 from proxy import mcp
+from proxy.catalog import ANNOTATION_DEFAULTS
 from proxy.config import PolicyConfig
 from proxy.context import CallContext
 from proxy.errors import PolicyDenied
@@ -31,7 +32,7 @@ from proxy.policy.engine import (
     policy_input,
     visible_keys,
 )
-from proxy.policy.listing import filter_entries, list_item, tool_annotations
+from proxy.policy.listing import filter_entries, list_item
 from proxy.policy.shadow import Shadow
 from proxy.reply import Reply
 
@@ -64,7 +65,7 @@ class PolicyStage:
                                          Path(config.shadow_directory), label="policy-shadow")
             shadow = Shadow(shadow_engine)
             deps.readiness_checks["policy_shadow"] = shadow.readiness
-        return cls(engine, deps.config.upstream.name, getattr(deps, "catalog", None), shadow)
+        return cls(engine, deps.config.upstream.name, deps.catalog, shadow)
 
     async def start(self) -> None:
         await self.engine.start()
@@ -144,7 +145,7 @@ class PolicyStage:
         if tool is not None:
             entry = dict(tool.definition)
         elif kind == "tools":
-            entry["annotations"] = tool_annotations({})
+            entry["annotations"] = dict(ANNOTATION_DEFAULTS)
         return ctx.target not in await self._visible(document, kind, [list_item(kind, entry, key_field)])
 
     async def _as_unknown(self, ctx: CallContext, call_next: Handler) -> Reply:
