@@ -52,8 +52,7 @@ def user(subject: str, *roles: str, **claims: Any) -> Principal:
     return Principal(subject=subject, issuer="https://idp.test", claims=claims, roles=frozenset(roles))
 
 
-@pytest.fixture
-def identities(monkeypatch: pytest.MonkeyPatch) -> tuple[PrincipalStage, SeenStage]:
+def install_identities(monkeypatch: pytest.MonkeyPatch) -> tuple[PrincipalStage, SeenStage]:
     """Wrap the real stage list: the test principal outermost, the recorder just inside policy."""
     import proxy.app
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
+import aiohttp
 import pytest
 from mcp import Client
 
-from tests.integration.policy_support import POLICIES, identities, policy_tools_upstream, user  # noqa: F401
+from tests.integration.policy_support import POLICIES, install_identities, policy_tools_upstream, user
 from tests.kit import make_config, run_sidecar
 
 MODE = "2026-07-28"
@@ -15,6 +17,11 @@ MODE = "2026-07-28"
 
 def policy_config(upstream: str, directory=POLICIES):
     return make_config(upstream, policy__engine="rego", policy__directory=str(directory), policy__reload=False)
+
+
+@pytest.fixture
+def identities(monkeypatch: pytest.MonkeyPatch):
+    return install_identities(monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +67,31 @@ async def test_destructive_tools_need_an_elevated_role(stateful_upstream: str, i
             outside = await client.call_tool("delete_file", {"path": "/etc/passwd"})
         admin_obligations = dict(seen.last("tools/call").obligations)
         principal.principal = user("otto", "operator")
-        async with Client(sidecar.url, mode="legacy", cache=None) as client:
-            approved = await client.call_tool("delete_file", {"path": "/tmp/scratch/old.log"})
+        async with Client(sidecar.url, mode="legacy", cache=None) as client, aiohttp.ClientSession() as http:
+            call = asyncio.ensure_future(client.call_tool("delete_file", {"path": "/tmp/scratch/old.log"}))
+            waiting: list = []
+
+            async def poll() -> None:
+                async with http.get(sidecar.admin_url + "/approvals") as response:
+                    waiting[:] = (await response.json())["pending"]
+
+            async with asyncio.timeout(5):
+                while not waiting:
+                    await poll()
+                    await asyncio.sleep(0.02)
+            async with http.post(f"{sidecar.admin_url}/approvals/{waiting[0]['id']}/approve") as response:
+                assert response.status == 200
+            approved = await asyncio.wait_for(call, 5)
         operator_obligations = dict(seen.last("tools/call").obligations)
     assert deleted.content[0].text == "deleted /tmp/scratch/old.log" and not deleted.is_error
     assert outside.is_error
-    assert outside.content[0].text == "Denied by policy: delete_file: argument path must be a path in an allowed directory"
+    assert outside.content[0].text == (
+        "Denied by policy: delete_file: argument path must be a path in an allowed directory")
     assert "require_approval" not in admin_obligations
-    # The operator may go ahead once approved: policy only asks; the approval stage acts on it.
-    assert not approved.is_error and operator_obligations["require_approval"] is True
+    # The operator's call carried require_approval, waited for an approver, then went through.
+    assert operator_obligations["require_approval"] is True
+    assert waiting[0]["principal"] == "otto" and waiting[0]["target"] == "delete_file"
+    assert not approved.is_error and approved.content[0].text == "deleted /tmp/scratch/old.log"
 
 
 async def test_argument_constraints_on_sql_and_files(tools_upstream: str, identities) -> None:
