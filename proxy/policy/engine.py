@@ -38,6 +38,7 @@ class Decision:
     obligations: dict[str, Any] = field(default_factory=dict)
     revision: str | None = None
     decision_id: str | None = None
+    failed: bool = False  # no policy answered (engine error, OPA down): a denial that says nothing about targets
 
     @classmethod
     def deny(cls, reason: str, revision: str | None = None, decision_id: str | None = None) -> Decision:

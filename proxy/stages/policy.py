@@ -99,7 +99,8 @@ class PolicyStage:
             value, revision = await self.engine.evaluate(DECISION_RULE, document)
         except PolicyUnavailable as exc:
             log.warning("policy.unavailable", error=str(exc), method=document["mcp"]["method"])
-            return Decision.deny("policy could not be evaluated", self.engine.revision, decision_id)
+            return Decision(allow=False, reasons=("policy could not be evaluated",), revision=self.engine.revision,
+                            decision_id=decision_id, failed=True)
         return decision_from(value, revision, decision_id)
 
     async def _visible(self, document: dict[str, Any], kind: str, items: list[dict[str, Any]]) -> frozenset[str]:
@@ -133,7 +134,8 @@ class PolicyStage:
         if not ctx.is_request:
             ctx.record.fail("denied", "policy_denied", text)
             return Reply.empty(202)  # a notification has no answer to carry a refusal: accept and drop it
-        if ctx.method in HIDEABLE and ctx.target is not None and await self._hidden(ctx, document, tool):
+        hideable = ctx.method in HIDEABLE and ctx.target is not None and not decision.failed
+        if hideable and await self._hidden(ctx, document, tool):
             return await self._as_unknown(ctx, call_next)
         data = {"decision_id": ctx.record.decision_id, "reasons": list(decision.reasons),
                 "revision": decision.revision}
