@@ -68,3 +68,27 @@ def test_visible_keys_fail_closed() -> None:
     assert visible_keys(["a", "b"]) == {"a", "b"}
     assert visible_keys(None) == frozenset() and visible_keys({"a": 1}) == frozenset()
     assert visible_keys(["a", 1]) == frozenset()
+
+
+def test_documented_schema_matches_the_input_the_sidecar_builds() -> None:
+    import orjson
+    from jsonschema import Draft202012Validator
+
+    from proxy.policy.listing import list_item
+    from tests.kit import ROOT
+
+    schema = orjson.loads((ROOT / "policies" / "input.schema.json").read_bytes())
+    validator = Draft202012Validator(schema)
+    tool = ToolInfo.from_definition({"name": "add", "inputSchema": {}})
+    listing = ("tools", [list_item("tools", {"name": "add", "inputSchema": {}}, "name")])
+    documents = [
+        policy_input(make_ctx("tools/call", target="add", arguments={"a": 1}), "up", tool),
+        policy_input(make_ctx("tools/call", target="nope"), "up"),
+        policy_input(make_ctx("prompts/get", target="greet", arguments={"name": "x"}), "up"),
+        policy_input(make_ctx("resources/read", target="demo://readme"), "up"),
+        policy_input(make_ctx("tools/list"), "up", listing=listing),
+        policy_input(make_ctx("notifications/initialized", request_id=None), "up"),
+        orjson.loads((ROOT / "policies" / "examples" / "call-run-query.json").read_bytes()),
+    ]
+    for document in documents:
+        validator.validate(document)
