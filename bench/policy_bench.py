@@ -18,13 +18,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from proxy.catalog import ToolInfo  # noqa: E402
-from proxy.context import Principal  # noqa: E402
-from proxy.policy.engine import decision_from, policy_input, visible_keys  # noqa: E402
-from proxy.policy.listing import list_item  # noqa: E402
-from proxy.policy.loader import load  # noqa: E402
-from proxy.policy.rego import Evaluator  # noqa: E402
-from tests.kit import make_ctx  # noqa: E402
+from proxy.catalog import ToolInfo
+from proxy.context import Principal
+from proxy.policy.engine import decision_from, policy_input, visible_keys
+from proxy.policy.listing import list_item
+from proxy.policy.loader import load
+from proxy.policy.rego import Evaluator
+from tests.kit import make_ctx
 
 READ_ONLY = {"readOnlyHint": True, "idempotentHint": True, "openWorldHint": False}
 

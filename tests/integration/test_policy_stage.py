@@ -161,3 +161,56 @@ def test_serve_refuses_to_start_on_a_broken_policy(tmp_path, stateless_upstream:
         env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert f"{tmp_path / 'bad.rego'}:3:" in result.stderr
+
+
+HIDE_PROMPTS_AND_RESOURCES = '''package mcp
+import rego.v1
+
+default decision := {"allow": true}
+
+decision := {"allow": false, "reasons": ["not for you"]} if input.mcp.prompt.name == "greet"
+
+decision := {"allow": false, "reasons": ["not for you"]} if input.mcp.resource.uri == "demo://readme"
+
+secret(item) if item.key == "greet"
+
+secret(item) if item.key == "demo://readme"
+
+visible contains item.key if {
+	some item in input.mcp.list.items
+	not secret(item)
+}
+'''
+
+
+async def test_prompts_and_resources_are_filtered_and_hidden_like_unknown_ones(stateful_upstream: str,
+                                                                                tmp_path) -> None:
+    from mcp import MCPError
+
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "policy.rego").write_text(HIDE_PROMPTS_AND_RESOURCES)
+
+    async def answers(url: str) -> dict:
+        async with Client(url, mode="legacy", cache=None) as client:
+            seen = {"prompts": [p.name for p in (await client.list_prompts()).prompts],
+                    "resources": [str(r.uri) for r in (await client.list_resources()).resources]}
+            for kind, call in (("prompt", lambda n: client.get_prompt(n, {"name": "x"})),
+                               ("resource", client.read_resource)):
+                for name in (("greet", "nope") if kind == "prompt" else ("demo://readme", "demo://nope")):
+                    try:
+                        await call(name)
+                        seen[name] = "answered"
+                    except MCPError as error:
+                        seen[name] = (error.code, error.message)
+            return seen
+
+    direct = await answers(stateful_upstream)
+    async with run_sidecar(config_for(stateful_upstream, tmp_path / "p")) as sidecar:
+        proxied = await answers(sidecar.url)
+    assert "greet" in direct["prompts"] and "demo://readme" in direct["resources"]
+    assert "greet" not in proxied["prompts"] and "demo://readme" not in proxied["resources"]
+    assert direct["greet"] == "answered" and direct["demo://readme"] == "answered"
+    # hidden answers exactly like the upstream's answer for a name that does not exist
+    assert proxied["greet"] == (direct["nope"][0], direct["nope"][1].replace("nope", "greet"))
+    assert proxied["demo://readme"] == (direct["demo://nope"][0],
+                                        direct["demo://nope"][1].replace("demo://nope", "demo://readme"))
