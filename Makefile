@@ -18,7 +18,11 @@ run: install
 	$(VENV)/bin/mcp-sidecar serve --demo
 
 test: install
+	sh tests/e2e/conformance/install.sh
 	$(PY) -m pytest
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+policy-test: install
+	$(VENV)/bin/mcp-sidecar policy test policies/

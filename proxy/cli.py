@@ -35,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", help="HOST:PORT for the MCP endpoint (default 127.0.0.1:8080)")
     serve.add_argument("--admin-listen", help="HOST:PORT for /healthz, /readyz (default 127.0.0.1:8081)")
     serve.add_argument("--upstream", help="Streamable HTTP URL of the MCP server")
-    serve.add_argument("--demo", action="store_true", help="start the bundled demo MCP server as the upstream")
+    serve.add_argument("--demo", action="store_true",
+                       help="start the bundled demo MCP server as the upstream (and set auth.mode off)")
     serve.set_defaults(run=_serve)
     _policy_commands(commands)
     return parser
@@ -81,6 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     if demo is not None:
         overrides["upstream.url"] = demo[1]
+        overrides["auth.mode"] = "off"  # the quickstart runs without an identity provider; see README
         if args.config is None and not any(name.startswith("MCP_SIDECAR__POLICY__") for name in os.environ):
             overrides["policy.directory"] = str(DEMO_POLICY)  # loopback callers only; see proxy/policy/demo
     try:
@@ -126,3 +128,7 @@ def _start_demo_upstream() -> tuple[subprocess.Popen[bytes], str]:
             time.sleep(0.1)
     child.kill()
     raise SystemExit("mcp-sidecar: the demo MCP server did not start")
+
+
+if __name__ == "__main__":
+    main()

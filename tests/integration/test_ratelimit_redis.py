@@ -29,7 +29,8 @@ async def test_capacity_n_lets_exactly_n_of_m_concurrent_calls_through(shared_st
     results = await asyncio.gather(*(shared_store.take([(spec, "burst")], 1) for _ in range(50)))
     assert sum(result.allowed for result in results) == 10
     refused = [result for result in results if not result.allowed]
-    assert all(result.retry_after == pytest.approx(100, abs=0.01) for result in refused)
+    # One token takes 100 s at this rate; the server clock moves on a little while the 50 calls run.
+    assert all(99 < result.retry_after <= 100 for result in refused)
 
 
 @needs_shared_redis
