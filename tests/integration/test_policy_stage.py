@@ -154,7 +154,8 @@ async def test_on_load_error_deny_starts_closed(stateless_upstream: str, tmp_pat
 
 def test_serve_refuses_to_start_on_a_broken_policy(tmp_path, stateless_upstream: str) -> None:
     (tmp_path / "bad.rego").write_text("package mcp\n\ndecision := {\"allow\": true if {\n")
-    env = child_env(MCP_SIDECAR__POLICY__ENGINE="rego", MCP_SIDECAR__POLICY__DIRECTORY=str(tmp_path))
+    env = child_env(MCP_SIDECAR__POLICY__ENGINE="rego", MCP_SIDECAR__POLICY__DIRECTORY=str(tmp_path),
+                    MCP_SIDECAR__AUTH__MODE="off")
     result = subprocess.run(
         [sys.executable, "-m", "proxy", "serve", "--upstream", stateless_upstream,
          "--listen", f"127.0.0.1:{free_port()}", "--admin-listen", f"127.0.0.1:{free_port()}"],
