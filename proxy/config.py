@@ -163,6 +163,11 @@ class PolicyConfig(Section):
     opa_url: str | None = None  # engine "opa": base URL of an OPA server, e.g. http://127.0.0.1:8181
     opa_timeout_seconds: float = Field(default=0.5, gt=0)
 
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML reads a bare `off` as false
+
     @model_validator(mode="after")
     def _opa_needs_url(self) -> PolicyConfig:
         if self.engine == "opa" and not (self.opa_url or "").startswith(("http://", "https://")):

@@ -92,3 +92,11 @@ def test_documented_schema_matches_the_input_the_sidecar_builds() -> None:
     ]
     for document in documents:
         validator.validate(document)
+
+
+def test_policy_engine_off_survives_yaml_and_environment() -> None:
+    from proxy.config import load_config
+
+    env = {"MCP_SIDECAR__POLICY__ENGINE": "off", "MCP_SIDECAR__AUTH__MODE": "off",
+           "MCP_SIDECAR__UPSTREAM__URL": "http://127.0.0.1:9/mcp"}
+    assert load_config(None, env=env).policy.engine == "off"
