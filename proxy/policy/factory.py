@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -23,13 +24,15 @@ class PolicyLoadError(Exception):
         self.problems = problems
 
 
-def build_engine(config: PolicyConfig, directory: Path, label: str) -> Engine:
+def build_engine(config: PolicyConfig, directory: Path, label: str,
+                 on_failure: Callable[[], None] | None = None) -> Engine:
     if config.engine == "opa":
         from proxy.policy.opa import OpaEngine
 
         assert config.opa_url is not None
         return OpaEngine(config.opa_url, config.opa_timeout_seconds)
-    loader = PolicyLoader(directory, config.reload_interval_seconds if config.reload else None, label=label)
+    interval = config.reload_interval_seconds if config.reload else None
+    loader = PolicyLoader(directory, interval, label=label, on_failure=on_failure)
     try:
         loader.load_initial()
     except (PolicyCompileError, OSError, UnicodeDecodeError) as exc:

@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,8 +166,10 @@ def _compile_and_exit(source: PolicySource) -> None:
 class PolicyLoader:
     """Holds the bundle in force; a poll task recompiles on change and swaps atomically, or keeps the last good."""
 
-    def __init__(self, directory: Path, reload_interval: float | None, label: str = "policy") -> None:
+    def __init__(self, directory: Path, reload_interval: float | None, label: str = "policy",
+                 on_failure: Callable[[], None] | None = None) -> None:
         self.directory = directory
+        self.on_failure = on_failure  # e.g. a metrics counter
         self.reload_interval = reload_interval
         self.label = label
         self.current: LoadedPolicy | None = None
@@ -183,6 +186,8 @@ class PolicyLoader:
 
     def record_failure(self, problems: list[str]) -> None:
         self.reload_failures += 1
+        if self.on_failure is not None:
+            self.on_failure()
         self.last_error = "; ".join(problems)
         log.error("policy.load_failed", which=self.label, directory=str(self.directory), problems=problems,
                   keeping=self.current.revision if self.current else None, failures=self.reload_failures)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -13,8 +14,9 @@ log = structlog.get_logger("proxy.policy")
 
 
 class Shadow:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, on_disagreement: Callable[[], None] | None = None) -> None:
         self.engine = engine
+        self.on_disagreement = on_disagreement
         self.decisions = 0
         self.disagreements = 0
 
@@ -28,6 +30,8 @@ class Shadow:
         self.decisions += 1
         if (candidate.allow, candidate.obligations) != (active.allow, active.obligations):
             self.disagreements += 1
+            if self.on_disagreement is not None:
+                self.on_disagreement()
             ctx.record.extra["policy_shadow"] = {"allow": candidate.allow, "reasons": list(candidate.reasons),
                                                  "revision": candidate.revision}
             log.info("policy.shadow_disagreement", decision_id=ctx.record.decision_id, method=ctx.method,

@@ -57,13 +57,16 @@ class PolicyStage:
 
         if config.engine == "off":
             return None
-        engine = build_engine(config, Path(config.directory), label="policy")
+        metrics = deps.metrics
+        engine = build_engine(config, Path(config.directory), label="policy",
+                              on_failure=lambda: metrics.count("policy_reload_failures", which="active"))
         deps.readiness_checks["policy"] = engine.readiness
         shadow = None
         if config.shadow_directory:
             shadow_engine = build_engine(config.model_copy(update={"engine": "rego", "on_load_error": "deny"}),
-                                         Path(config.shadow_directory), label="policy-shadow")
-            shadow = Shadow(shadow_engine)
+                                         Path(config.shadow_directory), label="policy-shadow",
+                                         on_failure=lambda: metrics.count("policy_reload_failures", which="shadow"))
+            shadow = Shadow(shadow_engine, lambda: metrics.count("policy_shadow_disagreements"))
             deps.readiness_checks["policy_shadow"] = shadow.readiness
         return cls(engine, deps.config.upstream.name, deps.catalog, shadow)
 

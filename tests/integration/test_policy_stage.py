@@ -37,6 +37,11 @@ def policy_stage(sidecar):
     return next(stage for stage in sidecar.app[STAGES] if stage.name == "policy")
 
 
+async def metrics_text(sidecar) -> str:
+    async with aiohttp.ClientSession() as http, http.get(sidecar.admin_url + "/metrics") as reply:
+        return await reply.text()
+
+
 async def readyz(sidecar) -> dict:
     async with aiohttp.ClientSession() as http, http.get(sidecar.admin_url + "/readyz") as reply:
         return await reply.json()
@@ -112,6 +117,8 @@ async def test_broken_reload_keeps_the_last_good_bundle(stateless_upstream: str,
         (directory / "extra.rego").write_text("package mcp.rules.extra\nimport rego.v1\nx := net.cidr_contains(1, 2)\n")
         await wait_until(lambda: stage.engine.loader.reload_failures == 2)
         lint = (await readyz(sidecar))["checks"]["policy"]["detail"]
+        metrics = await metrics_text(sidecar)
+    assert 'mcp_sidecar_policy_reload_failures_total{which="active"} 2.0' in metrics
     check = report["checks"]["policy"]
     assert report["ready"] is True and check["ok"] is True  # still serving: the last good bundle is in force
     assert f"revision {good}" in check["detail"] and "reload failed (1 so far)" in check["detail"]
@@ -133,6 +140,8 @@ async def test_shadow_policy_is_compared_but_never_enforced(stateless_upstream: 
         added = await client.call_tool("add", {"a": 1, "b": 2})
         echoed = await client.call_tool("echo", {"text": "hi"})
         report = await readyz(sidecar)
+        metrics = await metrics_text(sidecar)
+    assert "mcp_sidecar_policy_shadow_disagreements_total 1.0" in metrics
     assert added.structured_content == {"result": 3} and echoed.content[0].text == "hi"
     calls = [ctx for ctx in seen.contexts if ctx.method == "tools/call"]
     assert calls[0].record.extra["policy_shadow"]["allow"] is False
