@@ -161,7 +161,8 @@ class PolicyStage:
         params = {**ctx.params, mcp.TARGET_PARAM[ctx.method or ""]: decoy}
         if "arguments" in params:
             params["arguments"] = {}  # the caller's arguments never reach the upstream for a hidden target
-        headers = dict(ctx.headers)
+        # Mcp-Param-* headers mirror argument values: they stay behind with the arguments.
+        headers = {name: value for name, value in ctx.headers.items() if not name.startswith(mcp.HEADER_PARAM_PREFIX)}
         if mcp.HEADER_NAME in headers:
             headers[mcp.HEADER_NAME] = decoy
         ctx.record.fail("denied", "policy_hidden", f"{ctx.method} target hidden by policy")
