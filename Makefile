@@ -24,3 +24,6 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+policy-test: install
+	$(VENV)/bin/mcp-sidecar policy test policies/

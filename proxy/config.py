@@ -188,6 +188,30 @@ class AuditConfig(Section):
         return self
 
 
+class PolicyConfig(Section):
+    engine: Literal["rego", "opa", "off"] = "rego"
+    directory: str = "policies"  # .rego files, data.json/data.yaml, optional .manifest
+    reload: bool = True  # watch the directory and swap in a new bundle when it compiles
+    reload_interval_seconds: float = Field(default=1.0, gt=0)
+    # At startup a policy that does not load stops the sidecar (exit 2); "deny" starts and denies every call
+    # until a reload succeeds.
+    on_load_error: Literal["exit", "deny"] = "exit"
+    shadow_directory: str | None = None  # candidate policy evaluated beside the active one, never enforced
+    opa_url: str | None = None  # engine "opa": base URL of an OPA server, e.g. http://127.0.0.1:8181
+    opa_timeout_seconds: float = Field(default=0.5, gt=0)
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML reads a bare `off` as false
+
+    @model_validator(mode="after")
+    def _opa_needs_url(self) -> PolicyConfig:
+        if self.engine == "opa" and not (self.opa_url or "").startswith(("http://", "https://")):
+            raise ValueError("policy.opa_url (an http(s) URL) is required when policy.engine is 'opa'")
+        return self
+
+
 MIN_HMAC_SECRET_BYTES = 32
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC_ALGORITHMS = frozenset(
@@ -477,10 +501,9 @@ class Config(Section):
     upstream: UpstreamConfig
     audit: AuditConfig = AuditConfig()
     auth: AuthConfig  # always validated: an absent section means mode "required", which needs a key source
+    policy: PolicyConfig = PolicyConfig()
     cache: CacheConfig = CacheConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
-
-
     approval: ApprovalConfig = ApprovalConfig()
     rate_limits: RateLimitsConfig = RateLimitsConfig()
     logging: LoggingConfig = LoggingConfig()
