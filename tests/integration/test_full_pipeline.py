@@ -1,0 +1,174 @@
+"""Every stage at once, as a user runs it: deploy/sidecar.example.yaml (ports, URLs and paths substituted) in front
+of the demo upstream, real JWTs from a local JWKS server, the shipped policies, memory rate limits and cache,
+traces to an OTLP receiver, audit to a file, driven by the official SDK client for two principals."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx2
+import orjson
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from proxy.config import Config, load_config
+from tests.idp import ISSUER, JwksServer, claims_for, make_token, new_key, serve_jwks
+from tests.integration.test_metrics_audit import read_events, scrape, value
+from tests.kit import ROOT, free_port, modern_headers, modern_request, run_sidecar
+from tests.otlp_kit import CLIENT, SERVER, ReceivedSpan, Receiver, otlp_receiver
+
+EXAMPLE = ROOT / "deploy" / "sidecar.example.yaml"
+READER_TOOLS = ["add", "echo", "invocations", "lookup", "slow_count"]  # policies/data.json, role `reader`
+OUTSIDE_SCRATCH = "delete_file: argument path must be a path in an allowed directory"
+
+
+def example_config(upstream: str, jwks_url: str, otlp_url: str, audit_path: Path) -> Config:
+    """The shipped example, with only what differs on a test machine substituted."""
+    return load_config(EXAMPLE, env={}, overrides={
+        "server.listen": f"127.0.0.1:{free_port()}", "server.admin_listen": f"127.0.0.1:{free_port()}",
+        "upstream.url": upstream, "auth.jwks_url": jwks_url, "auth.issuers": [ISSUER],
+        "policy.directory": str(ROOT / "policies"), "telemetry.otlp_endpoint": otlp_url,
+        "audit.path": str(audit_path)})
+
+
+@dataclass
+class Stack:
+    config: Config
+    url: str
+    admin_url: str
+    idp: JwksServer
+    receiver: Receiver
+    audit_path: Path
+    signing: Any
+    metrics: dict = field(default_factory=dict)
+
+    def token(self, sub: str, roles: list[str], plan: str | None = None) -> str:
+        claims = claims_for(self.config.server.resource_url, sub=sub, realm_access={"roles": roles},
+                            scope="openid mcp:tools", **({"plan": plan} if plan else {}))
+        return make_token(self.signing, claims)
+
+    def events(self) -> list[dict]:
+        return read_events(self.audit_path)
+
+    def bucket(self, name: str) -> int:
+        return next(bucket.capacity for bucket in self.config.rate_limits.buckets if bucket.name == name)
+
+
+@contextlib.asynccontextmanager
+async def full_stack(upstream: str, tmp_path: Path) -> AsyncIterator[Stack]:
+    """Yields while the sidecar runs; on exit the sidecar has shut down, so audit and spans are flushed."""
+    key = new_key("realm-key")
+    async with serve_jwks(key) as idp, otlp_receiver() as receiver:
+        config = example_config(upstream, idp.url, receiver.url, tmp_path / "audit.jsonl")
+        async with run_sidecar(config) as sidecar:
+            yield Stack(config, sidecar.url, sidecar.admin_url, idp, receiver, tmp_path / "audit.jsonl", key)
+
+
+@contextlib.asynccontextmanager
+async def client_as(url: str, token: str, mode: str, seen: list[httpx2.Response]) -> AsyncIterator[Client]:
+    """The SDK client with a bearer token; every HTTP response it receives is noted (for the headers)."""
+
+    async def note(response: httpx2.Response) -> None:
+        seen.append(response)
+
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=httpx2.Timeout(10.0),
+                                  event_hooks={"response": [note]}) as http, \
+            Client(streamable_http_client(url, http_client=http), mode=mode, cache=None) as client:
+        yield client
+
+
+def by_tool(events: list[dict], principal: str, tool: str) -> list[dict]:
+    return [e for e in events if e["principal"] == principal and e["tool"] == tool and e["kind"] == "request"]
+
+
+def trace_of(receiver: Receiver, event: dict) -> list[ReceivedSpan]:
+    return [span for span in receiver.spans if span.trace_id == event["trace_id"]]
+
+
+@pytest.mark.parametrize("mode", ["2026-07-28", "legacy"])
+async def test_two_principals_through_every_stage(stateful_upstream: str, tmp_path: Path, mode: str) -> None:
+    key = f"k-{mode}"
+    rita_headers: list[httpx2.Response] = []
+    async with full_stack(stateful_upstream, tmp_path) as stack:
+        rita = stack.token("rita", ["reader"])  # no plan claim: the free plan
+        ada = stack.token("ada", ["admin"], plan="pro")
+        async with client_as(stack.url, ada, mode, []) as client:
+            ada_tools = sorted(tool.name for tool in (await client.list_tools()).tools)
+            denied = await client.call_tool("delete_file", {"path": "/etc/passwd"})
+            async with client_as(stack.url, rita, mode, rita_headers) as rita_client:
+                rita_tools = sorted(tool.name for tool in (await rita_client.list_tools()).tools)
+                first = await rita_client.call_tool("lookup", {"key": key})
+                second = await rita_client.call_tool("lookup", {"key": key})
+                ada_lookup = await client.call_tool("lookup", {"key": key})
+                allowed = 2  # rita's two lookups were charged (a cache hit still passed the rate limit)
+                while allowed < stack.bucket("plan-free"):
+                    assert not (await rita_client.call_tool("add", {"a": allowed, "b": 1})).is_error
+                    allowed += 1
+                limited = await rita_client.call_tool("add", {"a": 0, "b": 0})
+        async with aiohttp.ClientSession() as http:
+            body = orjson.dumps(modern_request("tools/list"))
+            async with http.post(stack.url, data=body, headers=modern_headers("tools/list")) as anonymous:
+                challenge = anonymous.status, anonymous.headers.get("WWW-Authenticate", "")
+            stack.metrics = await scrape(http, stack.admin_url)
+
+    # tools/list filtered per principal by the shipped roles and destructive rules
+    assert rita_tools == READER_TOOLS
+    assert {"delete_file", "fail", "confirm_action", *READER_TOOLS} <= set(ada_tools)
+    # a denial the model can read, with the policy's reason
+    assert denied.is_error and denied.content[0].text == f"Denied by policy: {OUTSIDE_SCRATCH}"
+    # cached per caller: rita's second lookup never reached the upstream; ada's own miss did, once
+    assert first.structured_content == second.structured_content
+    assert ada_lookup.structured_content["invocations"] == first.structured_content["invocations"] + 1
+    # the free plan's bucket (policy picked it from the absent plan claim) refuses the call after its capacity
+    capacity = stack.bucket("plan-free")
+    assert limited.is_error and limited.content[0].text.startswith(f"Rate limit 'plan-free' exceeded ({capacity} per")
+    refused = [r.headers for r in rita_headers if "RateLimit" in r.headers][-1]  # legacy: a DELETE follows
+    assert refused["RateLimit-Policy"].startswith(f'"plan-free";q={capacity};')
+    assert refused["RateLimit"].startswith('"plan-free";r=0;') and int(refused["Retry-After"]) >= 1
+    # no token: 401 with a challenge pointing at the resource metadata
+    assert challenge[0] == 401 and challenge[1].startswith("Bearer ") and "resource_metadata=" in challenge[1]
+
+    events = stack.events()
+    [deny] = by_tool(events, "ada", "delete_file")
+    assert (deny["decision"], deny["outcome"], deny["error_type"]) == ("deny", "denied", "policy_denied")
+    assert deny["reasons"] == [OUTSIDE_SCRATCH] and deny["policy_revision"]
+    assert {e["policy_revision"] for e in events if e["decision"]} == {deny["policy_revision"]}
+    [miss, hit] = by_tool(events, "rita", "lookup")
+    assert (miss["cache"], hit["cache"], hit["outcome"]) == ("stored", "hit", "cached")
+    assert [e["cache"] for e in by_tool(events, "ada", "lookup")] == ["stored"]
+    rita_adds = by_tool(events, "rita", "add")
+    assert [e["outcome"] for e in rita_adds] == ["allowed"] * (capacity - 2) + ["limited"]
+    assert rita_adds[-1]["rate_limit"]["bucket"] == "plan-free" and rita_adds[-1]["error_type"] == "rate_limited"
+    assert rita_adds[-1]["obligations"]["rate_limit"] == {"buckets": ["plan-free"], "cost": 1}
+    [unauthenticated] = [e for e in events if e["outcome"] == "unauthenticated"]
+    assert (unauthenticated["principal"], unauthenticated["http_status"]) == ("anonymous", 401)
+
+    # one trace per call: SERVER span, and a CLIENT span under it only when the call went upstream
+    denied_spans = trace_of(stack.receiver, deny)
+    assert [(s.kind, s.attributes["error.type"]) for s in denied_spans] == [(SERVER, "policy_denied")]
+    assert denied_spans[0].attributes["mcp_sidecar.principal.subject"] == "ada"
+    assert denied_spans[0].attributes["mcp_sidecar.policy.revision"] == deny["policy_revision"]
+    upstream_spans = {s.kind: s for s in trace_of(stack.receiver, miss)}
+    assert set(upstream_spans) == {SERVER, CLIENT}
+    assert upstream_spans[CLIENT].parent_span_id == upstream_spans[SERVER].span_id
+    assert [s.kind for s in trace_of(stack.receiver, hit)] == [SERVER]
+    limited_spans = trace_of(stack.receiver, rita_adds[-1])
+    assert [(s.kind, s.attributes["error.type"]) for s in limited_spans] == [(SERVER, "rate_limited")]
+    assert len({e["trace_id"] for e in events if e["kind"] == "request"}) == len(
+        [e for e in events if e["kind"] == "request"])
+
+    # /metrics counts every outcome
+    calls = "mcp_sidecar_calls_total"
+    metrics = stack.metrics
+    assert value(metrics, calls, gen_ai_tool_name="delete_file", mcp_sidecar_outcome="denied") == 1
+    assert value(metrics, calls, gen_ai_tool_name="add", mcp_sidecar_outcome="limited") == 1
+    assert value(metrics, calls, gen_ai_tool_name="add", mcp_sidecar_outcome="allowed") == capacity - 2
+    assert value(metrics, calls, gen_ai_tool_name="lookup", mcp_sidecar_outcome="cached") == 1
+    assert value(metrics, calls, gen_ai_tool_name="lookup", mcp_sidecar_outcome="allowed") == 2
+    assert value(metrics, calls, mcp_sidecar_outcome="unauthenticated") == 1
