@@ -139,7 +139,9 @@ class PolicyStage:
             return Reply.empty(202)  # a notification has no answer to carry a refusal: accept and drop it
         hideable = ctx.method in HIDEABLE and ctx.target is not None and not decision.failed
         if hideable and await self._hidden(ctx, document, tool):
-            return await self._as_unknown(ctx, call_next)
+            # The decoy still goes upstream, so it is charged like any call: to the buckets policy chose.
+            limit = decision.obligations.get("rate_limit")
+            return await self._as_unknown(ctx.evolve(obligations={"rate_limit": limit} if limit else {}), call_next)
         data = {"decision_id": ctx.record.decision_id, "reasons": list(decision.reasons),
                 "revision": decision.revision}
         raise PolicyDenied(text, data=data)

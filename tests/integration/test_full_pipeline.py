@@ -4,6 +4,7 @@ traces to an OTLP receiver, audit to a file, driven by the official SDK client f
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -28,13 +29,13 @@ READER_TOOLS = ["add", "echo", "invocations", "lookup", "slow_count"]  # policie
 OUTSIDE_SCRATCH = "delete_file: argument path must be a path in an allowed directory"
 
 
-def example_config(upstream: str, jwks_url: str, otlp_url: str, audit_path: Path) -> Config:
+def example_config(upstream: str, jwks_url: str, otlp_url: str, audit_path: Path, **dotted: Any) -> Config:
     """The shipped example, with only what differs on a test machine substituted."""
     return load_config(EXAMPLE, env={}, overrides={
         "server.listen": f"127.0.0.1:{free_port()}", "server.admin_listen": f"127.0.0.1:{free_port()}",
         "upstream.url": upstream, "auth.jwks_url": jwks_url, "auth.issuers": [ISSUER],
         "policy.directory": str(ROOT / "policies"), "telemetry.otlp_endpoint": otlp_url,
-        "audit.path": str(audit_path)})
+        "audit.path": str(audit_path), **dotted})
 
 
 @dataclass
@@ -61,11 +62,11 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def full_stack(upstream: str, tmp_path: Path) -> AsyncIterator[Stack]:
+async def full_stack(upstream: str, tmp_path: Path, **dotted: Any) -> AsyncIterator[Stack]:
     """Yields while the sidecar runs; on exit the sidecar has shut down, so audit and spans are flushed."""
     key = new_key("realm-key")
     async with serve_jwks(key) as idp, otlp_receiver() as receiver:
-        config = example_config(upstream, idp.url, receiver.url, tmp_path / "audit.jsonl")
+        config = example_config(upstream, idp.url, receiver.url, tmp_path / "audit.jsonl", **dotted)
         async with run_sidecar(config) as sidecar:
             yield Stack(config, sidecar.url, sidecar.admin_url, idp, receiver, tmp_path / "audit.jsonl", key)
 
@@ -172,3 +173,50 @@ async def test_two_principals_through_every_stage(stateful_upstream: str, tmp_pa
     assert value(metrics, calls, gen_ai_tool_name="lookup", mcp_sidecar_outcome="cached") == 1
     assert value(metrics, calls, gen_ai_tool_name="lookup", mcp_sidecar_outcome="allowed") == 2
     assert value(metrics, calls, mcp_sidecar_outcome="unauthenticated") == 1
+
+
+async def test_operator_call_waits_for_an_approver(stateful_upstream: str, tmp_path: Path) -> None:
+    """policies/destructive.rego: an operator's destructive call carries require_approval; an admin approves it."""
+    async with full_stack(stateful_upstream, tmp_path) as stack, aiohttp.ClientSession() as http:
+        otto = stack.token("otto", ["operator"], plan="pro")
+        async with client_as(stack.url, otto, "2026-07-28", []) as client:
+            call = asyncio.ensure_future(client.call_tool("delete_file", {"path": "/tmp/scratch/old.log"}))
+            pending: list[dict] = []
+
+            async def poll() -> bool:
+                async with http.get(stack.admin_url + "/approvals") as response:
+                    pending[:] = (await response.json())["pending"]
+                return bool(pending)
+
+            async with asyncio.timeout(5):
+                while not await poll():
+                    await asyncio.sleep(0.02)
+            [approval] = pending
+            assert (approval["principal"], approval["target"]) == ("otto", "delete_file")
+            async with http.post(f"{stack.admin_url}/approvals/{approval['id']}/approve") as response:
+                assert response.status == 200
+            result = await asyncio.wait_for(call, 5)
+    assert not result.is_error and result.content[0].text == "deleted /tmp/scratch/old.log"
+    [event] = by_tool(stack.events(), "otto", "delete_file")
+    assert (event["approval_id"], event["approval"], event["outcome"]) == (approval["id"], "approved", "allowed")
+    assert event["obligations"]["require_approval"] is True and event["cache"] == "bypass"
+    assert event["rate_limit"]["bucket"] == "plan-pro"
+    [server] = [s for s in trace_of(stack.receiver, event) if s.kind == SERVER]
+    assert server.attributes["mcp_sidecar.approval.id"] == approval["id"]
+
+
+async def test_a_hidden_tool_is_charged_to_the_bucket_policy_chose(stateful_upstream: str, tmp_path: Path) -> None:
+    """A hidden tool's call still goes upstream (as a decoy, answered like an unknown tool), so it is charged, and
+    to the bucket the policy picked for the caller: not to every bucket, as the `match` fallback would."""
+    buckets = [{"name": name, "capacity": 50, "refill_per_second": 1, "key": ["subject"]}
+               for name in ("plan-free", "plan-pro", "plan-enterprise")]  # no `match`: policy names the bucket
+    seen: list[httpx2.Response] = []
+    async with full_stack(stateful_upstream, tmp_path, **{"rate_limits.buckets": buckets}) as stack:
+        async with client_as(stack.url, stack.token("rita", ["reader"]), "2026-07-28", seen) as client:
+            probe = await client.call_tool("delete_file", {"path": "/tmp/scratch/x"})
+    assert probe.is_error and probe.content[0].text == "Unknown tool: delete_file"
+    [event] = by_tool(stack.events(), "rita", "delete_file")
+    assert (event["outcome"], event["error_type"]) == ("denied", "policy_hidden")
+    assert event["rate_limit"]["bucket"] == "plan-free"
+    [charged] = [response.headers for response in seen if "RateLimit" in response.headers]
+    assert charged["RateLimit-Policy"].startswith('"plan-free";q=50;') and "plan-pro" not in charged["RateLimit"]
