@@ -130,6 +130,7 @@ class PolicyStage:
         record.policy_reasons = decision.reasons
         record.policy_revision = decision.revision
         record.obligations = dict(decision.obligations)
+        record.redact = tuple(decision.obligations.get("redact", ()))  # audit and span arguments mask these paths
 
     async def _refuse(self, ctx: CallContext, decision: Decision, document: dict[str, Any], tool: Any,
                       call_next: Handler) -> Reply:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,3 +221,23 @@ async def test_a_hidden_tool_is_charged_to_the_bucket_policy_chose(stateful_upst
     assert event["rate_limit"]["bucket"] == "plan-free"
     [charged] = [response.headers for response in seen if "RateLimit" in response.headers]
     assert charged["RateLimit-Policy"].startswith('"plan-free";q=50;') and "plan-pro" not in charged["RateLimit"]
+
+
+async def test_policy_redactions_reach_audit_and_spans(stateful_upstream: str, tmp_path: Path) -> None:
+    """A `redact` obligation masks those argument paths wherever arguments are recorded (audit, span)."""
+    policies = shutil.copytree(ROOT / "policies", tmp_path / "policies", ignore=shutil.ignore_patterns("*_test.rego"))
+    combined = policies / "mcp.rego"
+    rule = "obligations := object.union(rules.ratelimit.obligations, rules.destructive.obligations)"
+    assert rule in combined.read_text()
+    combined.write_text(combined.read_text().replace(
+        rule, rule.replace(":= object.union(", ':= object.union({"redact": ["text"]}, object.union(') + ")"))
+    async with full_stack(stateful_upstream, tmp_path, **{
+            "policy.directory": str(policies), "audit.log_arguments": True,
+            "telemetry.record_arguments": True}) as stack:
+        async with client_as(stack.url, stack.token("rita", ["reader"]), "2026-07-28", []) as client:
+            echoed = await client.call_tool("echo", {"text": "s3cret"})
+    assert echoed.content[0].text == "s3cret"  # the call itself is untouched
+    [event] = by_tool(stack.events(), "rita", "echo")
+    assert event["obligations"]["redact"] == ["text"] and event["arguments"] == {"text": "[redacted]"}
+    [server] = [s for s in trace_of(stack.receiver, event) if s.kind == SERVER]
+    assert orjson.loads(server.attributes["gen_ai.tool.call.arguments"]) == {"text": "[redacted]"}
