@@ -241,3 +241,32 @@ async def test_policy_redactions_reach_audit_and_spans(stateful_upstream: str, t
     assert event["obligations"]["redact"] == ["text"] and event["arguments"] == {"text": "[redacted]"}
     [server] = [s for s in trace_of(stack.receiver, event) if s.kind == SERVER]
     assert orjson.loads(server.attributes["gen_ai.tool.call.arguments"]) == {"text": "[redacted]"}
+
+
+async def test_a_legacy_session_belongs_to_the_principal_that_opened_it(stateful_upstream: str,
+                                                                      tmp_path: Path) -> None:
+    """The upstream never sees tokens, so only the sidecar can bind a 2025 session to its caller: another valid
+    token presenting the session id is answered as for an unknown session (404), on POST, GET and DELETE."""
+    seen: list[httpx2.Response] = []
+    async with full_stack(stateful_upstream, tmp_path) as stack, aiohttp.ClientSession() as http:
+        ada = {"Authorization": f"Bearer {stack.token('ada', ['admin'], plan='pro')}"}
+        async with client_as(stack.url, stack.token("rita", ["reader"]), "legacy", seen) as client:
+            await client.list_tools()
+            session = next(r.headers["mcp-session-id"] for r in seen if "mcp-session-id" in r.headers)
+            legacy = {"Mcp-Session-Id": session, "MCP-Protocol-Version": client.protocol_version,
+                      "Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+            body = orjson.dumps({"jsonrpc": "2.0", "id": 99, "method": "tools/list"})
+            async with http.post(stack.url, data=body, headers={**legacy, **ada}) as hijack:
+                posted = hijack.status, await hijack.json()
+            async with http.get(stack.url, headers={**legacy, **ada, "Accept": "text/event-stream"}) as stream:
+                streamed = stream.status
+            async with http.delete(stack.url, headers={**legacy, **ada}) as ended:
+                deleted = ended.status
+            still_hers = await client.call_tool("add", {"a": 1, "b": 2})
+    assert posted[0] == 404 and posted[1]["error"]["message"] == "Session not found"
+    assert (streamed, deleted) == (404, 404)
+    assert still_hers.structured_content == {"result": 3}
+    refused = [e for e in stack.events() if e["principal"] == "ada"]
+    assert [(e["kind"], e["http_status"], e["error_type"]) for e in refused] == [
+        ("request", 404, "session_not_owned"), ("stream", 404, "session_not_owned"),
+        ("session_end", 404, "session_not_owned")]
