@@ -118,6 +118,8 @@ async def test_two_principals_through_every_stage(stateful_upstream: str, tmp_pa
             async with http.post(stack.url, data=body, headers=modern_headers("tools/list")) as anonymous:
                 challenge = anonymous.status, anonymous.headers.get("WWW-Authenticate", "")
             stack.metrics = await scrape(http, stack.admin_url)
+            async with http.get(stack.admin_url + "/readyz") as ready:
+                readiness = ready.status, set((await ready.json())["checks"])
 
     # tools/list filtered per principal by the shipped roles and destructive rules
     assert rita_tools == READER_TOOLS
@@ -135,6 +137,11 @@ async def test_two_principals_through_every_stage(stateful_upstream: str, tmp_pa
     assert refused["RateLimit"].startswith('"plan-free";r=0;') and int(refused["Retry-After"]) >= 1
     # no token: 401 with a challenge pointing at the resource metadata
     assert challenge[0] == 401 and challenge[1].startswith("Bearer ") and "resource_metadata=" in challenge[1]
+    assert 'scope="mcp:tools"' in challenge[1]
+    assert readiness == (200, {"upstream", "auth_keys", "policy"})
+    # every charged call said how much was left
+    remaining = [r.headers["RateLimit"].split(";t=")[0] for r in rita_headers if "RateLimit" in r.headers]
+    assert remaining == [f'"plan-free";r={capacity - n}' for n in range(1, capacity + 1)] + ['"plan-free";r=0']
 
     events = stack.events()
     [deny] = by_tool(events, "ada", "delete_file")
@@ -160,6 +167,9 @@ async def test_two_principals_through_every_stage(stateful_upstream: str, tmp_pa
     assert set(upstream_spans) == {SERVER, CLIENT}
     assert upstream_spans[CLIENT].parent_span_id == upstream_spans[SERVER].span_id
     assert [s.kind for s in trace_of(stack.receiver, hit)] == [SERVER]
+    assert trace_of(stack.receiver, hit)[0].attributes["mcp_sidecar.cache.status"] == "hit"
+    assert [s.attributes["error.type"] for s in trace_of(stack.receiver, unauthenticated)] == ["unauthenticated"]
+    assert {"mcp_sidecar.calls", "mcp.server.operation.duration"} <= stack.receiver.metric_names  # OTLP metrics
     limited_spans = trace_of(stack.receiver, rita_adds[-1])
     assert [(s.kind, s.attributes["error.type"]) for s in limited_spans] == [(SERVER, "rate_limited")]
     assert len({e["trace_id"] for e in events if e["kind"] == "request"}) == len(
