@@ -24,6 +24,7 @@ from tests.idp import ISSUER, JwksServer, claims_for, make_token, new_key, serve
 from tests.integration.test_metrics_audit import read_events, scrape, value
 from tests.kit import ROOT, free_port, modern_headers, modern_request, run_sidecar
 from tests.otlp_kit import CLIENT, SERVER, ReceivedSpan, Receiver, otlp_receiver
+from tests.redis_kit import SHARED_URL, needs_shared_redis, unique_prefix
 
 EXAMPLE = ROOT / "deploy" / "sidecar.example.yaml"
 READER_TOOLS = ["add", "echo", "invocations", "lookup", "slow_count"]  # policies/data.json, role `reader`
@@ -280,3 +281,30 @@ async def test_a_legacy_session_belongs_to_the_principal_that_opened_it(stateful
     assert [(e["kind"], e["http_status"], e["error_type"]) for e in refused] == [
         ("request", 404, "session_not_owned"), ("stream", 404, "session_not_owned"),
         ("session_end", 404, "session_not_owned")]
+
+
+@needs_shared_redis
+async def test_two_replicas_share_limits_and_cache_through_redis(stateful_upstream: str, tmp_path: Path) -> None:
+    """The example's Redis variant: a second replica knows what the first one counted and cached for a caller."""
+    redis = {"rate_limits.backend": "redis", "rate_limits.redis_url": SHARED_URL,
+             "rate_limits.key_prefix": unique_prefix("full-rl"), "rate_limits.failure_mode": "fail_closed",
+             "cache.backend": "redis", "cache.redis_url": SHARED_URL, "cache.namespace": unique_prefix("full-cache")}
+    key = new_key("realm-key")
+    async with serve_jwks(key) as idp, otlp_receiver() as receiver:
+        configs = [example_config(stateful_upstream, idp.url, receiver.url, tmp_path / f"audit-{n}.jsonl", **redis)
+                   for n in (1, 2)]
+        token = make_token(key, claims_for(configs[0].server.resource_url, sub="rita", scope="mcp:tools",
+                                           realm_access={"roles": ["reader"]}))
+        capacity = next(b.capacity for b in configs[0].rate_limits.buckets if b.name == "plan-free")
+        async with run_sidecar(configs[0]) as first, run_sidecar(configs[1]) as second:
+            async with client_as(first.url, token, "2026-07-28", []) as client:
+                looked_up = await client.call_tool("lookup", {"key": f"replicas-{tmp_path.name}"})
+                for n in range(capacity - 2):
+                    assert not (await client.call_tool("add", {"a": n, "b": 1})).is_error
+            async with client_as(second.url, token, "2026-07-28", []) as client:
+                again = await client.call_tool("lookup", {"key": f"replicas-{tmp_path.name}"})
+                limited = await client.call_tool("add", {"a": 0, "b": 0})
+    assert again.structured_content == looked_up.structured_content  # served from the shared cache
+    assert limited.is_error and "Rate limit 'plan-free' exceeded" in limited.content[0].text
+    second_events = read_events(tmp_path / "audit-2.jsonl")
+    assert [(e["tool"], e["outcome"]) for e in second_events if e["tool"]] == [("lookup", "cached"), ("add", "limited")]
