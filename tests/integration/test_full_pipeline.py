@@ -19,6 +19,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from proxy.catalog import ToolCatalog
 from proxy.config import Config, load_config
 from tests.idp import ISSUER, JwksServer, claims_for, make_token, new_key, serve_jwks
 from tests.integration.test_metrics_audit import read_events, scrape, value
@@ -308,3 +309,20 @@ async def test_two_replicas_share_limits_and_cache_through_redis(stateful_upstre
     assert limited.is_error and "Rate limit 'plan-free' exceeded" in limited.content[0].text
     second_events = read_events(tmp_path / "audit-2.jsonl")
     assert [(e["tool"], e["outcome"]) for e in second_events if e["tool"]] == [("lookup", "cached"), ("add", "limited")]
+
+
+async def test_list_changed_refreshes_the_trusted_tool_view_with_the_cache_off(
+        stateful_upstream: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Policy judges tools by the sidecar's own tools/list; a change the upstream announces must drop that view
+    whether or not the cache stage (which used to be the only listener) is on."""
+    dropped: list[bool] = []
+    real = ToolCatalog.invalidate
+    monkeypatch.setattr(ToolCatalog, "invalidate", lambda self: (dropped.append(True), real(self))[1])
+    async with full_stack(stateful_upstream, tmp_path, **{"cache.enabled": False}) as stack:
+        async with client_as(stack.url, stack.token("ada", ["admin"], plan="pro"), "2026-07-28", []) as client:
+            async with client.listen(tools_list_changed=True) as subscription:
+                assert (await client.call_tool("change_tools", {})).content[0].text == "announced"
+                async with asyncio.timeout(5):
+                    event = await anext(aiter(subscription))  # relayed after the sidecar saw it
+    assert type(event).__name__ == "ToolsListChanged"
+    assert dropped
