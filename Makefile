@@ -18,6 +18,7 @@ run: install
 	$(VENV)/bin/mcp-sidecar serve --demo
 
 test: install
+	bash tests/e2e/install_tools.sh
 	sh tests/e2e/conformance/install.sh
 	$(PY) -m pytest
 

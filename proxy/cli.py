@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", help="HOST:PORT for the MCP endpoint (default 127.0.0.1:8080)")
     serve.add_argument("--admin-listen", help="HOST:PORT for /healthz, /readyz (default 127.0.0.1:8081)")
     serve.add_argument("--upstream", help="Streamable HTTP URL of the MCP server")
+    serve.add_argument("--upstream-command", help='stdio MCP server to spawn, e.g. "npx -y some-mcp-server"')
+    serve.add_argument("--upstream-sse", help="legacy HTTP+SSE (2024-11-05) URL of the MCP server")
     serve.add_argument("--demo", action="store_true",
-                       help="start the bundled demo MCP server as the upstream (and set auth.mode off)")
+                       help="spawn the bundled demo MCP server (stdio) as the upstream (and set auth.mode off)")
     serve.set_defaults(run=_serve)
     _policy_commands(commands)
     return parser
@@ -74,14 +73,15 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "server.listen": args.listen,
         "server.admin_listen": args.admin_listen,
         "upstream.url": args.upstream,
+        "upstream.command": args.upstream_command,
+        "upstream.sse_url": args.upstream_sse,
     }
 
 
 def _serve(args: argparse.Namespace) -> int:
-    demo = _start_demo_upstream() if args.demo else None
     overrides = _overrides(args)
-    if demo is not None:
-        overrides["upstream.url"] = demo[1]
+    if args.demo:
+        overrides["upstream.command"] = [sys.executable, "-m", "proxy.demo", "stdio"]
         overrides["auth.mode"] = "off"  # the quickstart runs without an identity provider; see README
         if args.config is None and not any(name.startswith("MCP_SIDECAR__POLICY__") for name in os.environ):
             overrides["policy.directory"] = str(DEMO_POLICY)  # loopback callers only; see proxy/policy/demo
@@ -103,31 +103,7 @@ def _serve(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_CONFIG
-    finally:
-        if demo is not None:
-            demo[0].terminate()
-            demo[0].wait(timeout=10)
     return 0
-
-
-def _start_demo_upstream() -> tuple[subprocess.Popen[bytes], str]:
-    """The bundled demo server on a free loopback port, for the quickstart."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    child = subprocess.Popen(
-        [sys.executable, "-m", "proxy.demo", "http", "--port", str(port)],
-        stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return child, f"http://127.0.0.1:{port}/mcp"
-        except OSError:
-            time.sleep(0.1)
-    child.kill()
-    raise SystemExit("mcp-sidecar: the demo MCP server did not start")
 
 
 if __name__ == "__main__":
