@@ -35,7 +35,9 @@ def create_app(config: Config, upstream: Upstream | None = None) -> web.Applicat
     stages = build_stages(config, deps)
     chain = build_chain(stages, forward_to(upstream, deps.telemetry, catalog))
     handler = StreamableHttpHandler(config.server, chain)
-    legacy_sse = sse.LegacySseHandler(config.server, chain, config.upstream.queue_limit, config.upstream.max_sessions)
+    auth = next((stage for stage in stages if stage.name == "auth"), None)
+    legacy_sse = sse.LegacySseHandler(config.server, chain, config.upstream.queue_limit, config.upstream.max_sessions,
+                                      authenticate=getattr(auth, "principal_of", None))
 
     app = web.Application(client_max_size=config.server.max_body_bytes + 1)
     path = config.server.mcp_path

@@ -98,10 +98,18 @@ class AuthStage:
         return loaded > 0, f"{loaded} signing keys loaded"
 
     async def __call__(self, ctx: CallContext, call_next: Handler) -> Reply:
+        principal = await self.principal_of(ctx)
+        if not principal.authenticated:  # optional mode, no token
+            return await self._in_session(ctx.evolve(principal=ANONYMOUS), call_next)
+        return await self._in_session(self._admit(ctx, principal), call_next)
+
+    async def principal_of(self, ctx: CallContext) -> Principal:
+        """Who the bearer token says calls, holding the required scopes (ANONYMOUS without a token in optional
+        mode); raises what the client gets otherwise. Also asked by GET /sse, which opens no upstream call."""
         token = self._bearer(ctx)
         if token is None:
             if self.optional:
-                return await self._in_session(ctx.evolve(principal=ANONYMOUS), call_next)
+                return ANONYMOUS
             log.info("auth.rejected", reason="no bearer token", method=ctx.method, http_method=ctx.http_method)
             raise Unauthenticated("Authentication required", headers=self._challenge())
         try:
@@ -115,7 +123,13 @@ class AuthStage:
             raise AuthUnavailable("Token signing keys are unavailable; try again later",
                                   headers={"Retry-After": "5"}) from None
         ctx.record.principal = principal
-        return await self._in_session(self._admit(ctx, principal), call_next)
+        missing = self.required_scopes - principal.scopes
+        if missing:
+            log.info("auth.forbidden", reason="insufficient scope", sub=principal.subject, missing=sorted(missing))
+            description = "The access token lacks required scopes"
+            raise Forbidden(description, data={"required_scopes": sorted(self.required_scopes)},
+                            headers=self._challenge(error="insufficient_scope", error_description=description))
+        return principal
 
     async def _in_session(self, ctx: CallContext, call_next: Handler) -> Reply:
         """A 2025 session stays with the principal that opened it: the upstream never sees tokens, so it cannot."""
@@ -136,12 +150,6 @@ class AuthStage:
 
     def _admit(self, ctx: CallContext, principal: Principal) -> CallContext:
         """The context later stages see: the principal, no raw credentials, and the upstream identity if asked for."""
-        missing = self.required_scopes - principal.scopes
-        if missing:
-            log.info("auth.forbidden", reason="insufficient scope", sub=principal.subject, missing=sorted(missing))
-            description = "The access token lacks required scopes"
-            raise Forbidden(description, data={"required_scopes": sorted(self.required_scopes)},
-                            headers=self._challenge(error="insufficient_scope", error_description=description))
         if self.identity is None:
             return ctx.evolve(principal=principal, credentials=None)
         header, minter = self.identity

@@ -326,3 +326,28 @@ async def test_list_changed_refreshes_the_trusted_tool_view_with_the_cache_off(
                     event = await anext(aiter(subscription))  # relayed after the sidecar saw it
     assert type(event).__name__ == "ToolsListChanged"
     assert dropped
+
+
+async def test_legacy_sse_streams_need_a_token_and_stay_with_their_opener(stateful_upstream: str,
+                                                                        tmp_path: Path) -> None:
+    """GET /sse holds one of upstream.max_sessions slots, so it is authenticated like /mcp; its messages URL is
+    then usable only by the principal that opened the stream."""
+    async with full_stack(stateful_upstream, tmp_path) as stack, aiohttp.ClientSession() as http:
+        sse_url = stack.url.removesuffix("/mcp") + "/sse"
+        async with http.get(sse_url) as anonymous:
+            refused = anonymous.status, anonymous.headers.get("WWW-Authenticate", "")
+        rita = {"Authorization": f"Bearer {stack.token('rita', ['reader'])}"}
+        ada = {"Authorization": f"Bearer {stack.token('ada', ['admin'], plan='pro')}"}
+        async with http.get(sse_url, headers=rita) as stream:
+            assert stream.status == 200
+            async with asyncio.timeout(5):
+                endpoint = (await stream.content.readuntil(b"\n\n")).decode()
+            messages = stack.url.removesuffix("/mcp") + endpoint.split("data: ", 1)[1].strip()
+            ping = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"})
+            json = {"Content-Type": "application/json"}
+            async with http.post(messages, data=ping, headers={**json, **ada}) as foreign:
+                strangers = foreign.status
+            async with http.post(messages, data=ping, headers={**json, **rita}) as own:
+                owners = own.status
+    assert refused[0] == 401 and refused[1].startswith("Bearer ")
+    assert (strangers, owners) == (404, 202)
