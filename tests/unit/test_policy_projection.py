@@ -131,6 +131,10 @@ def test_memo_forgets_the_least_recent_and_skips_huge_keys() -> None:
     assert memo.get(b"b") is None and memo.get(b"a") == "a" and memo.get(b"c") == "c"
     memo.put(b"x" * 70_000, "big")
     assert memo.get(b"x" * 70_000) is None
+    small = ResultMemo(max_bytes=100)
+    small.put(b"k1", "v" * 60)
+    small.put(b"k2", "v" * 60)
+    assert small.get(b"k1") is None and small.get(b"k2") is not None and len(small) == 1
 
 
 async def test_a_reload_starts_with_an_empty_memo(tmp_path: Path) -> None:
