@@ -6,10 +6,13 @@ back as an S-expression instead of JSON, and a bare false can read as undefined 
 The C calls are made directly through regopy's ctypes layer: building the input term that way costs about a third
 less than regopy's generic converter, and strings go in JSON-escaped (see _push), which regopy's converter gets
 wrong.
+Only the input paths the modules mention are handed over, and results are remembered per compiled policy when
+that is exact (see projection.py and memo.py).
 """
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections.abc import Mapping
@@ -206,9 +209,23 @@ class Evaluator:
 
 def _memo_key(entrypoint: str, document: Any) -> bytes | None:
     try:
-        return entrypoint.encode() + b"\0" + orjson.dumps(document)
+        text = orjson.dumps(document)
     except (TypeError, orjson.JSONEncodeError):
         return None  # not plain JSON: evaluated (or refused by _push) every time
+    if b"null" in text and _non_finite(document):
+        return None  # orjson writes NaN and infinities as null: such a key would match a real null's
+    return entrypoint.encode() + b"\0" + text
+
+
+def _non_finite(value: Any) -> bool:
+    kind = type(value)
+    if kind is float:
+        return not math.isfinite(value)
+    if kind is dict:
+        return any(_non_finite(item) for item in value.values())
+    if kind is list or kind is tuple:
+        return any(_non_finite(item) for item in value)
+    return False
 
 
 def _value_of(text: str) -> Any:
@@ -251,6 +268,8 @@ def _push(term: Any, value: Any) -> None:
     elif value is None:
         _rego.regoInputNull(term)
     elif kind is float:
+        if not math.isfinite(value):
+            raise ValueError("numbers must be finite")
         _rego.regoInputFloat(term, value)
     elif kind is list or kind is tuple:
         for item in value:

@@ -150,3 +150,15 @@ async def test_a_reload_starts_with_an_empty_memo(tmp_path: Path) -> None:
     rule.write_text('package mcp\nimport rego.v1\ndecision := {"allow": input.mcp.method == "initialize"}\n')
     assert await loader.check_once()
     assert (await engine.evaluate("decision", document))[0] == {"allow": False}
+
+
+def test_non_finite_numbers_are_refused_and_never_match_a_remembered_null() -> None:
+    from proxy.policy.rego import EvaluationError
+
+    compiled = compile_policy({"p.rego": 'package mcp\nimport rego.v1\ndecision := {"allow": input.mcp.x == null}\n'})
+    evaluator = Evaluator()
+    assert evaluator.evaluate(compiled, "mcp/decision", {"mcp": {"x": None}}) == {"allow": True}
+    for number in (float("nan"), float("inf")):
+        with pytest.raises(EvaluationError):
+            evaluator.evaluate(compiled, "mcp/decision", {"mcp": {"x": number}})
+    assert compiled.memo.hits == 0
