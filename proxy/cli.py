@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", help="HOST:PORT for the MCP endpoint (default 127.0.0.1:8080)")
     serve.add_argument("--admin-listen", help="HOST:PORT for /healthz, /readyz (default 127.0.0.1:8081)")
     serve.add_argument("--upstream", help="Streamable HTTP URL of the MCP server")
+    serve.add_argument("--workers", type=int, help="worker processes sharing the port (SO_REUSEPORT; default 1)")
     serve.add_argument("--demo", action="store_true", help="start the bundled demo MCP server as the upstream")
     serve.set_defaults(run=_serve)
     return parser
@@ -43,6 +44,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "server.listen": args.listen,
         "server.admin_listen": args.admin_listen,
         "upstream.url": args.upstream,
+        "server.workers": args.workers,
     }
 
 
@@ -62,12 +64,11 @@ def _serve(args: argparse.Namespace) -> int:
     from proxy.server import run
 
     try:
-        run(config)
+        return run(config)
     finally:
         if demo is not None:
             demo[0].terminate()
             demo[0].wait(timeout=10)
-    return 0
 
 
 def _start_demo_upstream() -> tuple[subprocess.Popen[bytes], str]:
