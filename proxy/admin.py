@@ -30,9 +30,29 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"ready": ready, "checks": report}, status=200 if ready else 503)
 
 
+async def list_approvals(request: web.Request) -> web.Response:
+    return web.json_response({"pending": request.app[ADMIN_DEPS].approvals.pending()})
+
+
+async def decide_approval(request: web.Request) -> web.Response:
+    approved = request.match_info["verdict"] == "approve"
+    note = ""
+    if request.can_read_body:
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": "body must be JSON"}, status=400)
+        note = str(body.get("note", "")) if isinstance(body, dict) else ""
+    if not request.app[ADMIN_DEPS].approvals.decide(request.match_info["id"], approved, note):
+        return web.json_response({"error": "no such pending approval"}, status=404)
+    return web.json_response({"id": request.match_info["id"], "approved": approved})
+
+
 def create_admin_app(deps: Deps) -> web.Application:
     app = web.Application()
     app[ADMIN_DEPS] = deps
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/approvals", list_approvals)
+    app.router.add_post(r"/approvals/{id}/{verdict:approve|deny}", decide_approval)
     return app

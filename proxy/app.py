@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from aiohttp import web
 
 from proxy.admin import create_admin_app
+from proxy.approval import ApprovalBook
 from proxy.catalog import ToolCatalog
 from proxy.config import Config
 from proxy.context import CallContext
@@ -23,7 +24,8 @@ STAGES = web.AppKey("stages", list)
 def create_app(config: Config, upstream: Upstream | None = None) -> web.Application:
     upstream = upstream if upstream is not None else create_upstream(config)
     catalog = ToolCatalog(upstream, ttl_seconds=config.upstream.catalog_ttl_seconds)
-    deps = Deps(config=config, upstream=upstream, catalog=catalog)
+    approvals = ApprovalBook(max_pending=config.approval.max_pending)
+    deps = Deps(config=config, upstream=upstream, catalog=catalog, approvals=approvals)
     deps.readiness_checks["upstream"] = upstream.readiness
     stages = build_stages(config, deps)
     handler = StreamableHttpHandler(config.server, build_chain(stages, forward_to(upstream)))

@@ -16,7 +16,7 @@ from proxy.reply import Reply
 REDACTED = "[redacted]"
 
 
-def audit_event(ctx: CallContext, reply: Reply, log_arguments: bool) -> dict[str, Any]:
+def audit_event(ctx: CallContext, reply: Reply | None, log_arguments: bool) -> dict[str, Any]:
     """One flat record of what happened to a message and why. Arguments only when asked for."""
     record = ctx.record
     event: dict[str, Any] = {
@@ -39,9 +39,9 @@ def audit_event(ctx: CallContext, reply: Reply, log_arguments: bool) -> dict[str
         "rate_limit": record.rate_limit,
         "approval_id": record.approval_id,
         "upstream_status": record.upstream_status,
-        "http_status": record.http_status if record.http_status is not None else reply.status,
+        "http_status": record.http_status if record.http_status is not None else (reply.status if reply else None),
         "error_type": record.error_type,
-        "error": record.error_message or reply.stream_error,
+        "error": record.error_message or (reply.stream_error if reply else None),
         "latency_ms": round((time.monotonic() - ctx.started) * 1000, 3),
         **record.extra,
     }
@@ -79,7 +79,7 @@ class AuditLog:
             ],
         )
 
-    def record(self, ctx: CallContext, reply: Reply) -> None:
+    def record(self, ctx: CallContext, reply: Reply | None) -> None:
         self._logger.info("mcp.audit", **audit_event(ctx, reply, self.config.log_arguments))
 
     def close(self) -> None:

@@ -98,6 +98,11 @@ class AuditConfig(Section):
         return self
 
 
+class ApprovalConfig(Section):
+    timeout_seconds: float = Field(default=120.0, gt=0)  # unanswered approvals are denials
+    max_pending: int = Field(default=1000, gt=0)
+
+
 class LoggingConfig(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -106,6 +111,7 @@ class Config(Section):
     server: ServerConfig = ServerConfig()
     upstream: UpstreamConfig
     audit: AuditConfig = AuditConfig()
+    approval: ApprovalConfig = ApprovalConfig()
     logging: LoggingConfig = LoggingConfig()
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections import Counter
+from typing import Annotated
 
 from mcp.server import MCPServer
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import AcceptedElicitation, Context, Elicit, ElicitationResult, Resolve
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel
 
@@ -70,12 +71,16 @@ class Confirmation(BaseModel):
     confirm: bool
 
 
+def ask_confirmation(action: str) -> Elicit[Confirmation]:
+    return Elicit(f"Really {action}?", Confirmation)
+
+
 @server.tool()
-async def confirm_action(action: str, ctx: Context) -> str:
-    """Ask the user (elicitation) before doing something."""
+def confirm_action(action: str, answer: Annotated[ElicitationResult[Confirmation], Resolve(ask_confirmation)]) -> str:
+    """Ask the user (elicitation) before doing something: a mid-call request in 2025 sessions,
+    an input_required round trip in 2026-07-28."""
     calls["confirm_action"] += 1
-    answer = await ctx.elicit(f"Really {action}?", Confirmation)
-    if answer.action == "accept" and answer.data.confirm:
+    if isinstance(answer, AcceptedElicitation) and answer.data.confirm:
         return f"{action}: done"
     return f"{action}: cancelled"
 
@@ -84,6 +89,17 @@ async def confirm_action(action: str, ctx: Context) -> str:
 def invocations() -> dict[str, int]:
     """How many times each tool has been called in this process."""
     return dict(calls)
+
+
+@server.tool()
+async def change_tools(ctx: Context) -> str:
+    """Announce that the tool list changed: on `subscriptions/listen` streams (2026-07-28) and, for a 2025
+    session, as a notification on its standalone GET stream."""
+    calls["change_tools"] += 1
+    await ctx.notify_tools_changed()
+    if ctx.protocol_version is not None and ctx.protocol_version < "2026-07-28":
+        await ctx.session.send_tool_list_changed()
+    return "announced"
 
 
 @server.resource("demo://readme", mime_type="text/plain")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxy import jsonrpc
+from proxy import jsonrpc, mcp
 from proxy.context import CallContext
 from proxy.reply import Reply
 
@@ -80,6 +80,12 @@ class PolicyDenied(ProxyError):
     tool_visible = True
 
 
+class ApprovalDenied(PolicyDenied):
+    """A call policy sent for approval was refused, timed out, or found the queue full."""
+
+    error_type = "approval_denied"
+
+
 class RateLimited(ProxyError):
     http_status = 429
     code = jsonrpc.RATE_LIMITED
@@ -115,6 +121,8 @@ def error_reply(error: ProxyError, ctx: CallContext | None) -> Reply:
         ctx.record.fail(error.outcome, error.error_type, error.message)
     if error.tool_visible and ctx is not None and ctx.method == "tools/call" and ctx.is_request:
         result = jsonrpc.tool_error_result(error.message, structured=error.data)
+        if ctx.era is mcp.Era.MODERN:
+            result["resultType"] = "complete"  # required on every 2026-07-28 result
         reply = Reply.json(jsonrpc.result_message(request_id, result), headers=error.headers)
     else:
         body = jsonrpc.error_message(request_id, error.code, error.message, error.data)

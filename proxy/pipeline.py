@@ -12,6 +12,7 @@ from proxy.errors import ProxyError, error_reply
 from proxy.reply import Reply
 
 if TYPE_CHECKING:
+    from proxy.approval import ApprovalBook
     from proxy.catalog import ToolCatalog
     from proxy.config import Config
     from proxy.upstream import Upstream
@@ -45,6 +46,7 @@ class Deps:
     config: Config
     upstream: Upstream
     catalog: ToolCatalog
+    approvals: ApprovalBook
     clock: Callable[[], float] = time.monotonic
     readiness_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
 

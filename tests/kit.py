@@ -160,3 +160,33 @@ async def wait_until(predicate: Any, timeout: float = 5.0, interval: float = 0.0
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(interval)
+
+
+@dataclass
+class RawUpstream:
+    """A hand-written aiohttp upstream for edge cases; records what it received."""
+
+    url: str
+    seen: list[tuple[dict[str, str], bytes]]
+
+
+@contextlib.asynccontextmanager
+async def start_raw_upstream(handler: Any) -> AsyncIterator[RawUpstream]:
+    """Serve `handler(request, body) -> StreamResponse` at /mcp on a free loopback port."""
+    seen: list[tuple[dict[str, str], bytes]] = []
+
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        seen.append(({k.lower(): v for k, v in request.headers.items()}, body))
+        return await handler(request, body)
+
+    app = web.Application()
+    app.router.add_route("*", "/mcp", endpoint)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield RawUpstream(f"http://127.0.0.1:{port}/mcp", seen)
+    finally:
+        await runner.cleanup()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from proxy.audit import AuditLog
 from proxy.config import AuditConfig
 from proxy.context import CallContext
@@ -20,7 +22,12 @@ class AuditStage:
         return cls(AuditLog(config)) if config.enabled else None
 
     async def __call__(self, ctx: CallContext, call_next: Handler) -> Reply:
-        reply = await call_next(ctx)
+        try:
+            reply = await call_next(ctx)
+        except asyncio.CancelledError:  # the client went away before an answer: still one event
+            ctx.record.fail("cancelled", "client_disconnected")
+            self.log.record(ctx, None)
+            raise
         reply.on_done(lambda done: self.log.record(ctx, done))
         return reply
 

@@ -44,7 +44,7 @@ def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def message_context(request: web.Request, body: bytes) -> CallContext:
-    """Parse one POSTed message and describe it; 2026-07-28 mirrored headers are verified here."""
+    """Parse one POSTed message and describe it."""
     try:
         message = jsonrpc.parse_message(body)
     except jsonrpc.MessageError as exc:
@@ -53,12 +53,15 @@ def message_context(request: web.Request, body: bytes) -> CallContext:
     kind = mcp.message_kind(message)
     version = mcp.protocol_version(message, headers.get(mcp.HEADER_PROTOCOL_VERSION))
     era = mcp.era_of(version)
-    ctx = _context(request, kind, message, body, headers, version, era)
-    if era is mcp.Era.MODERN and kind is not mcp.Kind.RESPONSE:
-        problem = mcp.header_mismatch(message, headers.get(mcp.HEADER_METHOD), headers.get(mcp.HEADER_NAME))
+    return _context(request, kind, message, body, headers, version, era)
+
+
+def check_mirrored_headers(ctx: CallContext) -> None:
+    """2026-07-28 requests mirror method and target in headers; they must agree with the body."""
+    if ctx.era is mcp.Era.MODERN and ctx.kind is not mcp.Kind.RESPONSE:
+        problem = mcp.header_mismatch(ctx.message, ctx.headers.get(mcp.HEADER_METHOD), ctx.headers.get(mcp.HEADER_NAME))
         if problem is not None:
             raise HeaderMismatch(problem)
-    return ctx
 
 
 def stream_context(request: web.Request, kind: mcp.Kind) -> CallContext:

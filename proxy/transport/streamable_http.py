@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 import structlog
 from aiohttp import web
+from multidict import CIMultiDict
 
 from proxy import jsonrpc, mcp
 from proxy.config import ServerConfig
@@ -30,13 +31,15 @@ class StreamableHttpHandler:
         self.chain = chain
 
     async def post(self, request: web.Request) -> web.StreamResponse:
+        ctx = None
         try:
             envelope.check_origin(request, self.server)
             body = await envelope.read_body(request, self.server)
             ctx = envelope.message_context(request, body)
+            envelope.check_mirrored_headers(ctx)
         except ProxyError as error:
             log.info("request.rejected", reason=error.message, status=error.http_status)
-            return await write_reply(request, None, error_reply(error, None))
+            return await write_reply(request, ctx, error_reply(error, ctx))
         return await self._run(request, ctx)
 
     async def get(self, request: web.Request) -> web.StreamResponse:
@@ -87,7 +90,9 @@ async def _final_body(ctx: CallContext | None, reply: Reply) -> bytes:
 
 
 async def _write_stream(request: web.Request, ctx: CallContext | None, reply: Reply) -> web.StreamResponse:
-    response = web.StreamResponse(status=reply.status, headers={**reply.headers, **STREAM_HEADERS})
+    headers = CIMultiDict(reply.headers)
+    headers.update(STREAM_HEADERS)
+    response = web.StreamResponse(status=reply.status, headers=headers)
     await response.prepare(request)
     final_seen = False
     assert reply.events is not None

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 import pytest
-from mcp import Client
+from mcp import Client, types
 
 from tests.kit import make_config, run_sidecar
 
@@ -58,3 +58,20 @@ async def test_progress_reaches_client_before_the_tool_finishes(stateful_upstrea
     assert len(seen) == 4
     # The first progress event was relayed while the upstream was still working (3 more steps of 150 ms).
     assert finished - seen[0] > 0.3
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_elicitation_round_trip_through_the_sidecar(stateful_upstream: str, mode: str) -> None:
+    """Legacy: a server-to-client request inside the SSE stream, answered by a POSTed response (202).
+    2026-07-28: an input_required result and a retry of the same call carrying inputResponses."""
+    asked: list[str] = []
+
+    async def answer(context, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params.message)
+        return types.ElicitResult(action="accept", content={"confirm": True})
+
+    async with run_sidecar(make_config(stateful_upstream)) as sidecar:
+        async with Client(sidecar.url, mode=mode, cache=None, elicitation_callback=answer) as client:
+            result = await client.call_tool("confirm_action", {"action": "deploy"})
+    assert asked == ["Really deploy?"]
+    assert result.content[0].text == "deploy: done"

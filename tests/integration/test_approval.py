@@ -1,0 +1,86 @@
+"""Calls policy marks require_approval wait for an approver on the admin listener."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+from mcp import Client
+
+from proxy.app import DEPS
+from proxy.context import CallContext
+from proxy.reply import Reply
+from proxy.stages import approval as approval_module
+from tests.kit import make_config, run_sidecar
+
+
+class NeedsApproval:
+    """Stands in for a policy decision carrying require_approval for one tool."""
+
+    name = "test-policy"
+
+    def __init__(self, tool: str) -> None:
+        self.tool = tool
+
+    async def __call__(self, ctx: CallContext, call_next: Callable[[CallContext], Awaitable[Reply]]) -> Reply:
+        if ctx.target == self.tool:
+            ctx = ctx.evolve(obligations={"require_approval": True})
+        return await call_next(ctx)
+
+
+def with_policy(monkeypatch, tool: str) -> None:
+    original = approval_module.ApprovalStage.__call__
+
+    async def patched(self, ctx, call_next):
+        return await NeedsApproval(tool)(ctx, lambda c: original(self, c, call_next))
+
+    monkeypatch.setattr(approval_module.ApprovalStage, "__call__", patched)
+
+
+async def pending(http: aiohttp.ClientSession, admin: str) -> list[dict]:
+    async with http.get(admin + "/approvals") as response:
+        return (await response.json())["pending"]
+
+
+async def test_approved_call_goes_through_and_denied_call_is_a_tool_error(stateless_upstream, monkeypatch) -> None:
+    with_policy(monkeypatch, "delete_file")
+    async with run_sidecar(make_config(stateless_upstream)) as sidecar, aiohttp.ClientSession() as http:
+        async with Client(sidecar.url, cache=None) as client:
+            call = asyncio.create_task(client.call_tool("delete_file", {"path": "/tmp/x"}))
+            async with asyncio.timeout(5):
+                while not (waiting := await pending(http, sidecar.admin_url)):
+                    pass
+            assert waiting[0]["target"] == "delete_file" and "arguments" not in waiting[0]
+            async with http.post(f"{sidecar.admin_url}/approvals/{waiting[0]['id']}/approve") as response:
+                assert response.status == 200
+            approved = await asyncio.wait_for(call, 5)
+
+            denied_call = asyncio.create_task(client.call_tool("delete_file", {"path": "/etc"}))
+            async with asyncio.timeout(5):
+                while not (waiting := await pending(http, sidecar.admin_url)):
+                    pass
+            async with http.post(f"{sidecar.admin_url}/approvals/{waiting[0]['id']}/deny",
+                                 json={"note": "not on a Friday"}) as response:
+                assert response.status == 200
+            denied = await asyncio.wait_for(denied_call, 5)
+            unaffected = await client.call_tool("add", {"a": 1, "b": 1})
+    assert approved.is_error is False and approved.content[0].text == "deleted /tmp/x"
+    assert denied.is_error is True
+    assert "not on a Friday" in denied.content[0].text and waiting[0]["id"] in denied.content[0].text
+    assert unaffected.structured_content == {"result": 2}
+
+
+async def test_unanswered_approval_times_out_as_a_denial(stateless_upstream, monkeypatch) -> None:
+    with_policy(monkeypatch, "delete_file")
+    config = make_config(stateless_upstream, approval__timeout_seconds=0.3)
+    async with run_sidecar(config) as sidecar, Client(sidecar.url, cache=None) as client:
+        result = await client.call_tool("delete_file", {"path": "/tmp/y"})
+        assert sidecar.app[DEPS].approvals.pending() == []
+    assert result.is_error is True and "no approval within 0.3s" in result.content[0].text
+
+
+async def test_deciding_an_unknown_approval_is_404(stateless_upstream) -> None:
+    async with run_sidecar(make_config(stateless_upstream)) as sidecar, aiohttp.ClientSession() as http:
+        async with http.post(f"{sidecar.admin_url}/approvals/nope/approve") as response:
+            assert response.status == 404
