@@ -92,3 +92,19 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait(timeout=timeout)
+
+
+def machine_counters() -> tuple[float, list[int]]:
+    """(1-minute load average, the aggregate CPU line of /proc/stat) for machine_noise()."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    return os.getloadavg()[0], fields
+
+
+def machine_noise(before: tuple[float, list[int]]) -> dict[str, float]:
+    """How disturbed a measurement was: the load average, and the share of CPU time stolen by the hypervisor."""
+    _, start = before
+    load, end = machine_counters()
+    delta = [after - earlier for after, earlier in zip(end, start, strict=True)]
+    total = sum(delta[:8]) or 1  # user nice system idle iowait irq softirq steal
+    return {"load_average": round(load, 2), "steal_pct": round(delta[7] / total * 100, 1)}

@@ -1,7 +1,8 @@
 """Sidecar profiles: config overlays made of named feature parts, applied only where this build has the feature.
 
-A profile (bench/profiles/<name>.yaml) has `parts` (feature name -> config sections), optional `load` options for
-the load generator (`repeat`, `headers`) and optional `needs_any` (parts without which the target is pointless).
+A profile (bench/profiles/<name>.yaml) has `parts` (feature name -> config sections, plus an optional `load` entry
+for what the load generator must do when the part is on, such as sending a token), optional `load` options for the
+whole profile (`repeat`, `headers`) and optional `needs_any` (parts without which the target is pointless).
 A part whose sections the build's Config does not define is reported missing; one that does not validate is
 reported invalid with its problems. Neither is faked.
 """
@@ -35,13 +36,15 @@ class Profile:
 
 
 def load_profile(name: str, base: dict[str, Any], placeholders: dict[str, str]) -> Profile:
-    """Read a profile, fill its placeholders ({tmp}, {profile}, {run_id}, {otlp_url}, {redis_url}) and keep the
-    parts this build can run; `base` is the sidecar config every profile starts from."""
+    """Read a profile, fill its placeholders ({tmp}, {profile}, {run_id}, {otlp_url}, {redis_url}, {jwt_*}) and
+    keep the parts this build can run; `base` is the sidecar config every profile starts from."""
     raw = yaml.safe_load((PROFILE_DIR / f"{name}.yaml").read_text()) or {}
     filled = _fill(raw, {**placeholders, "profile": name})
     profile = Profile(name, load=filled.get("load") or {})
     known = set(Config.model_fields)
-    for part, sections in (filled.get("parts") or {}).items():
+    for part, contents in (filled.get("parts") or {}).items():
+        sections = dict(contents)
+        part_load = sections.pop("load", {})  # what the load generator must do for this part (e.g. a token)
         absent = sorted(set(sections) - known)
         if absent:
             profile.missing.append(f"{part} (no `{'`, `'.join(absent)}` config in this build)")
@@ -51,6 +54,7 @@ def load_profile(name: str, base: dict[str, Any], placeholders: dict[str, str]) 
             profile.invalid[part] = problems
             continue
         profile.overlay = merge(profile.overlay, sections)
+        profile.load = merge(profile.load, part_load)
         profile.on.append(part)
     needs = filled.get("needs_any") or []
     if needs and not set(needs) & set(profile.on):

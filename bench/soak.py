@@ -31,18 +31,15 @@ async def soak(seconds: float, work: Path, profile: str = "full") -> dict[str, A
         assert target.proc is not None
         elapsed = 0.0
         while elapsed < seconds:
-            calls_before = target.calls.get(CLIENTS, [0])[0]
             await run.measure(target, "modern", CLIENTS)
             elapsed += INTERVAL_SECONDS
-            calls = target.calls[CLIENTS][0] - calls_before
-            samples.append({"seconds": elapsed, "calls_per_s": round(calls / INTERVAL_SECONDS, 1),
-                            **target.proc.memory_mb()})
+            samples.append({"seconds": elapsed, **target.tallies[CLIENTS].rounds[-1], **target.proc.memory_mb()})
         target.proc.stop()
     finally:
         upstream.stop()
         run.stop_helpers()
     first, last = samples[0]["rss_mb"], samples[-1]["rss_mb"]
     return {"profile": profile, "parts": run.profiles.get(profile), "clients": CLIENTS, "seconds": seconds,
-            "errors": target.calls[CLIENTS][1], "samples": samples,
+            "errors": target.tallies[CLIENTS].errors, "samples": samples,
             "rss_growth_pct": round((last - first) / first * 100, 1),
             "peak_rss_mb": max(sample["peak_rss_mb"] for sample in samples)}
