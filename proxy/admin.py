@@ -7,6 +7,7 @@ import asyncio
 from aiohttp import web
 
 from proxy.pipeline import Deps
+from proxy.prometheus import CONTENT_TYPE
 
 ADMIN_DEPS = web.AppKey("admin_deps", Deps)
 
@@ -28,6 +29,28 @@ async def readyz(request: web.Request) -> web.Response:
             report[name] = {"ok": ok, "detail": detail}
     ready = all(item["ok"] for item in report.values())
     return web.json_response({"ready": ready, "checks": report}, status=200 if ready else 503)
+
+
+async def cache_purge(request: web.Request) -> web.Response:
+    """POST /cache/purge[?tool=NAME]: drop one tool's cached results, or every entry."""
+    stage = request.app[ADMIN_DEPS].cache
+    if stage is None:
+        return web.json_response({"error": "caching is disabled"}, status=404)
+    done, generation = await stage.purge(request.query.get("tool") or None)
+    return web.json_response({"purged": generation}, status=200 if done else 503)
+
+
+async def cache_stats(request: web.Request) -> web.Response:
+    stage = request.app[ADMIN_DEPS].cache
+    if stage is None:
+        return web.json_response({"error": "caching is disabled"}, status=404)
+    return web.json_response(stage.stats())
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text of the sidecar's OTel metrics (404 when telemetry or telemetry.prometheus is off)."""
+    reader = request.app[ADMIN_DEPS].telemetry.prometheus
+    if reader is None:
+        raise web.HTTPNotFound(text="metrics are disabled (telemetry.enabled / telemetry.prometheus)")
+    return web.Response(body=reader.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
 async def list_approvals(request: web.Request) -> web.Response:
@@ -53,6 +76,9 @@ def create_admin_app(deps: Deps) -> web.Application:
     app[ADMIN_DEPS] = deps
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_post("/cache/purge", cache_purge)
+    app.router.add_get("/cache/stats", cache_stats)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/approvals", list_approvals)
     app.router.add_post(r"/approvals/{id}/{verdict:approve|deny}", decide_approval)
     return app

@@ -11,9 +11,11 @@ from proxy.approval import ApprovalBook
 from proxy.catalog import ToolCatalog
 from proxy.config import Config
 from proxy.context import CallContext
+from proxy.errors import ProxyError
 from proxy.pipeline import Deps, Handler, Lifecycle, Stage, build_chain
 from proxy.reply import Reply
 from proxy.stages import build_stages
+from proxy.telemetry import TRACED_KINDS, Telemetry
 from proxy.transport.streamable_http import StreamableHttpHandler
 from proxy.upstream import Upstream, create_upstream
 
@@ -25,10 +27,11 @@ def create_app(config: Config, upstream: Upstream | None = None) -> web.Applicat
     upstream = upstream if upstream is not None else create_upstream(config)
     catalog = ToolCatalog(upstream, ttl_seconds=config.upstream.catalog_ttl_seconds)
     approvals = ApprovalBook(max_pending=config.approval.max_pending)
-    deps = Deps(config=config, upstream=upstream, catalog=catalog, approvals=approvals)
+    deps = Deps(config=config, upstream=upstream, catalog=catalog, approvals=approvals,
+                telemetry=Telemetry.from_config(config))
     deps.readiness_checks["upstream"] = upstream.readiness
     stages = build_stages(config, deps)
-    handler = StreamableHttpHandler(config.server, build_chain(stages, forward_to(upstream)))
+    handler = StreamableHttpHandler(config.server, build_chain(stages, forward_to(upstream, deps.telemetry)))
 
     app = web.Application(client_max_size=config.server.max_body_bytes + 1)
     path = config.server.mcp_path
@@ -37,7 +40,7 @@ def create_app(config: Config, upstream: Upstream | None = None) -> web.Applicat
     app.router.add_delete(path, handler.delete)
     app[DEPS] = deps
     app[STAGES] = stages
-    app.cleanup_ctx.append(_resources(upstream, stages))
+    app.cleanup_ctx.append(_resources(upstream, stages, deps.telemetry))
     return app
 
 
@@ -47,16 +50,38 @@ def create_apps(config: Config, upstream: Upstream | None = None) -> tuple[web.A
     return app, create_admin_app(app[DEPS])
 
 
-def forward_to(upstream: Upstream) -> Handler:
+def forward_to(upstream: Upstream, telemetry: Telemetry) -> Handler:
+    """The terminal: the upstream call, inside its CLIENT span (which wraps exactly this call and nothing of the
+    stages) when tracing is on. The span's context travels upstream in params._meta and the HTTP headers."""
+
     async def forward(ctx: CallContext) -> Reply:
         reply = await upstream.send(ctx)
         ctx.record.upstream_status = reply.status
         return reply
 
-    return forward
+    if not telemetry.enabled:
+        return forward
+
+    async def forward_traced(ctx: CallContext) -> Reply:
+        if ctx.kind not in TRACED_KINDS:  # GET streams, DELETE, client responses: no span of their own
+            return await forward(ctx)
+        call = telemetry.upstream_call(ctx)
+        try:
+            reply = await upstream.send(call.ctx)
+        except ProxyError as error:
+            call.failed(error.error_type, error.message)
+            raise
+        except BaseException as exc:  # cancelled (client went away) or a bug: the span still ends
+            call.failed(exc.__class__.__qualname__, str(exc) or None)
+            raise
+        ctx.record.upstream_status = reply.status
+        reply.on_done(call.finished)
+        return reply
+
+    return forward_traced
 
 
-def _resources(upstream: Upstream, stages: Sequence[Stage]):
+def _resources(upstream: Upstream, stages: Sequence[Stage], telemetry: Telemetry):
     lifecycles = [stage for stage in stages if isinstance(stage, Lifecycle)]
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
@@ -71,5 +96,6 @@ def _resources(upstream: Upstream, stages: Sequence[Stage]):
             for item in reversed(started):
                 await item.close()
             await upstream.close()
+            await telemetry.shutdown()  # last: spans of the calls drained above are flushed too
 
     return lifespan

@@ -8,6 +8,7 @@ from typing import IO, Any
 
 import orjson
 import structlog
+from opentelemetry.trace import SpanContext
 
 from proxy.config import AuditConfig
 from proxy.context import CallContext
@@ -16,15 +17,23 @@ from proxy.reply import Reply
 REDACTED = "[redacted]"
 
 
-def audit_event(ctx: CallContext, reply: Reply | None, log_arguments: bool) -> dict[str, Any]:
-    """One flat record of what happened to a message and why. Arguments only when asked for."""
+def audit_event(ctx: CallContext, reply: Reply | None, log_arguments: bool,
+                span: SpanContext | None = None) -> dict[str, Any]:
+    """One flat record of what happened to a message and why. Arguments only when asked for.
+
+    `span` is the sidecar's SERVER span of the call (tracing stage): its ids tie the event to the trace.
+    """
     record = ctx.record
+    traced = span is not None and span.is_valid
     event: dict[str, Any] = {
         "decision_id": record.decision_id,
         "time": ctx.started_wall,
+        "trace_id": format(span.trace_id, "032x") if traced else None,
+        "span_id": format(span.span_id, "016x") if traced else None,
         "kind": ctx.kind.value,
         "method": ctx.method,
         "target": ctx.target,
+        "tool": ctx.target if ctx.method == "tools/call" else None,
         "request_id": ctx.request_id,
         "protocol_version": ctx.protocol_version,
         "session_id": ctx.session_id,
@@ -79,8 +88,8 @@ class AuditLog:
             ],
         )
 
-    def record(self, ctx: CallContext, reply: Reply | None) -> None:
-        self._logger.info("mcp.audit", **audit_event(ctx, reply, self.config.log_arguments))
+    def record(self, ctx: CallContext, reply: Reply | None, span: SpanContext | None = None) -> None:
+        self._logger.info("mcp.audit", **audit_event(ctx, reply, self.config.log_arguments, span))
 
     def close(self) -> None:
         self._file.flush()

@@ -89,3 +89,7 @@ def _start_demo_upstream() -> tuple[subprocess.Popen[bytes], str]:
             time.sleep(0.1)
     child.kill()
     raise SystemExit("mcp-sidecar: the demo MCP server did not start")
+
+
+if __name__ == "__main__":
+    main()

@@ -58,7 +58,7 @@ class CallRecord:
     policy_revision: str | None = None
     obligations: dict[str, Any] = field(default_factory=dict)
     rate_limit: dict[str, Any] | None = None
-    cache_status: str | None = None  # hit | miss | bypass | store
+    cache_status: str | None = None  # hit | miss | bypass | stored
     approval_id: str | None = None
     redact: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from collections import Counter
 from typing import Annotated
 
@@ -114,6 +115,23 @@ def greet(name: str) -> str:
     return f"Say hello to {name}, warmly."
 
 
+def export_spans_if_configured() -> None:
+    """The SDK emits a SERVER span per message through the global tracer provider; in this (separate) process,
+    install one exporting over OTLP/HTTP when OTEL_EXPORTER_OTLP_*ENDPOINT is set, so traces show the upstream."""
+    if not (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")):
+        return
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME",
+                                                                                       "mcp-sidecar-demo")}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(), schedule_delay_millis=200))
+    trace.set_tracer_provider(provider)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m proxy.demo")
     parser.add_argument("transport", choices=["stdio", "http", "sse"], nargs="?", default="stdio")
@@ -121,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--stateless-json", action="store_true", help="stateless legacy leg, JSON responses")
     args = parser.parse_args(argv)
+    export_spans_if_configured()
     if args.transport == "stdio":
         server.run("stdio")
     elif args.transport == "sse":

@@ -94,6 +94,13 @@ class RateLimited(ProxyError):
     tool_visible = True
 
 
+class LimiterUnavailable(RateLimited):
+    """The limits cannot be checked (shared store down with fail_closed, or policy named an unknown bucket)."""
+
+    http_status = 503
+    error_type = "rate_limiter_unavailable"
+
+
 class UpstreamError(ProxyError):
     """The upstream could not be reached, broke off, answered too late or answered garbage."""
 

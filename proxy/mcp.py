@@ -28,6 +28,11 @@ FORWARDED_REQUEST_HEADERS = frozenset(
         HEADER_LAST_EVENT_ID,
         HEADER_METHOD,
         HEADER_NAME,
+        # W3C trace context: the parent of the sidecar's span when params._meta carries none; the tracing
+        # stage overwrites it with its own upstream span before forwarding.
+        "traceparent",
+        "tracestate",
+        "baggage",
     }
 )
 

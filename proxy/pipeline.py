@@ -10,11 +10,14 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from proxy.context import CallContext
 from proxy.errors import ProxyError, error_reply
 from proxy.reply import Reply
+from proxy.telemetry import Telemetry
 
 if TYPE_CHECKING:
     from proxy.approval import ApprovalBook
     from proxy.catalog import ToolCatalog
     from proxy.config import Config
+    from proxy.metrics import SidecarMetrics
+    from proxy.stages.cache import CacheStage
     from proxy.upstream import Upstream
 
 Handler = Callable[[CallContext], Awaitable[Reply]]
@@ -49,6 +52,13 @@ class Deps:
     approvals: ApprovalBook
     clock: Callable[[], float] = time.monotonic
     readiness_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+    cache: CacheStage | None = None  # set by the cache stage when enabled; the admin listener purges through it
+    telemetry: Telemetry = field(default_factory=Telemetry.disabled)  # tracer, meter, /metrics reader
+
+    @property
+    def metrics(self) -> SidecarMetrics:
+        """Always usable (no-op when telemetry is off): `deps.metrics.count("policy_reload_failures")`."""
+        return self.telemetry.metrics
 
 
 def build_chain(stages: Sequence[Stage], terminal: Handler) -> Handler:

@@ -18,6 +18,7 @@ from proxy.sse_codec import SseEvent
 
 ResultHook = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
 DoneCallback = Callable[["Reply"], Awaitable[None] | None]
+EventObserver = Callable[[SseEvent], Awaitable[None] | None]
 
 JSON = "application/json"
 EVENT_STREAM = "text/event-stream"
@@ -32,6 +33,7 @@ class Reply:
     message: dict[str, Any] | None = None  # the final JSON-RPC response, once known
     result_hooks: list[ResultHook] = field(default_factory=list)
     done_callbacks: list[DoneCallback] = field(default_factory=list)
+    event_observers: list[EventObserver] = field(default_factory=list)  # see every relayed SSE event
     release: Callable[[], Awaitable[None] | None] | None = None  # frees the upstream response
     stream_error: str | None = None  # set when a stream broke before its final response
 
@@ -59,6 +61,16 @@ class Reply:
 
     def on_done(self, callback: DoneCallback) -> None:
         self.done_callbacks.append(callback)
+
+    def observe_events(self, observer: EventObserver) -> None:
+        """Watch every SSE event before it is relayed (server notifications included); read-only."""
+        self.event_observers.append(observer)
+
+    async def notify_observers(self, event: SseEvent) -> None:
+        for observer in self.event_observers:
+            outcome = observer(event)
+            if inspect.isawaitable(outcome):
+                await outcome
 
     def parsed_body(self) -> dict[str, Any] | None:
         """The JSON body as a message, if it is one; parsed at most once."""

@@ -6,16 +6,19 @@ from proxy.config import Config
 from proxy.pipeline import Deps, Stage
 from proxy.stages.approval import ApprovalStage
 from proxy.stages.audit import AuditStage
+from proxy.stages.cache import CacheStage
+from proxy.stages.ratelimit import RateLimitStage
+from proxy.stages.tracing import TracingStage
 
 
 def build_stages(config: Config, deps: Deps) -> list[Stage]:
     stages = [
-        # tracing: outermost, so that denials and errors get spans too
+        TracingStage.from_config(config.telemetry, deps),  # tracing: outermost, so denials and errors get spans
         AuditStage.from_config(config.audit, deps),  # audit: so that a 401 is audited as well
         # auth: policy needs the principal
         # policy: before limits, so that a denied caller cannot drain a bucket
-        ApprovalStage.from_config(config.approval, deps),  # approval: only calls policy allowed wait for a human
-        # rate limit: keys and cost may come from policy obligations
-        # cache: innermost, so that a hit has still passed auth, policy and limits
+        RateLimitStage.from_config(config.rate_limits, deps),  # rate limit: keys and cost may come from policy
+        ApprovalStage.from_config(config.approval, deps),  # approval: after limits, so floods never reach a human
+        CacheStage.from_config(config.cache, deps),  # cache: innermost, so a hit has passed auth, policy, limits
     ]
     return [stage for stage in stages if stage is not None]

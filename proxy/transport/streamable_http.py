@@ -98,6 +98,8 @@ async def _write_stream(request: web.Request, ctx: CallContext | None, reply: Re
     assert reply.events is not None
     try:
         async for event in reply.events:
+            if reply.event_observers:
+                await reply.notify_observers(event)
             if not final_seen and ctx is not None and ctx.is_request:
                 final = _final_response(event, ctx.request_id)
                 if final is not None:

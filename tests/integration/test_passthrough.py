@@ -79,4 +79,7 @@ async def test_caller_credentials_and_hop_headers_never_reach_the_upstream() -> 
     assert seen_headers["host"] == upstream.url.split("/")[2]
     assert seen_headers["mcp-param-region"] == "eu"
     assert seen_headers["mcp-method"] == "tools/list"
-    assert orjson.loads(seen_body) == modern_request("tools/list")
+    forwarded = orjson.loads(seen_body)
+    # Tracing (on by default) adds the sidecar's upstream span as the trace context, in _meta and the header alike.
+    assert forwarded["params"]["_meta"].pop("traceparent") == seen_headers["traceparent"]
+    assert forwarded == modern_request("tools/list")

@@ -1,0 +1,117 @@
+"""Prometheus text exposition of the OTel metrics, through a MetricReader the sidecar owns.
+
+opentelemetry-exporter-prometheus registers its collector in prometheus_client's process-global REGISTRY (two
+sidecars in one process would be exported twice) and pins the SDK to its beta's exact minor. This reader keeps a
+private CollectorRegistry instead and lets prometheus_client do the text format (escaping, `_total`, buckets).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from opentelemetry.sdk.metrics.export import (
+    Gauge,
+    Histogram,
+    Metric,
+    MetricReader,
+    MetricsData,
+    Sum,
+)
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import Metric as Family
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_UNIT_SUFFIX = {"s": "seconds", "ms": "milliseconds", "By": "bytes"}
+_INVALID = re.compile(r"[^a-zA-Z0-9_:]")
+
+
+class PrometheusReader(MetricReader):
+    """A pull reader: each scrape collects the current cumulative state and renders it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._data: MetricsData | None = None
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._registry.register(_Collector(self))
+
+    def render(self) -> bytes:
+        return generate_latest(self._registry)
+
+    def snapshot(self) -> MetricsData | None:
+        self.collect()
+        return self._data
+
+    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+        self._data = metrics_data
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self._data = None
+
+
+class _Collector:
+    def __init__(self, reader: PrometheusReader) -> None:
+        self._reader = reader
+
+    def collect(self) -> Iterator[Family]:
+        data = self._reader.snapshot()
+        if data is None:
+            return
+        for resource_metrics in data.resource_metrics:
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    family = to_family(metric)
+                    if family is not None:
+                        yield family
+
+
+def prometheus_name(name: str, unit: str | None) -> str:
+    """`mcp.server.operation.duration` + `s` -> `mcp_server_operation_duration_seconds`."""
+    base = _INVALID.sub("_", name)
+    suffix = _UNIT_SUFFIX.get(unit or "")
+    return f"{base}_{suffix}" if suffix and not base.endswith(suffix) else base
+
+
+def to_family(metric: Metric) -> Family | None:
+    name = prometheus_name(metric.name, metric.unit)
+    points = list(metric.data.data_points)
+    labels = sorted({_INVALID.sub("_", key) for point in points for key in (point.attributes or {})})
+
+    def values(point: Any) -> list[str]:
+        attributes = {_INVALID.sub("_", key): str(value) for key, value in (point.attributes or {}).items()}
+        return [attributes.get(label, "") for label in labels]
+
+    data = metric.data
+    description = metric.description or metric.name
+    if isinstance(data, Sum) and data.is_monotonic:
+        family: Family = CounterMetricFamily(name.removesuffix("_total"), description, labels=labels)
+        for point in points:
+            family.add_metric(values(point), point.value)
+    elif isinstance(data, Sum | Gauge):
+        family = GaugeMetricFamily(name, description, labels=labels)
+        for point in points:
+            family.add_metric(values(point), point.value)
+    elif isinstance(data, Histogram):
+        family = HistogramMetricFamily(name, description, labels=labels)
+        for point in points:
+            family.add_metric(values(point), _cumulative(point.explicit_bounds, point.bucket_counts), point.sum)
+    else:
+        return None
+    return family
+
+
+def _cumulative(bounds: Sequence[float], counts: Sequence[int]) -> list[tuple[str, float]]:
+    """OTel bucket counts are per bucket; Prometheus `le` buckets are cumulative and end at +Inf."""
+    buckets: list[tuple[str, float]] = []
+    running = 0
+    for bound, count in zip(bounds, counts, strict=False):
+        running += count
+        buckets.append((_bound(bound), running))
+    buckets.append(("+Inf", running + (counts[-1] if len(counts) > len(bounds) else 0)))
+    return buckets
+
+
+def _bound(value: float) -> str:
+    return repr(float(value))

@@ -1,0 +1,175 @@
+"""Rate limit stage: takes tokens from every bucket that applies to a request, or refuses it.
+
+Only requests are charged: responses, notifications, the GET stream and DELETE pass free (a stream is not a
+call; the POST that opened a 2026-07-28 `subscriptions/listen` stream was charged as a request).
+Policy obligations `rate_limit: {buckets, cost}` choose the buckets (names; None = those whose `match` fits)
+and the cost. The retry of an `input_required` round trip is free once its first leg was charged.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from proxy import mcp
+from proxy.config import BucketConfig, RateLimitsConfig
+from proxy.context import CallContext
+from proxy.errors import LimiterUnavailable, RateLimited
+from proxy.limits import (
+    BucketSpec,
+    BucketStore,
+    Caller,
+    Check,
+    Decision,
+    MemoryBuckets,
+    StoreUnavailable,
+    round_trip_key,
+)
+from proxy.limits_redis import RedisBuckets
+from proxy.pipeline import Deps, Handler
+from proxy.reply import Reply
+
+MRTR_RETRY_PARAMS = ("inputResponses", "requestState")
+
+
+def spec_of(bucket: BucketConfig) -> BucketSpec:
+    match = bucket.match
+    return BucketSpec(
+        name=bucket.name, capacity=bucket.capacity, rate=bucket.refill_per_second, key=bucket.key,
+        methods=frozenset(match.methods) if match.methods is not None else None,
+        tools=frozenset(match.tools) if match.tools is not None else None,
+        claims={path: frozenset(values) for path, values in match.claims.items()} if match.claims else None,
+    )
+
+
+class RateLimitStage:
+    name = "rate_limit"
+
+    def __init__(self, specs: tuple[BucketSpec, ...], store: BucketStore, default_cost: int = 1) -> None:
+        self.specs = specs
+        self.by_name = {spec.name: spec for spec in specs}
+        self.store = store
+        self.default_cost = default_cost
+
+    @classmethod
+    def from_config(cls, config: RateLimitsConfig, deps: Deps) -> RateLimitStage | None:
+        if not config.buckets:
+            return None
+        store: BucketStore
+        if config.backend == "redis":
+            store = RedisBuckets(config.redis_url, prefix=config.key_prefix, timeout=config.redis_timeout_seconds,
+                                 fail_open=config.failure_mode == "fail_open",
+                                 retry_seconds=config.redis_retry_seconds, clock=deps.clock)
+            deps.readiness_checks["rate_limits"] = store.ping
+        else:
+            store = MemoryBuckets(deps.clock, config.max_keys)
+        specs = tuple(spec_of(bucket) for bucket in config.buckets)
+        return cls(specs, store, config.default_cost)
+
+    async def start(self) -> None:
+        if isinstance(self.store, RedisBuckets):
+            await self.store.start()
+
+    async def close(self) -> None:
+        if isinstance(self.store, RedisBuckets):
+            await self.store.close()
+
+    async def __call__(self, ctx: CallContext, call_next: Handler) -> Reply:
+        if not ctx.is_request:
+            return await call_next(ctx)
+        caller = caller_of(ctx)
+        if _is_mrtr_retry(ctx) and await self.store.redeem_retry(round_trip_key(caller, ctx.target)):
+            return self._watch_round_trip(ctx, await call_next(ctx), caller)
+        checks, cost = self._checks(ctx, caller)
+        if not checks:
+            return await call_next(ctx)
+        try:
+            decision = await self.store.take(checks, cost)
+        except StoreUnavailable as error:
+            raise LimiterUnavailable(f"Rate limits cannot be checked right now ({error}); retry later.",
+                                     headers={"Retry-After": "1"}) from None
+        _record(ctx, decision)
+        headers = rate_limit_headers(decision)
+        if not decision.allowed:
+            raise _refusal(ctx, decision, headers)
+        reply = await call_next(ctx)
+        reply.headers.update(headers)
+        return self._watch_round_trip(ctx, reply, caller)
+
+    def _checks(self, ctx: CallContext, caller: Caller) -> tuple[list[Check], int]:
+        obligation = ctx.obligations.get("rate_limit") or {}
+        cost = obligation.get("cost", self.default_cost)
+        if not isinstance(cost, int) or isinstance(cost, bool) or cost < 0:
+            raise LimiterUnavailable(f"Policy asked for an invalid rate limit cost {cost!r}.")
+        names = obligation.get("buckets")
+        if names is None:
+            specs = [spec for spec in self.specs if spec.applies(caller)]
+        else:
+            unknown = [name for name in names if name not in self.by_name]
+            if unknown:
+                raise LimiterUnavailable(f"Policy named rate limit buckets that are not configured: {unknown}.")
+            specs = [self.by_name[name] for name in names]
+        return [(spec, spec.key_for(caller)) for spec in specs], cost
+
+    def _watch_round_trip(self, ctx: CallContext, reply: Reply, caller: Caller) -> Reply:
+        """A charged 2026-07-28 call answered `input_required` earns one free retry."""
+        if ctx.era is not mcp.Era.MODERN:
+            return reply
+
+        async def grant_on_input_required(message: dict[str, Any]) -> None:
+            result = message.get("result")
+            if isinstance(result, dict) and result.get("resultType") == "input_required":
+                await self.store.grant_retry(round_trip_key(caller, ctx.target))
+
+        reply.add_result_hook(grant_on_input_required)
+        return reply
+
+
+def caller_of(ctx: CallContext) -> Caller:
+    return Caller(subject=ctx.principal.subject, claims=ctx.principal.claims, method=ctx.method,
+                  tool=ctx.target if ctx.method == "tools/call" else None, session=ctx.session_id,
+                  client=ctx.client_address)
+
+
+def _is_mrtr_retry(ctx: CallContext) -> bool:
+    params = ctx.params
+    return any(name in params for name in MRTR_RETRY_PARAMS)
+
+
+def _record(ctx: CallContext, decision: Decision) -> None:
+    deciding = decision.deciding
+    if deciding is None:  # fail_open while the store is down
+        ctx.record.rate_limit = {"bucket": None, "remaining": None, "limit": None, "retry_after_seconds": 0,
+                                 "degraded": True}
+        return
+    ctx.record.rate_limit = {"bucket": deciding.spec.name, "remaining": deciding.remaining,
+                             "limit": deciding.spec.capacity,
+                             "retry_after_seconds": math.ceil(decision.retry_after)}
+
+
+def rate_limit_headers(decision: Decision) -> dict[str, str]:
+    """RateLimit / RateLimit-Policy (draft-ietf-httpapi-ratelimit-headers), and Retry-After on a refusal."""
+    if not decision.states:
+        return {}
+    policies = ", ".join(f'"{state.spec.name}";q={state.spec.capacity};w={state.spec.window_seconds}'
+                         for state in decision.states)
+    limits = ", ".join(f'"{state.spec.name}";r={state.remaining};t={math.ceil(state.reset_after)}'
+                       for state in decision.states)
+    headers = {"RateLimit-Policy": policies, "RateLimit": limits}
+    if not decision.allowed:
+        headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after)))
+    return headers
+
+
+def _refusal(ctx: CallContext, decision: Decision, headers: dict[str, str]) -> RateLimited:
+    deciding = decision.deciding
+    assert deciding is not None
+    seconds = max(1, math.ceil(decision.retry_after))
+    at = time.strftime("%H:%M:%S", time.gmtime(ctx.started_wall + decision.retry_after))
+    spec = deciding.spec
+    message = (f"Rate limit '{spec.name}' exceeded ({spec.capacity} per {spec.window_seconds} s). "
+               f"Retry after {seconds} s (at {at} UTC).")
+    data = {"bucket": spec.name, "retry_after": seconds, "retry_after_ms": math.ceil(decision.retry_after * 1000),
+            "limit": spec.capacity, "remaining": deciding.remaining, "window_seconds": spec.window_seconds}
+    return RateLimited(message, data=data, headers=headers)

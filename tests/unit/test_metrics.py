@@ -1,0 +1,89 @@
+"""Metrics without sockets: instruments, label caps, and the Prometheus text rendering."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from prometheus_client.parser import text_string_to_metric_families
+
+from proxy.metrics import OTHER, BoundedLabels, SidecarMetrics
+from proxy.prometheus import PrometheusReader, prometheus_name
+from tests.kit import make_ctx
+
+
+def sidecar_metrics(label_limit: int = 200) -> tuple[SidecarMetrics, PrometheusReader]:
+    reader = PrometheusReader()
+    provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    return SidecarMetrics(provider.get_meter("test"), label_limit), reader
+
+
+def samples(reader: PrometheusReader) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = reader.render().decode()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def test_prometheus_names_follow_the_otel_conventions() -> None:
+    assert prometheus_name("mcp.server.operation.duration", "s") == "mcp_server_operation_duration_seconds"
+    assert prometheus_name("mcp_sidecar.calls", "") == "mcp_sidecar_calls"
+    assert prometheus_name("odd-name/x", "By") == "odd_name_x_bytes"
+
+
+def test_a_finished_call_moves_duration_calls_and_in_flight() -> None:
+    metrics, reader = sidecar_metrics()
+    ctx = make_ctx(target="add")
+    metrics.started(ctx)
+    assert samples(reader)[("mcp_sidecar_in_flight", (("mcp_method_name", "tools/call"),))] == 1
+    metrics.finished(ctx, None, 0.03)
+    found = samples(reader)
+    assert found[("mcp_sidecar_in_flight", (("mcp_method_name", "tools/call"),))] == 0
+    labels = (("gen_ai_tool_name", "add"), ("mcp_method_name", "tools/call"), ("mcp_sidecar_outcome", "allowed"))
+    assert found[("mcp_sidecar_calls_total", labels)] == 1
+    histogram = (("gen_ai_tool_name", "add"), ("mcp_method_name", "tools/call"),
+                 ("mcp_protocol_version", "2026-07-28"))
+    # Buckets are cumulative: 0.03 s is above 0.02 and within 0.05 and everything after.
+    assert found[("mcp_server_operation_duration_seconds_bucket", (*histogram[:1], ("le", "0.02"), *histogram[1:]))] \
+        == 0
+    assert found[("mcp_server_operation_duration_seconds_bucket", (*histogram[:1], ("le", "0.05"), *histogram[1:]))] \
+        == 1
+    assert found[("mcp_server_operation_duration_seconds_bucket", (*histogram[:1], ("le", "+Inf"), *histogram[1:]))] \
+        == 1
+    assert found[("mcp_server_operation_duration_seconds_sum", histogram)] == pytest.approx(0.03)
+
+
+def test_denials_are_counted_by_reason() -> None:
+    metrics, reader = sidecar_metrics()
+    ctx = make_ctx(target="delete_file")
+    ctx.record.fail("denied", "policy_denied")
+    ctx.record.policy_reasons = ("destructive", "second reason")
+    metrics.started(ctx)
+    metrics.finished(ctx, "policy_denied", 0.001)
+    found = samples(reader)
+    key = ("mcp_sidecar_policy_denials_total", (("error_type", "policy_denied"), ("gen_ai_tool_name", "delete_file"),
+                                                ("mcp_method_name", "tools/call"),
+                                                ("mcp_sidecar_policy_reason", "destructive")))
+    assert found[key] == 1
+
+
+def test_named_counters_start_at_zero_and_unknown_names_fail() -> None:
+    metrics, reader = sidecar_metrics()
+    assert samples(reader)[("mcp_sidecar_upstream_restarts_total", ())] == 0
+    metrics.count("upstream_restarts")
+    metrics.count("upstream_restarts", 2)
+    assert samples(reader)[("mcp_sidecar_upstream_restarts_total", ())] == 3
+    with pytest.raises(KeyError):
+        metrics.count("upstream_restart")
+
+
+def test_client_chosen_label_values_are_capped() -> None:
+    bounded = BoundedLabels(limit=2)
+    assert [bounded("tool", name) for name in ("a", "b", "c", "a")] == ["a", "b", OTHER, "a"]
+    assert bounded("method", "x") == "x"  # each label has its own budget
+    metrics, reader = sidecar_metrics(label_limit=1)
+    for tool in ("first", "second", "third"):
+        ctx = make_ctx(target=tool)
+        metrics.started(ctx)
+        metrics.finished(ctx, None, 0.001)
+    tools = {dict(labels).get("gen_ai_tool_name")
+             for name, labels in samples(reader) if name == "mcp_sidecar_calls_total"}
+    assert tools == {"first", OTHER}
