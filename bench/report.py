@@ -50,7 +50,7 @@ def checks(results: list[Row]) -> list[Row]:
                       _added_p50(results, "sdk-modern", target), "< 1.0", False))
     specs.append(("full / direct throughput, SDK upstream (legacy, SSE), 32 clients",
                   _ratio(results, "sdk-legacy", "full", "direct", 32, "calls_per_s"), ">= 0.95", True))
-    for target, limit in (("passthrough", 200.0), ("full", 500.0)):
+    for target, limit in (("passthrough", 200.0), ("full", 500.0), ("full-sampled", 500.0)):
         for clients in (1, 32):
             specs.append((f"sidecar CPU per call, {target}, raw upstream, {clients} client(s), us (best round)",
                           _field(results, "raw-modern", target, clients, "cpu_us_per_call_best_round"),

@@ -29,8 +29,11 @@ from bench.credentials import bench_credentials
 from bench.loadgen import LoadResult, LoadSpec, run_load, summarize
 from bench.procs import Proc, cores, free_port, machine_counters, machine_noise
 from bench.profiles import Profile, load_profile, merge
+from proxy.config import Config
 
 HERE = Path(__file__).resolve().parent
+# Sections that are on by default: every profile starts with them off, so pass-through is what it says.
+OFF_BY_BASE = ("audit", "telemetry")
 UPSTREAM_ARGS = {
     "sdk-json": ["-m", "proxy.demo", "http", "--stateless-json", "--port"],
     "sdk-stateful": ["-m", "proxy.demo", "http", "--port"],
@@ -153,7 +156,8 @@ class Run:
     def sidecar(self, name: str, group: str, upstream_url: str) -> Target | None:
         port, admin = free_port(), free_port()
         base = {"server": {"listen": f"127.0.0.1:{port}", "admin_listen": f"127.0.0.1:{admin}"},
-                "upstream": {"url": upstream_url}, "audit": {"enabled": False}, "logging": {"level": "warning"}}
+                "upstream": {"url": upstream_url}, "logging": {"level": "warning"},
+                **{section: {"enabled": False} for section in OFF_BY_BASE if section in Config.model_fields}}
         profile = load_profile(name, base, self.placeholders())
         self.profiles[name] = profile.describe()
         if profile.skip_reason:
