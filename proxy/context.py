@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import os
+import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -46,8 +46,9 @@ class CallRecord:
     Mutable on purpose: it is the one shared notebook of a call, while the context itself stays frozen.
     """
 
-    # 128 random bits as hex, like uuid4().hex; the UUID object cost a few microseconds per call for nothing.
-    decision_id: str = field(default_factory=lambda: os.urandom(16).hex())
+    # 128 random bits as hex, like uuid4().hex, without its UUID object (~2 us) or its getrandom() syscall, which
+    # releases the GIL on every call (telemetry export threads then take it). An id, not a secret.
+    decision_id: str = field(default_factory=lambda: f"{random.getrandbits(128):032x}")
     outcome: str = "allowed"  # allowed | denied | limited | cached | upstream_error | rejected
     error_type: str | None = None
     error_message: str | None = None
