@@ -19,6 +19,7 @@ run: install
 	$(VENV)/bin/mcp-sidecar serve --demo
 
 test: install
+	sh tests/e2e/conformance/install.sh
 	$(PY) -m pytest
 
 lint: install

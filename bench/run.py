@@ -33,7 +33,8 @@ from proxy.config import Config
 
 HERE = Path(__file__).resolve().parent
 # Sections that are on by default: every profile starts with them off, so pass-through is what it says.
-OFF_BY_BASE = ("audit", "telemetry")
+OFF_BY_BASE = {"audit": {"enabled": False}, "telemetry": {"enabled": False}, "auth": {"mode": "off"},
+               "policy": {"engine": "off"}}
 UPSTREAM_ARGS = {
     "sdk-json": ["-m", "proxy.demo", "http", "--stateless-json", "--port"],
     "sdk-stateful": ["-m", "proxy.demo", "http", "--port"],
@@ -157,7 +158,7 @@ class Run:
         port, admin = free_port(), free_port()
         base = {"server": {"listen": f"127.0.0.1:{port}", "admin_listen": f"127.0.0.1:{admin}"},
                 "upstream": {"url": upstream_url}, "logging": {"level": "warning"},
-                **{section: {"enabled": False} for section in OFF_BY_BASE if section in Config.model_fields}}
+                **{section: off for section, off in OFF_BY_BASE.items() if section in Config.model_fields}}
         profile = load_profile(name, base, self.placeholders())
         self.profiles[name] = profile.describe()
         if profile.skip_reason:

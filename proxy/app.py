@@ -16,6 +16,7 @@ from proxy.pipeline import Deps, Handler, Lifecycle, Stage, build_chain
 from proxy.reply import Reply
 from proxy.stages import build_stages
 from proxy.telemetry import TRACED_KINDS, Telemetry
+from proxy.transport import oauth_metadata
 from proxy.transport.streamable_http import StreamableHttpHandler
 from proxy.upstream import Upstream, create_upstream
 
@@ -38,6 +39,7 @@ def create_app(config: Config, upstream: Upstream | None = None) -> web.Applicat
     app.router.add_post(path, handler.post)
     app.router.add_get(path, handler.get, allow_head=False)
     app.router.add_delete(path, handler.delete)
+    oauth_metadata.add_routes(app, config)
     app[DEPS] = deps
     app[STAGES] = stages
     app.cleanup_ctx.append(_resources(upstream, stages, deps.telemetry))

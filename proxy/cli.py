@@ -34,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--admin-listen", help="HOST:PORT for /healthz, /readyz (default 127.0.0.1:8081)")
     serve.add_argument("--upstream", help="Streamable HTTP URL of the MCP server")
     serve.add_argument("--workers", type=int, help="worker processes sharing the port (SO_REUSEPORT; default 1)")
-    serve.add_argument("--demo", action="store_true", help="start the bundled demo MCP server as the upstream")
+    serve.add_argument("--demo", action="store_true",
+                       help="start the bundled demo MCP server as the upstream (and set auth.mode off)")
     serve.set_defaults(run=_serve)
     return parser
 
@@ -53,6 +54,7 @@ def _serve(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     if demo is not None:
         overrides["upstream.url"] = demo[1]
+        overrides["auth.mode"] = "off"  # the quickstart runs without an identity provider; see README
     try:
         config = load_config(args.config, overrides=overrides)
     except ConfigError as exc:

@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import jwt
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from proxy.limits import check_key_part
 
@@ -64,6 +75,33 @@ class ServerConfig(Section):
         return f"http://{host}:{port}{self.mcp_path}"
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_RESERVED_UPSTREAM_HEADERS = frozenset(
+    {"host", "content-length", "content-type", "accept", "connection", "transfer-encoding", "mcp-session-id",
+     "mcp-protocol-version", "mcp-method", "mcp-name", "last-event-id"}
+)
+
+
+class UpstreamHeader(Section):
+    """One credential header for the upstream, from exactly one of: a literal value, an env variable, a file."""
+
+    value: str | None = None
+    env: str | None = None
+    file: str | None = None  # re-read when it changes on disk (rotated Kubernetes secrets)
+    prefix: str = ""  # e.g. "Bearer " when the secret holds the bare token
+
+    @model_validator(mode="after")
+    def _one_source(self) -> UpstreamHeader:
+        given = [key for key in ("value", "env", "file") if getattr(self, key) is not None]
+        if len(given) != 1:
+            raise ValueError("set exactly one of value, env, file")
+        if self.env is not None and self.env not in os.environ:
+            raise ValueError(f"environment variable {self.env} is not set")
+        if self.file is not None and not os.access(self.file, os.R_OK):
+            raise ValueError(f"cannot read {self.file}")
+        return self
+
+
 class UpstreamConfig(Section):
     name: str = "upstream"
     url: str | None = None  # Streamable HTTP endpoint of the MCP server
@@ -74,6 +112,19 @@ class UpstreamConfig(Section):
     max_connections: int = Field(default=256, gt=0)
     max_event_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     catalog_ttl_seconds: float = Field(default=300.0, ge=0)  # how long the sidecar trusts its tools/list view
+    # The sidecar's own credentials for the upstream: header name -> {value|env|file, prefix}. Never the caller's.
+    headers: dict[str, UpstreamHeader] = {}
+    secret_check_seconds: float = Field(default=1.0, ge=0)  # how often header secret files are checked for changes
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, headers: dict[str, UpstreamHeader]) -> dict[str, UpstreamHeader]:
+        for name in headers:
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a valid header name")
+            if name.lower() in _RESERVED_UPSTREAM_HEADERS:
+                raise ValueError(f"{name!r} is set by the sidecar itself and cannot be configured")
+        return headers
 
     @model_validator(mode="after")
     def _one_kind(self) -> UpstreamConfig:
@@ -98,6 +149,150 @@ class AuditConfig(Section):
         if self.sink == "file" and not self.path:
             raise ValueError("audit.path is required when audit.sink is 'file'")
         return self
+
+
+MIN_HMAC_SECRET_BYTES = 32
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
+class UpstreamIdentityConfig(Section):
+    """A JWT the sidecar signs per caller for the upstream (never the caller's own token)."""
+
+    header: str = "X-MCP-Identity"
+    key_file: str  # PEM private key (RSA/EC/Ed25519) or an HMAC secret, matching `algorithm`
+    algorithm: str = "RS256"
+    key_id: str | None = None
+    issuer: str = "mcp-sidecar"
+    audience: str | None = None  # default: upstream.url
+    ttl_seconds: float = Field(default=60.0, gt=0, le=3600)
+
+    @field_validator("header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        if not _HEADER_NAME.fullmatch(value) or value.lower() in _RESERVED_UPSTREAM_HEADERS:
+            raise ValueError(f"{value!r} cannot be used as the identity header")
+        return value
+
+    @model_validator(mode="after")
+    def _key_signs(self) -> UpstreamIdentityConfig:
+        if self.algorithm not in HMAC_ALGORITHMS | ASYMMETRIC_ALGORITHMS:
+            raise ValueError(f"algorithm {self.algorithm!r} is not supported")
+        try:
+            key = signing_key(self.key_file, self.algorithm)
+            jwt.encode({"probe": True}, key, algorithm=self.algorithm)
+        except OSError as exc:
+            raise ValueError(f"cannot read {self.key_file}: {exc.strerror}") from None
+        except (ValueError, TypeError, jwt.PyJWTError) as exc:
+            raise ValueError(f"{self.key_file} cannot sign {self.algorithm}: {exc}") from None
+        return self
+
+
+def signing_key(path: str, algorithm: str) -> Any:
+    """The private key (or HMAC secret) in a file, for minting tokens with `algorithm`."""
+    data = Path(path).read_bytes()
+    if algorithm in HMAC_ALGORITHMS:
+        secret = data.rstrip(b"\r\n")
+        if len(secret) < MIN_HMAC_SECRET_BYTES:
+            raise ValueError(f"an HMAC secret needs at least {MIN_HMAC_SECRET_BYTES} bytes")
+        return secret
+    return load_pem_private_key(data, password=None)
+
+
+class AuthConfig(Section):
+    """Bearer-token authentication: the sidecar is the OAuth resource server of the MCP server behind it."""
+
+    mode: Literal["required", "optional", "off"] = "required"
+    jwks_url: str | None = None
+    public_key_files: tuple[str, ...] = ()
+    hmac_secret_file: str | None = None
+    algorithms: tuple[str, ...] = ()  # default: RS256 for JWKS/PEM keys, HS256 for an HMAC secret
+    issuers: tuple[str, ...] = ()
+    audience: tuple[str, ...] = ()  # default: server.resource_url
+    leeway_seconds: float = Field(default=30.0, ge=0, le=300)
+    roles_claim: str = "roles"  # a claim name, or a dotted path such as realm_access.roles
+    required_scopes: tuple[str, ...] = ()
+    jwks_lifespan_seconds: float = Field(default=300.0, gt=0)
+    jwks_refetch_cooldown_seconds: float = Field(default=30.0, ge=0)
+    jwks_timeout_seconds: float = Field(default=5.0, gt=0)
+    # RFC 9728 protected resource metadata
+    authorization_servers: tuple[str, ...] = ()  # default: issuers
+    scopes_supported: tuple[str, ...] = ()  # default: required_scopes
+    resource_documentation: str | None = None
+    upstream_identity: UpstreamIdentityConfig | None = None  # a short-lived JWT telling the upstream who calls
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML reads a bare `off` as false
+
+    @field_validator("issuers", "audience", "algorithms", "public_key_files", "required_scopes",
+                     "authorization_servers", "scopes_supported", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("public_key_files")
+    @classmethod
+    def _pem_keys(cls, paths: tuple[str, ...]) -> tuple[str, ...]:
+        for path in paths:
+            try:
+                load_pem_public_key(Path(path).read_bytes())
+            except OSError as exc:
+                raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+            except (ValueError, TypeError):
+                raise ValueError(f"{path} is not a PEM public key") from None
+        return paths
+
+    @field_validator("hmac_secret_file")
+    @classmethod
+    def _hmac_secret(cls, path: str | None) -> str | None:
+        if path is not None:
+            try:
+                secret = Path(path).read_bytes().rstrip(b"\r\n")
+            except OSError as exc:
+                raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+            if len(secret) < MIN_HMAC_SECRET_BYTES:
+                raise ValueError(f"{path}: an HMAC secret needs at least {MIN_HMAC_SECRET_BYTES} bytes")
+        return path
+
+    @field_validator("algorithms")
+    @classmethod
+    def _one_family(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        hmac = info.data.get("hmac_secret_file") is not None
+        family = HMAC_ALGORITHMS if hmac else ASYMMETRIC_ALGORITHMS
+        wrong = [alg for alg in value if alg not in family]
+        if wrong:
+            kind = "an HMAC secret" if hmac else "RSA/EC/EdDSA keys (never mixed with HMAC)"
+            raise ValueError(f"{wrong} cannot be used with {kind}; choose from {sorted(family)}")
+        return value
+
+    @model_validator(mode="after")
+    def _usable(self) -> AuthConfig:
+        if self.mode == "off":
+            return self
+        sources = [bool(self.jwks_url), bool(self.public_key_files), self.hmac_secret_file is not None]
+        if sum(sources) != 1:
+            raise ValueError(
+                f"mode {self.mode!r} needs exactly one key source: auth.jwks_url, auth.public_key_files (PEM)"
+                " or auth.hmac_secret_file; or set auth.mode: off"
+            )
+        if not self.issuers:
+            raise ValueError(f"mode {self.mode!r} needs auth.issuers (the token issuers to accept)")
+        return self
+
+    @property
+    def allowed_algorithms(self) -> tuple[str, ...]:
+        return self.algorithms or (("HS256",) if self.hmac_secret_file else ("RS256",))
 
 
 CACHE_HINTED_METHODS = ("server/discover", "tools/list", "prompts/list", "resources/list", "resources/templates/list",
@@ -244,6 +439,7 @@ class Config(Section):
     server: ServerConfig = ServerConfig()
     upstream: UpstreamConfig
     audit: AuditConfig = AuditConfig()
+    auth: AuthConfig  # always validated: an absent section means mode "required", which needs a key source
     cache: CacheConfig = CacheConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
 
@@ -251,6 +447,14 @@ class Config(Section):
     approval: ApprovalConfig = ApprovalConfig()
     rate_limits: RateLimitsConfig = RateLimitsConfig()
     logging: LoggingConfig = LoggingConfig()
+
+
+    @model_validator(mode="before")
+    @classmethod
+    def _auth_section(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "auth" not in data:
+            data = {**data, "auth": {}}
+        return data
 
 
 class ConfigError(Exception):

@@ -61,6 +61,7 @@ class CallRecord:
     rate_limit: dict[str, Any] | None = None
     cache_status: str | None = None  # hit | miss | bypass | stored
     approval_id: str | None = None
+    principal: Principal | None = None  # who the auth stage verified; outer stages (audit, tracing) read it here
     redact: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -89,6 +90,8 @@ class CallContext:
     http_method: str = "POST"
     started: float = field(default_factory=time.monotonic)
     started_wall: float = field(default_factory=time.time)
+    # The caller's raw Authorization header, for the auth stage only: never forwarded, logged or shown in repr.
+    credentials: str | None = field(default=None, repr=False)
     principal: Principal = ANONYMOUS
     upstream_headers: Mapping[str, str] = field(default_factory=dict)  # extra headers for the upstream call
     # What policy asked the later stages to do (rate_limit, cache, redact, require_approval); see policies/README.md.

@@ -72,6 +72,16 @@ class Forbidden(ProxyError):
     error_type = "insufficient_scope"
 
 
+class AuthUnavailable(ProxyError):
+    """Tokens cannot be checked right now (no signing keys could be fetched): fail closed, but not as the caller's
+    fault, so clients retry instead of starting a new authorization."""
+
+    http_status = 503
+    code = -31503
+    outcome = "unauthenticated"
+    error_type = "auth_unavailable"
+
+
 class PolicyDenied(ProxyError):
     http_status = 200
     code = jsonrpc.POLICY_DENIED

@@ -81,12 +81,13 @@ def start_upstream(mode: str = "stateful") -> Iterator[str]:
 
 
 def make_config(upstream_url: str = "http://127.0.0.1:9/mcp", **dotted: Any) -> Config:
-    """A validated Config for tests: audit off unless asked for, free ports, and any dotted overrides."""
+    """A validated Config for tests: audit and auth off unless asked for, free ports, and any dotted overrides."""
     overrides: dict[str, Any] = {
         "upstream.url": upstream_url,
         "server.listen": f"127.0.0.1:{free_port()}",
         "server.admin_listen": f"127.0.0.1:{free_port()}",
         "audit.enabled": False,
+        "auth.mode": "off",  # auth tests turn it on with auth__mode and a key source
     }
     overrides.update({key.replace("__", "."): value for key, value in dotted.items()})
     return load_config(None, env={}, overrides=overrides)

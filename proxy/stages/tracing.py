@@ -85,8 +85,9 @@ class TracingStage:
              attributes: dict[str, Any] | None = None) -> None:
         """One set_attributes call (each SDK call takes a lock and validates), then status, end, metrics."""
         attributes = {**(attributes or {}), **semconv.decision_attributes(ctx.record)}
-        if ctx.principal.authenticated:
-            attributes[semconv.PRINCIPAL] = ctx.principal.subject
+        principal = ctx.record.principal or ctx.principal  # set by auth, which runs inside this stage
+        if principal.authenticated:
+            attributes[semconv.PRINCIPAL] = principal.subject
         if error_type is not None:
             attributes[semconv.ERROR_TYPE] = error_type
             span.set_status(StatusCode.ERROR, description)

@@ -2,23 +2,49 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from proxy import jsonrpc, mcp
-from proxy.config import ServerConfig
+from proxy.config import ServerConfig, parse_host_port
 from proxy.context import CallContext
 from proxy.errors import BadMessage, HeaderMismatch, OriginRejected, PayloadTooLarge, UnsupportedMediaType
 
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
 
 def check_origin(request: web.Request, server: ServerConfig) -> None:
-    """Browsers send Origin; only configured origins may call (DNS-rebinding protection)."""
+    """Browsers send Origin; only configured origins and the sidecar's own may call (DNS-rebinding protection)."""
     origin = request.headers.get("Origin")
     if origin is None or "*" in server.allowed_origins or origin in server.allowed_origins:
         return
+    if origin in own_origins(server.listen, server.public_url):
+        return
     raise OriginRejected(f"Origin {origin!r} is not allowed")
+
+
+@functools.lru_cache(maxsize=16)
+def own_origins(listen: str, public_url: str | None) -> frozenset[str]:
+    """The sidecar's own origins: a request carrying one is same-origin, never cross-site.
+
+    A rebinding page keeps its attacker's host name in Origin, so it never matches; a wildcard listen
+    address (0.0.0.0) names no origin a browser could send.
+    """
+    host, port = parse_host_port(listen)
+    if host in ("0.0.0.0", "::", ""):
+        origins = set()
+    else:
+        origins = {f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"}
+    if host in _LOOPBACK:
+        origins.add(f"http://localhost:{port}")
+    if public_url:
+        parts = urlsplit(public_url)
+        origins.add(f"{parts.scheme}://{parts.netloc}")
+    return frozenset(origins)
 
 
 async def read_body(request: web.Request, server: ServerConfig) -> bytes:
@@ -90,4 +116,5 @@ def _context(request: web.Request, kind: mcp.Kind, message: dict[str, Any], body
         headers=headers,
         client_address=request.remote,
         http_method=http_method,
+        credentials=request.headers.get("Authorization"),
     )

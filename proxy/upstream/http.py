@@ -17,6 +17,7 @@ from proxy.context import CallContext
 from proxy.errors import UpstreamBadOutput, UpstreamError, UpstreamTimeout
 from proxy.reply import EVENT_STREAM, JSON, Reply
 from proxy.sse_codec import EventTooLarge, SseDecoder, SseEvent
+from proxy.upstream.credentials import UpstreamCredentials
 
 log = structlog.get_logger("proxy.upstream")
 
@@ -39,6 +40,7 @@ class HttpUpstream:
         parts = urlsplit(self.url)
         self._address = (parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80))
         self._session: aiohttp.ClientSession | None = None
+        self.credentials = UpstreamCredentials(config.headers, check_interval=config.secret_check_seconds)
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self.config.max_connections, keepalive_timeout=60)
@@ -67,7 +69,9 @@ class HttpUpstream:
         assert self._session is not None, "upstream not started"
         method = _HTTP_METHOD.get(ctx.kind, "POST")
         body = ctx.outbound_body() if method == "POST" else None
-        headers = {**ctx.headers, **ctx.upstream_headers}
+        # The sidecar's own credentials last, so nothing from the call can replace them; ctx.headers never
+        # holds the caller's Authorization (see envelope.forwarded_headers).
+        headers = {**ctx.headers, **ctx.upstream_headers, **self.credentials.headers()}
         timeout = self.config.timeout_for(ctx.target if ctx.method == "tools/call" else None)
         try:
             async with asyncio.timeout(timeout):

@@ -105,3 +105,14 @@ async def test_readiness_fails_when_the_upstream_is_down() -> None:
         async with http.get(sidecar.admin_url + "/readyz") as response:
             report = await response.json()
     assert response.status == 503 and report["ready"] is False
+
+
+async def test_own_origin_is_allowed_without_listing_it(sidecar: RunningSidecar) -> None:
+    """The conformance suite's dns-rebinding-protection scenario: the sidecar's own loopback origin is same-origin."""
+    body = orjson.dumps(modern_request("tools/list"))
+    port = sidecar.config.server.listen.rsplit(":", 1)[1]
+    for origin in (f"http://127.0.0.1:{port}", f"http://localhost:{port}"):
+        status, answer = await post(sidecar.url, body, {**modern_headers("tools/list"), "Origin": origin})
+        assert status == 200 and "tools" in answer["result"], origin
+    status, answer = await post(sidecar.url, body, {**modern_headers("tools/list"), "Origin": f"http://evil.example:{port}"})
+    assert status == 403 and "evil.example" in answer["error"]["message"]

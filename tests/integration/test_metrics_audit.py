@@ -106,6 +106,7 @@ async def test_sigterm_loses_no_audit_event(stateful_upstream: str, tmp_path: Pa
     audit, listen, admin = tmp_path / "audit.jsonl", free_port(), free_port()
     config_file = tmp_path / "sidecar.yaml"
     config_file.write_text(yaml.safe_dump({
+        "auth": {"mode": "off"},
         "server": {"listen": f"127.0.0.1:{listen}", "admin_listen": f"127.0.0.1:{admin}",
                    "shutdown_grace_seconds": 5},
         "upstream": {"url": stateful_upstream},

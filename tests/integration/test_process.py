@@ -44,7 +44,7 @@ async def test_sigterm_lets_calls_in_flight_finish_then_exits_0(stateful_upstrea
     process = subprocess.Popen(
         sidecar_command("--upstream", stateful_upstream, "--listen", f"127.0.0.1:{port}",
                         "--admin-listen", f"127.0.0.1:{admin}"),
-        env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=child_env(MCP_SIDECAR__AUTH__MODE="off"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     call = modern_request("tools/call", {"name": "slow_count", "arguments": {"steps": 5, "delay_ms": 150}})
     call["params"]["_meta"]["progressToken"] = "p1"

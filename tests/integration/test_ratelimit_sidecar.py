@@ -183,6 +183,7 @@ async def test_two_sidecar_processes_sharing_redis_enforce_one_limit(stateless_u
     config_file.write_text(yaml.safe_dump({
         "upstream": {"url": stateless_upstream},
         "audit": {"enabled": False},
+        "auth": {"mode": "off"},
         "logging": {"level": "warning"},
         "rate_limits": {"backend": "redis", "redis_url": SHARED_URL, "key_prefix": unique_prefix("replicas"),
                         "buckets": [bucket("shared", 6)]},

@@ -17,6 +17,8 @@ import pytest
 
 from tests.kit import child_env, free_port, modern_headers, modern_request, stop_process, wait_for_port, wait_until
 
+SIDECAR_ENV = child_env(MCP_SIDECAR__AUDIT__ENABLED="false", MCP_SIDECAR__AUTH__MODE="off")
+
 
 def worker_pids(parent: int) -> list[int]:
     children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
@@ -40,7 +42,7 @@ def two_workers(stateful_upstream: str) -> Iterator[tuple[subprocess.Popen[bytes
     process = subprocess.Popen(
         [sys.executable, "-m", "proxy", "serve", "--workers", "2", "--upstream", stateful_upstream,
          "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{free_port()}"],
-        env=child_env(MCP_SIDECAR__AUDIT__ENABLED="false"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=SIDECAR_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
         wait_for_port(port, process=process)
@@ -98,7 +100,7 @@ def test_workers_that_cannot_start_make_the_parent_exit_nonzero(stateless_upstre
         done = subprocess.run(
             [sys.executable, "-m", "proxy", "serve", "--workers", "2", "--upstream", stateless_upstream,
              "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{free_port()}"],
-            env=child_env(MCP_SIDECAR__AUDIT__ENABLED="false"), capture_output=True, timeout=20,
+            env=SIDECAR_ENV, capture_output=True, timeout=20,
         )
     assert done.returncode == 1
     assert b"worker.failed_to_start" in done.stderr

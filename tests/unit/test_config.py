@@ -7,8 +7,8 @@ import pytest
 from proxy.config import ConfigError, load_config
 
 
-def test_defaults_need_only_an_upstream() -> None:
-    config = load_config(None, env={}, overrides={"upstream.url": "http://127.0.0.1:9000/mcp"})
+def test_defaults_need_only_an_upstream_and_an_auth_decision() -> None:
+    config = load_config(None, env={}, overrides={"upstream.url": "http://127.0.0.1:9000/mcp", "auth.mode": "off"})
     assert config.server.listen == "127.0.0.1:8080"
     assert config.server.resource_url == "http://127.0.0.1:8080/mcp"
     assert config.audit.log_arguments is False
@@ -16,7 +16,8 @@ def test_defaults_need_only_an_upstream() -> None:
 
 def test_file_then_environment_then_overrides(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("upstream:\n  url: http://a/mcp\n  timeout_seconds: 5\nserver:\n  listen: 0.0.0.0:1\n")
+    path.write_text("upstream:\n  url: http://a/mcp\n  timeout_seconds: 5\nserver:\n  listen: 0.0.0.0:1\n"
+                    "auth:\n  mode: off\n")
     env = {"MCP_SIDECAR__UPSTREAM__TIMEOUT_SECONDS": "7", "MCP_SIDECAR__SERVER__ALLOWED_ORIGINS": "[a, b]"}
     config = load_config(path, env=env, overrides={"server.listen": "127.0.0.1:2"})
     assert config.upstream.timeout_seconds == 7
@@ -41,12 +42,13 @@ def test_unreadable_or_malformed_files(tmp_path: Path) -> None:
 
 
 def test_config_is_frozen() -> None:
-    config = load_config(None, env={}, overrides={"upstream.url": "http://a/mcp"})
+    config = load_config(None, env={}, overrides={"upstream.url": "http://a/mcp", "auth.mode": "off"})
     with pytest.raises(ValueError, match="frozen"):
         config.server.listen = "x"  # type: ignore[misc]
 
 
 def test_per_tool_timeouts() -> None:
-    config = load_config(None, env={}, overrides={"upstream.url": "http://a/mcp", "upstream.tool_timeouts": {"s": 1}})
+    config = load_config(None, env={}, overrides={"upstream.url": "http://a/mcp", "upstream.tool_timeouts": {"s": 1},
+                                                  "auth.mode": "off"})
     assert config.upstream.timeout_for("s") == 1
     assert config.upstream.timeout_for("other") == 60

@@ -1,0 +1,1 @@
+"""Authentication: bearer token verification (jwt), key sources (keys). No aiohttp here."""

@@ -1,0 +1,47 @@
+"""The command line: no silent open gate without a key source, and the --demo quickstart runs with auth off."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from mcp import Client
+
+from tests.kit import child_env, free_port, stop_process, wait_for_port
+
+
+def serve_args(*extra: str, port: int | None = None) -> list[str]:
+    return [sys.executable, "-m", "proxy", "serve", "--listen", f"127.0.0.1:{port or free_port()}",
+            "--admin-listen", f"127.0.0.1:{free_port()}", *extra]
+
+
+def test_required_auth_without_key_source_refuses_to_start() -> None:
+    done = subprocess.run(serve_args("--upstream", "http://127.0.0.1:9/mcp"), env=child_env(),
+                          capture_output=True, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.decode().splitlines() == [
+        "mcp-sidecar: invalid configuration:",
+        "  auth: mode 'required' needs exactly one key source: auth.jwks_url, auth.public_key_files (PEM) or "
+        "auth.hmac_secret_file; or set auth.mode: off",
+    ]
+
+
+@pytest.fixture
+def demo_sidecar() -> Iterator[str]:
+    """`mcp-sidecar serve --demo` as a user would run it, with nothing but its flags."""
+    port = free_port()
+    process = subprocess.Popen(serve_args("--demo", port=port), env=child_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, process=process)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        stop_process(process)
+
+
+async def test_demo_quickstart_serves_without_a_token(demo_sidecar: str) -> None:
+    async with Client(demo_sidecar, mode="2026-07-28", cache=None) as client:
+        added = await client.call_tool("add", {"a": 1, "b": 2})
+    assert added.structured_content == {"result": 3}

@@ -1,0 +1,29 @@
+"""The sidecar's own origins: what a same-origin browser request may carry (no sockets)."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.transport.envelope import own_origins
+
+
+@pytest.mark.parametrize(("listen", "expected"), [
+    ("127.0.0.1:8080", {"http://127.0.0.1:8080", "http://localhost:8080"}),
+    ("localhost:8080", {"http://localhost:8080"}),
+    ("[::1]:8080", {"http://[::1]:8080", "http://localhost:8080"}),
+    ("10.1.2.3:9000", {"http://10.1.2.3:9000"}),
+    ("0.0.0.0:8080", set()),
+])
+def test_own_origins_follow_the_listen_address(listen: str, expected: set[str]) -> None:
+    assert own_origins(listen, None) == expected
+
+
+def test_public_url_adds_its_origin() -> None:
+    assert own_origins("0.0.0.0:8080", "https://mcp.example.com/mcp") == {"https://mcp.example.com"}
+
+
+def test_other_ports_and_rebinding_hosts_are_not_own_origins() -> None:
+    origins = own_origins("127.0.0.1:8080", None)
+    assert "http://127.0.0.1:8081" not in origins
+    assert "http://evil.example.com:8080" not in origins
+    assert "https://127.0.0.1:8080" not in origins
