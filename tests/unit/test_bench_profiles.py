@@ -25,7 +25,7 @@ def test_parts_are_kept_missing_or_invalid(profile_dir: Path) -> None:
         "  audit:\n    audit: {enabled: true, sink: file, path: '{tmp}/a.jsonl'}\n"
         "    load: {headers: {X-Run: '{run_id}'}}\n"
         "  teleportation:\n    teleport: {enabled: true}\n"
-        "  broken audit:\n    audit: {sink: file}\n"
+        "  broken audit:\n    audit: {sink: nowhere}\n"
     )
     profile = profiles.load_profile("mix", BASE, {"tmp": "/t", "run_id": "r1"})
 
