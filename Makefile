@@ -19,11 +19,15 @@ run: install
 	$(VENV)/bin/mcp-sidecar serve --demo
 
 test: install
+	bash tests/e2e/install_tools.sh
 	sh tests/e2e/conformance/install.sh
 	$(PY) -m pytest
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+policy-test: install
+	$(VENV)/bin/mcp-sidecar policy test policies/
 
 bench: install
 	$(PY) -m pip install -q -e '.[dev,bench]'

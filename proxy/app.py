@@ -16,7 +16,7 @@ from proxy.pipeline import Deps, Handler, Lifecycle, Stage, build_chain
 from proxy.reply import Reply
 from proxy.stages import build_stages
 from proxy.telemetry import TRACED_KINDS, Telemetry
-from proxy.transport import oauth_metadata
+from proxy.transport import oauth_metadata, sse
 from proxy.transport.streamable_http import StreamableHttpHandler
 from proxy.upstream import Upstream, create_upstream
 
@@ -32,7 +32,9 @@ def create_app(config: Config, upstream: Upstream | None = None) -> web.Applicat
                 telemetry=Telemetry.from_config(config))
     deps.readiness_checks["upstream"] = upstream.readiness
     stages = build_stages(config, deps)
-    handler = StreamableHttpHandler(config.server, build_chain(stages, forward_to(upstream, deps.telemetry)))
+    chain = build_chain(stages, forward_to(upstream, deps.telemetry))
+    handler = StreamableHttpHandler(config.server, chain)
+    legacy_sse = sse.LegacySseHandler(config.server, chain, config.upstream.queue_limit, config.upstream.max_sessions)
 
     app = web.Application(client_max_size=config.server.max_body_bytes + 1)
     path = config.server.mcp_path
@@ -40,6 +42,9 @@ def create_app(config: Config, upstream: Upstream | None = None) -> web.Applicat
     app.router.add_get(path, handler.get, allow_head=False)
     app.router.add_delete(path, handler.delete)
     oauth_metadata.add_routes(app, config)
+    app.router.add_get(sse.SSE_PATH, legacy_sse.stream, allow_head=False)  # 2024-11-05 clients
+    app.router.add_post(sse.MESSAGES_PATH, legacy_sse.post)
+    app.on_shutdown.append(legacy_sse.shutdown)
     app[DEPS] = deps
     app[STAGES] = stages
     app.cleanup_ctx.append(_resources(upstream, stages, deps.telemetry))

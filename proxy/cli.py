@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
-import time
+from pathlib import Path
 from typing import Any
 
 from proxy.config import ConfigError, load_config
 from proxy.logs import configure_logging
 
 EXIT_CONFIG = 2
+DEMO_POLICY = Path(__file__).resolve().parent / "policy" / "demo"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,10 +33,40 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--admin-listen", help="HOST:PORT for /healthz, /readyz (default 127.0.0.1:8081)")
     serve.add_argument("--upstream", help="Streamable HTTP URL of the MCP server")
     serve.add_argument("--workers", type=int, help="worker processes sharing the port (SO_REUSEPORT; default 1)")
+    serve.add_argument("--upstream-command", help='stdio MCP server to spawn, e.g. "npx -y some-mcp-server"')
+    serve.add_argument("--upstream-sse", help="legacy HTTP+SSE (2024-11-05) URL of the MCP server")
     serve.add_argument("--demo", action="store_true",
-                       help="start the bundled demo MCP server as the upstream (and set auth.mode off)")
+                       help="spawn the bundled demo MCP server (stdio) as the upstream (and set auth.mode off)")
     serve.set_defaults(run=_serve)
+    _policy_commands(commands)
     return parser
+
+
+def _policy_commands(commands: Any) -> None:
+    policy = commands.add_parser("policy", help="test, evaluate and check Rego policy directories")
+    actions = policy.add_subparsers(title="policy commands", required=True)
+    test = actions.add_parser("test", help="run the test_* rules of *_test.rego files (like `opa test`)")
+    test.add_argument("directory", nargs="?", default="policies")
+    test.add_argument("-v", "--verbose", action="store_true", help="list passing tests too")
+    test.set_defaults(run=lambda args: _policy_tool("test", args))
+    evaluate = actions.add_parser("eval", help="print the decision for an input document")
+    evaluate.add_argument("--input", required=True, help="input document, JSON or YAML")
+    evaluate.add_argument("--dir", default="policies", help="policy directory (default: policies)")
+    evaluate.add_argument("--rule", choices=["decision", "visible"], default="decision")
+    evaluate.set_defaults(run=lambda args: _policy_tool("eval", args))
+    check = actions.add_parser("check", help="compile a policy directory and report errors with file and line")
+    check.add_argument("directory", nargs="?", default="policies")
+    check.set_defaults(run=lambda args: _policy_tool("check", args))
+
+
+def _policy_tool(command: str, args: argparse.Namespace) -> int:
+    from proxy.policy import tooling
+
+    if command == "test":
+        return tooling.test_command(Path(args.directory), args.verbose)
+    if command == "eval":
+        return tooling.eval_command(Path(args.dir), Path(args.input), args.rule)
+    return tooling.check_command(Path(args.directory))
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -46,15 +75,18 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "server.admin_listen": args.admin_listen,
         "upstream.url": args.upstream,
         "server.workers": args.workers,
+        "upstream.command": args.upstream_command,
+        "upstream.sse_url": args.upstream_sse,
     }
 
 
 def _serve(args: argparse.Namespace) -> int:
-    demo = _start_demo_upstream() if args.demo else None
     overrides = _overrides(args)
-    if demo is not None:
-        overrides["upstream.url"] = demo[1]
+    if args.demo:
+        overrides["upstream.command"] = [sys.executable, "-m", "proxy.demo", "stdio"]
         overrides["auth.mode"] = "off"  # the quickstart runs without an identity provider; see README
+        if args.config is None and not any(name.startswith("MCP_SIDECAR__POLICY__") for name in os.environ):
+            overrides["policy.directory"] = str(DEMO_POLICY)  # loopback callers only; see proxy/policy/demo
     try:
         config = load_config(args.config, overrides=overrides)
     except ConfigError as exc:
@@ -63,34 +95,16 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(config.logging.level)
+    from proxy.policy.factory import PolicyLoadError
     from proxy.server import run
 
     try:
         return run(config)
-    finally:
-        if demo is not None:
-            demo[0].terminate()
-            demo[0].wait(timeout=10)
-
-
-def _start_demo_upstream() -> tuple[subprocess.Popen[bytes], str]:
-    """The bundled demo server on a free loopback port, for the quickstart."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    child = subprocess.Popen(
-        [sys.executable, "-m", "proxy.demo", "http", "--port", str(port)],
-        stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return child, f"http://127.0.0.1:{port}/mcp"
-        except OSError:
-            time.sleep(0.1)
-    child.kill()
-    raise SystemExit("mcp-sidecar: the demo MCP server did not start")
+    except PolicyLoadError as exc:
+        print(f"mcp-sidecar: the policy in {exc.directory} does not load:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 if __name__ == "__main__":

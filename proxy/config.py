@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -104,14 +105,38 @@ class UpstreamHeader(Section):
 
 class UpstreamConfig(Section):
     name: str = "upstream"
+    # Exactly one kind: a Streamable HTTP URL, a stdio command to spawn, or a legacy (2024-11-05) SSE URL.
     url: str | None = None  # Streamable HTTP endpoint of the MCP server
+    command: tuple[str, ...] | None = None  # argv of a stdio MCP server; a string is split like a shell would
+    sse_url: str | None = None  # legacy HTTP+SSE endpoint (GET stream, then the announced messages URL)
+    env: dict[str, str] = {}  # extra variables for a spawned server (it gets only PATH, HOME, LANG... besides)
+    cwd: str | None = None  # working directory of a spawned server
     timeout_seconds: float = Field(default=60.0, gt=0)  # response headers and JSON bodies
     tool_timeouts: dict[str, float] = {}  # per-tool override of timeout_seconds
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
     stream_idle_timeout_seconds: float | None = Field(default=None, gt=0)  # None: streams may idle forever
     max_connections: int = Field(default=256, gt=0)
-    max_event_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    max_event_bytes: int = Field(default=16 * 1024 * 1024, gt=0)  # also the longest stdio line accepted
     catalog_ttl_seconds: float = Field(default=300.0, ge=0)  # how long the sidecar trusts its tools/list view
+    max_sessions: int = Field(default=32, gt=0)  # legacy client sessions, each with its own process/connection
+    session_idle_seconds: float = Field(default=600.0, gt=0)  # an unused legacy session is closed after this
+    startup_timeout_seconds: float = Field(default=15.0, gt=0)  # spawn/connect plus the first handshake
+    restart_backoff_seconds: float = Field(default=0.2, gt=0)  # first delay before restarting the shared server
+    restart_backoff_max_seconds: float = Field(default=10.0, gt=0)  # the delay doubles up to this
+    shutdown_grace_seconds: float = Field(default=2.0, ge=0)  # after closing stdin, then after SIGTERM, before SIGKILL
+    queue_limit: int = Field(default=256, gt=0)  # messages queued for one slow client stream before it is closed
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split_command(cls, value: Any) -> Any:
+        return shlex.split(value) if isinstance(value, str) else value
+
+    @field_validator("cwd")
+    @classmethod
+    def _existing_dir(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_dir():
+            raise ValueError(f"{value!r} is not a directory")
+        return value
     # The sidecar's own credentials for the upstream: header name -> {value|env|file, prefix}. Never the caller's.
     headers: dict[str, UpstreamHeader] = {}
     secret_check_seconds: float = Field(default=1.0, ge=0)  # how often header secret files are checked for changes
@@ -128,11 +153,23 @@ class UpstreamConfig(Section):
 
     @model_validator(mode="after")
     def _one_kind(self) -> UpstreamConfig:
-        if not self.url:
-            raise ValueError("set upstream.url (or --upstream URL)")
-        if not self.url.startswith(("http://", "https://")):
-            raise ValueError("upstream.url must be an http(s) URL")
+        kinds = [key for key in ("url", "command", "sse_url") if getattr(self, key)]
+        if len(kinds) != 1:
+            raise ValueError("set exactly one of upstream.url, upstream.command, upstream.sse_url "
+                             f"(or --upstream URL / --upstream-command CMD), got {kinds or 'none'}")
+        for key in ("url", "sse_url"):
+            value = getattr(self, key)
+            if value and not value.startswith(("http://", "https://")):
+                raise ValueError(f"upstream.{key} must be an http(s) URL")
+        if self.command is not None and not self.command[0]:
+            raise ValueError("upstream.command must name a program")
+        if self.restart_backoff_max_seconds < self.restart_backoff_seconds:
+            raise ValueError("upstream.restart_backoff_max_seconds must be >= restart_backoff_seconds")
         return self
+
+    @property
+    def kind(self) -> Literal["http", "stdio", "sse"]:
+        return "stdio" if self.command else "sse" if self.sse_url else "http"
 
     def timeout_for(self, tool: str | None) -> float:
         return self.tool_timeouts.get(tool or "", self.timeout_seconds)
@@ -148,6 +185,30 @@ class AuditConfig(Section):
     def _file_needs_path(self) -> AuditConfig:
         if self.sink == "file" and not self.path:
             raise ValueError("audit.path is required when audit.sink is 'file'")
+        return self
+
+
+class PolicyConfig(Section):
+    engine: Literal["rego", "opa", "off"] = "rego"
+    directory: str = "policies"  # .rego files, data.json/data.yaml, optional .manifest
+    reload: bool = True  # watch the directory and swap in a new bundle when it compiles
+    reload_interval_seconds: float = Field(default=1.0, gt=0)
+    # At startup a policy that does not load stops the sidecar (exit 2); "deny" starts and denies every call
+    # until a reload succeeds.
+    on_load_error: Literal["exit", "deny"] = "exit"
+    shadow_directory: str | None = None  # candidate policy evaluated beside the active one, never enforced
+    opa_url: str | None = None  # engine "opa": base URL of an OPA server, e.g. http://127.0.0.1:8181
+    opa_timeout_seconds: float = Field(default=0.5, gt=0)
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML reads a bare `off` as false
+
+    @model_validator(mode="after")
+    def _opa_needs_url(self) -> PolicyConfig:
+        if self.engine == "opa" and not (self.opa_url or "").startswith(("http://", "https://")):
+            raise ValueError("policy.opa_url (an http(s) URL) is required when policy.engine is 'opa'")
         return self
 
 
@@ -440,10 +501,9 @@ class Config(Section):
     upstream: UpstreamConfig
     audit: AuditConfig = AuditConfig()
     auth: AuthConfig  # always validated: an absent section means mode "required", which needs a key source
+    policy: PolicyConfig = PolicyConfig()
     cache: CacheConfig = CacheConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
-
-
     approval: ApprovalConfig = ApprovalConfig()
     rate_limits: RateLimitsConfig = RateLimitsConfig()
     logging: LoggingConfig = LoggingConfig()

@@ -104,6 +104,25 @@ class RateLimited(ProxyError):
     tool_visible = True
 
 
+class SessionNotFound(ProxyError):
+    """A legacy Mcp-Session-Id the sidecar does not know (ended, reaped, or its upstream process died)."""
+
+    http_status = 404
+    error_type = "session_not_found"
+
+
+class MethodNotAllowed(ProxyError):
+    http_status = 405
+    error_type = "method_not_allowed"
+
+
+class StreamConflict(ProxyError):
+    """A second GET stream for a legacy session that already has one."""
+
+    http_status = 409
+    error_type = "stream_conflict"
+
+
 class LimiterUnavailable(RateLimited):
     """The limits cannot be checked (shared store down with fail_closed, or policy named an unknown bucket)."""
 
@@ -124,6 +143,13 @@ class UpstreamTimeout(UpstreamError):
     http_status = 504
     code = jsonrpc.UPSTREAM_TIMEOUT
     error_type = "upstream_timeout"
+
+
+class SessionLimitReached(UpstreamError):
+    """Every legacy session slot (upstream.max_sessions) is taken."""
+
+    http_status = 503
+    error_type = "session_limit"
 
 
 class UpstreamBadOutput(UpstreamError):

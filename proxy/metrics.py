@@ -23,6 +23,8 @@ OTHER = "_OTHER"
 NAMED_COUNTERS = {
     "upstream_restarts": ("mcp_sidecar.upstream.restarts", "Times the upstream MCP server was (re)started"),
     "policy_reload_failures": ("mcp_sidecar.policy.reload_failures", "Policy reloads that failed (old kept)"),
+    "policy_shadow_disagreements": ("mcp_sidecar.policy.shadow_disagreements",
+                                    "Decisions where the shadow policy disagreed with the active one"),
     "audit_failures": ("mcp_sidecar.audit.failures", "Audit events that could not be written"),
     "telemetry_failures": ("mcp_sidecar.telemetry.failures", "Spans or metrics the sidecar failed to record"),
 }

@@ -50,7 +50,8 @@ def wait_for_port(port: int, timeout: float = 20.0, process: subprocess.Popen[by
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    # Sidecars started by tests run without policy unless a test turns it on (pass MCP_SIDECAR__POLICY__ENGINE).
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "MCP_SIDECAR__POLICY__ENGINE": "off"}
     env.update(extra)
     return env
 
@@ -88,6 +89,7 @@ def make_config(upstream_url: str = "http://127.0.0.1:9/mcp", **dotted: Any) -> 
         "server.admin_listen": f"127.0.0.1:{free_port()}",
         "audit.enabled": False,
         "auth.mode": "off",  # auth tests turn it on with auth__mode and a key source
+        "policy.engine": "off",  # tests opt in to policy with policy__engine="rego" and a directory
     }
     overrides.update({key.replace("__", "."): value for key, value in dotted.items()})
     return load_config(None, env={}, overrides=overrides)

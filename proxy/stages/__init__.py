@@ -8,6 +8,7 @@ from proxy.stages.approval import ApprovalStage
 from proxy.stages.audit import AuditStage
 from proxy.stages.auth import AuthStage
 from proxy.stages.cache import CacheStage
+from proxy.stages.policy import PolicyStage
 from proxy.stages.ratelimit import RateLimitStage
 from proxy.stages.tracing import TracingStage
 
@@ -17,7 +18,7 @@ def build_stages(config: Config, deps: Deps) -> list[Stage]:
         TracingStage.from_config(config.telemetry, deps),  # tracing: outermost, so denials and errors get spans
         AuditStage.from_config(config.audit, deps),  # audit: so that a 401 is audited as well
         AuthStage.from_config(config.auth, deps),  # auth: policy needs the principal
-        # policy: before limits, so that a denied caller cannot drain a bucket
+        PolicyStage.from_config(config.policy, deps),  # policy: before limits, so a denied caller cannot drain a bucket
         RateLimitStage.from_config(config.rate_limits, deps),  # rate limit: keys and cost may come from policy
         ApprovalStage.from_config(config.approval, deps),  # approval: after limits, so floods never reach a human
         CacheStage.from_config(config.cache, deps),  # cache: innermost, so a hit has passed auth, policy, limits

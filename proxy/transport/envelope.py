@@ -53,7 +53,12 @@ async def read_body(request: web.Request, server: ServerConfig) -> bytes:
     content_type = request.content_type
     if content_type != "application/json":
         raise UnsupportedMediaType("Content-Type must be application/json")
-    body = await request.content.read(server.max_body_bytes + 1)
+    body = b""
+    while len(body) <= server.max_body_bytes:  # read() may return less than asked: loop until EOF or the limit
+        chunk = await request.content.read(server.max_body_bytes + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
     if len(body) > server.max_body_bytes:
         raise PayloadTooLarge(f"Request body exceeds {server.max_body_bytes} bytes")
     return body

@@ -26,6 +26,15 @@ class Upstream(Protocol):
 
 
 def create_upstream(config: Config) -> Upstream:
+    kind = config.upstream.kind
+    if kind == "stdio":
+        from proxy.upstream.stdio import StdioUpstream
+
+        return StdioUpstream(config.upstream)
+    if kind == "sse":
+        from proxy.upstream.sse import SseUpstream
+
+        return SseUpstream(config.upstream)
     from proxy.upstream.http import HttpUpstream
 
     return HttpUpstream(config.upstream)

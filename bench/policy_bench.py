@@ -1,0 +1,117 @@
+"""Policy evaluation time per decision for the shipped policies (goal: median under 150 us on a 2-core machine).
+
+    python bench/policy_bench.py [--iterations 3000] [--dir policies]
+
+Each figure covers one decision as the policy stage makes it: handing the input document to rego-cpp (shown
+apart in the `input` column), evaluating data.mcp.decision (or data.mcp.visible for a list) from the compiled
+bundle, and validating the result. Building the input document from a call context is printed separately. Runs on
+one thread, as on the event loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from proxy.catalog import ToolInfo
+from proxy.context import Principal
+from proxy.policy.engine import decision_from, policy_input, visible_keys
+from proxy.policy.listing import list_item
+from proxy.policy.loader import load
+from proxy.policy.rego import Evaluator
+from tests.kit import make_ctx
+
+READ_ONLY = {"readOnlyHint": True, "idempotentHint": True, "openWorldHint": False}
+
+
+def principal(*roles: str, plan: str = "pro") -> Principal:
+    claims = {"plan": plan, "email": "someone@example.com", "aud": "https://sidecar.example/mcp", "exp": 1795834800}
+    return Principal(subject="someone", issuer="https://idp.example", claims=claims, roles=frozenset(roles),
+                     scopes=frozenset({"mcp:tools"}))
+
+
+def scenarios() -> dict[str, tuple[str, dict]]:
+    tool = ToolInfo.from_definition({"name": "add", "inputSchema": {"type": "object"}, "annotations": READ_ONLY})
+    query = ToolInfo.from_definition({"name": "run_query", "inputSchema": {"type": "object"}, "annotations": READ_ONLY})
+    delete = ToolInfo.from_definition({"name": "delete_file", "inputSchema": {"type": "object"},
+                                       "annotations": {"readOnlyHint": False, "destructiveHint": True}})
+    listing = [list_item("tools", {"name": f"tool_{n}", "inputSchema": {"type": "object"},
+                                   "annotations": READ_ONLY if n % 3 else {}}, "name") for n in range(20)]
+    return {
+        "tools/call allowed (reader, add)": ("decision", policy_input(
+            make_ctx("tools/call", target="add", arguments={"a": 1, "b": 2}, principal=principal("reader")),
+            "upstream", tool)),
+        "tools/call SQL check (analyst)": ("decision", policy_input(
+            make_ctx("tools/call", target="run_query", arguments={"sql": "SELECT id FROM orders WHERE total > 9"},
+                     principal=principal("analyst")), "upstream", query)),
+        "tools/call destructive denied": ("decision", policy_input(
+            make_ctx("tools/call", target="delete_file", arguments={"path": "/tmp/scratch/a"},
+                     principal=principal("developer")), "upstream", delete)),
+        "tools/list decision": ("decision", policy_input(make_ctx("tools/list", principal=principal("reader")),
+                                                         "upstream")),
+        "tools/list visible, 20 tools": ("visible", policy_input(
+            make_ctx("tools/list", principal=principal("developer")), "upstream", listing=("tools", listing))),
+    }
+
+
+def measure(evaluator: Evaluator, loaded, rule: str, document: dict, iterations: int) -> list[float]:
+    timings = []
+    for _ in range(iterations):
+        started = time.perf_counter()
+        value = evaluator.evaluate(loaded.compiled, f"mcp/{rule}", document)
+        decision_from(value, loaded.revision) if rule == "decision" else visible_keys(value)
+        timings.append((time.perf_counter() - started) * 1e6)
+    return timings
+
+
+def input_term_cost(evaluator: Evaluator, document: dict, iterations: int) -> float:
+    """Median time of handing the input document to rego-cpp alone (one C call per value)."""
+    from proxy.policy import rego
+
+    interpreter = evaluator._interpreter()
+    timings = []
+    for _ in range(iterations):
+        started = time.perf_counter()
+        term = rego.native.rego_new_input()
+        rego._push(term, document)
+        rego.native.rego.regoSetInput(interpreter._impl, term)
+        rego.native.rego_free_input(term)
+        timings.append((time.perf_counter() - started) * 1e6)
+    return statistics.median(timings)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--iterations", type=int, default=3000)
+    parser.add_argument("--dir", default=str(Path(__file__).resolve().parent.parent / "policies"))
+    args = parser.parse_args()
+    loaded = load(Path(args.dir), crash_guard=False)
+    evaluator = Evaluator()
+    print(f"policy {args.dir} revision {loaded.revision}; {args.iterations} decisions per row (microseconds)")
+    print(f"{'scenario':36} {'median':>8} {'p90':>8} {'p99':>8} {'input':>8}")
+    medians = []
+    for name, (rule, document) in scenarios().items():
+        measure(evaluator, loaded, rule, document, 200)  # warm up
+        timings = sorted(measure(evaluator, loaded, rule, document, args.iterations))
+        median = statistics.median(timings)
+        medians.append(median)
+        p90, p99 = timings[int(len(timings) * 0.9)], timings[int(len(timings) * 0.99)]
+        term = input_term_cost(evaluator, document, args.iterations)
+        print(f"{name:36} {median:8.1f} {p90:8.1f} {p99:8.1f} {term:8.1f}")
+    ctx = make_ctx("tools/call", target="add", arguments={"a": 1, "b": 2}, principal=principal("reader"))
+    started = time.perf_counter()
+    for _ in range(args.iterations):
+        policy_input(ctx, "upstream")
+    build = (time.perf_counter() - started) / args.iterations * 1e6
+    print(f"building the input document from a call context: {build:.1f} us (not included above)")
+    print("input: of the median, handing the input document to rego-cpp")
+    print(f"median of the tools/call decisions: {statistics.median(medians[:3]):.1f} us (goal < 150 us)")
+
+
+if __name__ == "__main__":
+    main()

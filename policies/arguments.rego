@@ -1,0 +1,38 @@
+# Argument constraints: the sidecar sees the arguments of every tools/call, so policy can judge them.
+#   path_prefix:      a filesystem tool's path argument must lie under one of the prefixes (no ".." segments)
+#   sql_select_only:  a SQL tool's statement must be one SELECT (no second statement, no writing keywords)
+package mcp.rules.arguments
+
+import rego.v1
+
+deny contains sprintf("%s: argument %s must be a path in an allowed directory", [tool, rule.argument]) if {
+	input.mcp.method == "tools/call"
+	tool := input.mcp.tool.name
+	rule := data.settings.arguments.path_prefix[tool]
+	not path_allowed(object.get(input.mcp.tool.arguments, rule.argument, null), rule.prefixes)
+}
+
+path_allowed(path, prefixes) if {
+	is_string(path)
+	not ".." in split(path, "/")
+	some prefix in prefixes
+	startswith(path, prefix)
+}
+
+deny contains sprintf("%s: argument %s must be a single SELECT statement", [tool, rule.argument]) if {
+	input.mcp.method == "tools/call"
+	tool := input.mcp.tool.name
+	rule := data.settings.arguments.sql_select_only[tool]
+	not select_only(object.get(input.mcp.tool.arguments, rule.argument, null))
+}
+
+select_only(sql) if {
+	is_string(sql)
+	statement := trim_suffix(trim_space(normalized(sql)), ";")
+	startswith(statement, "select ")
+	not contains(statement, ";")
+	not regex.match(`\b(insert|update|delete|merge|drop|alter|create|truncate|grant|revoke|into|call|exec|execute|copy|attach|pragma)\b`, statement)
+}
+
+# Lower case, with line breaks and tabs as spaces (the engine's regex has no case-insensitive flag).
+normalized(sql) := replace(replace(replace(lower(sql), "\n", " "), "\r", " "), "\t", " ")

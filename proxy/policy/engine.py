@@ -1,0 +1,195 @@
+"""The policy input document (versioned) and the Decision, with the checks that make bad results deny.
+
+The input and decision shapes are documented in policies/README.md and policies/input.schema.json.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from proxy.context import CallContext
+
+INPUT_VERSION = 1
+DECISION_RULE = "decision"  # data.mcp.decision: {allow, reasons, obligations}
+VISIBLE_RULE = "visible"  # data.mcp.visible: the keys of the list items the caller may see
+
+# What identifies an item of each list result, and the input field for its kind.
+LIST_KINDS = {
+    "tools/list": ("tools", "tools", "name"),
+    "prompts/list": ("prompts", "prompts", "name"),
+    "resources/list": ("resources", "resources", "uri"),
+    "resources/templates/list": ("resource_templates", "resourceTemplates", "uriTemplate"),
+}
+CACHE_SCOPES = frozenset({"public", "private", "none"})
+
+
+class PolicyUnavailable(Exception):
+    """The engine could not produce a result (no bundle, evaluation error, remote OPA down)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allow: bool
+    reasons: tuple[str, ...] = ()
+    obligations: dict[str, Any] = field(default_factory=dict)
+    revision: str | None = None
+    decision_id: str | None = None
+    failed: bool = False  # no policy answered (engine error, OPA down): a denial that says nothing about targets
+
+    @classmethod
+    def deny(cls, reason: str, revision: str | None = None, decision_id: str | None = None) -> Decision:
+        return cls(allow=False, reasons=(reason,), revision=revision, decision_id=decision_id)
+
+
+class Engine(Protocol):
+    """Evaluates the two policy rules. Raises PolicyUnavailable when it cannot; undefined results are None."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    @property
+    def revision(self) -> str | None: ...
+
+    async def evaluate(self, rule: str, document: dict[str, Any]) -> tuple[Any, str | None]:
+        """The rule's value (None when undefined) and the revision that produced it."""
+        ...
+
+    async def readiness(self) -> tuple[bool, str]: ...
+
+
+def policy_input(ctx: CallContext, upstream: str, tool: Any = None,
+                 listing: tuple[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """The input document for one message. `tool` is the catalog's ToolInfo (trusted) or None."""
+    method = ctx.method
+    mcp_part: dict[str, Any] = {
+        "method": method,
+        "kind": ctx.kind.value,
+        "protocol_version": ctx.protocol_version,
+        "era": ctx.era.value,
+        "tool": None,
+        "prompt": None,
+        "resource": None,
+    }
+    if method == "tools/call":
+        mcp_part["tool"] = {
+            "name": ctx.target,
+            "arguments": dict(ctx.arguments) if ctx.arguments is not None else {},
+            "known": tool is not None,
+            "annotations": dict(tool.annotations) if tool is not None else None,
+            "hash": tool.hash if tool is not None else None,
+        }
+    elif method == "prompts/get":
+        mcp_part["prompt"] = {"name": ctx.target,
+                              "arguments": dict(ctx.arguments) if ctx.arguments is not None else {}}
+    elif ctx.target is not None and method is not None and method.startswith("resources/"):
+        mcp_part["resource"] = {"uri": ctx.target}
+    if listing is not None:
+        mcp_part["list"] = {"kind": listing[0], "items": listing[1]}
+    now_ns = time.time_ns()
+    return {
+        "version": INPUT_VERSION,
+        "principal": ctx.principal.as_policy_input(),
+        "mcp": mcp_part,
+        "request": {
+            "id": ctx.request_id,
+            "session_id": ctx.session_id,
+            "client_address": ctx.client_address,
+            # +00:00 rather than Z: rego-cpp's time.parse_rfc3339_ns rejects the Z suffix.
+            "time": datetime.fromtimestamp(now_ns / 1e9, UTC).isoformat(timespec="microseconds"),
+            "time_ns": now_ns,
+            "headers": dict(ctx.headers),
+        },
+        "upstream": {"name": upstream},
+    }
+
+
+def decision_from(value: Any, revision: str | None, decision_id: str | None = None) -> Decision:
+    """Validate what data.mcp.decision returned; anything undefined or ill-typed denies."""
+    if value is None:
+        return Decision.deny("policy decision is undefined", revision, decision_id)
+    if not isinstance(value, Mapping) or not isinstance(value.get("allow"), bool):
+        return Decision.deny("policy decision is ill-typed: expected an object with a boolean allow", revision,
+                             decision_id)
+    reasons = value.get("reasons", [])
+    if isinstance(reasons, str):
+        reasons = [reasons]
+    if not isinstance(reasons, list) or not all(isinstance(reason, str) for reason in reasons):
+        return Decision.deny("policy decision is ill-typed: reasons must be a list of strings", revision, decision_id)
+    obligations = value.get("obligations", {})
+    problem = obligations_problem(obligations)
+    if problem is not None:
+        return Decision.deny(f"policy decision is ill-typed: {problem}", revision, decision_id)
+    if not value["allow"] and not reasons:
+        reasons = ["denied by policy"]
+    return Decision(allow=value["allow"], reasons=tuple(reasons), obligations=dict(obligations), revision=revision,
+                    decision_id=decision_id)
+
+
+def obligations_problem(obligations: Any) -> str | None:
+    """Why obligations break the contract the later stages rely on, or None."""
+    if not isinstance(obligations, Mapping):
+        return "obligations must be an object"
+    for key, value in obligations.items():
+        check = _OBLIGATION_CHECKS.get(key)
+        if check is None:
+            return f"unknown obligation {key!r}"
+        problem = check(value)
+        if problem is not None:
+            return f"obligations.{key}: {problem}"
+    return None
+
+
+def _rate_limit(value: Any) -> str | None:
+    if not isinstance(value, Mapping) or set(value) - {"buckets", "cost"}:
+        return "expected {buckets, cost}"
+    buckets = value.get("buckets")
+    if buckets is not None and not (isinstance(buckets, list) and all(isinstance(b, str) for b in buckets)):
+        return "buckets must be a list of names or null"
+    cost = value.get("cost", 1)
+    if isinstance(cost, bool) or not isinstance(cost, int) or cost < 0:
+        return "cost must be a non-negative integer"
+    return None
+
+
+def _cache(value: Any) -> str | None:
+    if not isinstance(value, Mapping) or set(value) - {"scope", "ttl_seconds", "key_claims"}:
+        return "expected {scope, ttl_seconds, key_claims}"
+    if "scope" in value and value["scope"] not in CACHE_SCOPES:
+        return "scope must be public, private or none"
+    ttl = value.get("ttl_seconds", 0)
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl < 0:
+        return "ttl_seconds must be a non-negative number"
+    claims = value.get("key_claims", [])
+    if not (isinstance(claims, list) and all(isinstance(claim, str) for claim in claims)):
+        return "key_claims must be a list of claim names"
+    return None
+
+
+def _redact(value: Any) -> str | None:
+    if isinstance(value, list) and all(isinstance(path, str) for path in value):
+        return None
+    return "must be a list of dotted argument paths"
+
+
+def _require_approval(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be a boolean"
+
+
+_OBLIGATION_CHECKS = {
+    "rate_limit": _rate_limit,
+    "cache": _cache,
+    "redact": _redact,
+    "require_approval": _require_approval,
+}
+
+
+def visible_keys(value: Any) -> frozenset[str]:
+    """What data.mcp.visible returned, as a set of item keys; undefined or ill-typed shows nothing."""
+    if isinstance(value, list) and all(isinstance(key, str) for key in value):
+        return frozenset(value)
+    return frozenset()

@@ -1,0 +1,229 @@
+"""Rego evaluation with regopy: compile modules and data once into a bundle, query its entrypoints fast.
+
+Measured pitfalls this module guards against (MCP-FACTS section 6): a built-in the engine lacks silently
+evaluates undefined (so calls are linted at compile time and strict built-in errors are on), a runtime error comes
+back as an S-expression instead of JSON, and a bare false can read as undefined (entrypoints avoid that).
+The C calls are made directly through regopy's ctypes layer: building the input term that way costs about a third
+less than regopy's generic converter, and strings go in JSON-escaped (see _push), which regopy's converter gets
+wrong.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import regopy
+from regopy import Interpreter, LogLevel, RegoError
+from regopy import rego_shared as native
+
+ENTRYPOINTS = ("mcp/decision", "mcp/visible")
+
+_KEYWORDS = frozenset({"if", "not", "some", "every", "in", "contains", "else", "default", "with", "as", "import",
+                       "package", "true", "false", "null", "print"})
+_CALL = re.compile(r"(?<![\w.\]])([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)\s*\(")
+_DEFINITION = re.compile(r"^([A-Za-z_][\w]*)\s*\(", re.MULTILINE)
+_IMPORT = re.compile(r"^import\s+([\w.]+)(?:\s+as\s+(\w+))?", re.MULTILINE)
+_STRINGS_AND_COMMENTS = re.compile(r'"(?:\\.|[^"\\])*"|`[^`]*`|#[^\n]*')
+_WITH = re.compile(r"\bwith\b")
+
+
+class PolicyCompileError(Exception):
+    """A module that does not parse, compile or lint; each problem is `file:line:col: message`."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class EvaluationError(Exception):
+    """Evaluation failed (a built-in error, a conflict, a missing function); the message is the engine's."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPolicy:
+    bundle: regopy.Bundle
+    modules: tuple[str, ...]
+
+
+def compile_policy(modules: Mapping[str, str], data: Mapping[str, Any] | None = None,
+                   entrypoints: tuple[str, ...] = ENTRYPOINTS) -> CompiledPolicy:
+    """Parse, lint and compile; raises PolicyCompileError naming file and line of every problem found."""
+    builder = Interpreter()
+    builder.log_level = LogLevel.NONE  # otherwise rego-cpp prints parse errors to stdout by itself
+    problems: list[str] = []
+    for name, source in modules.items():
+        try:
+            builder.add_module(name, source)
+        except RegoError as exc:
+            problems.extend(describe_errors(str(exc), modules))
+    problems.extend(lint_builtins(modules, builder))
+    if problems:
+        raise PolicyCompileError(problems)
+    try:
+        if data:
+            builder.add_data_json(orjson.dumps(dict(data)).decode())
+        bundle = builder.build(None, list(entrypoints))
+    except RegoError as exc:
+        raise PolicyCompileError(describe_errors(str(exc), modules)) from None
+    if not bundle.ok():
+        raise PolicyCompileError(["the policy bundle did not build"])
+    return CompiledPolicy(bundle, tuple(modules))
+
+
+def lint_builtins(modules: Mapping[str, str], builder: Interpreter) -> list[str]:
+    """Every function call must be a user function or a built-in this engine has (else it would be undefined),
+    and no `with` (which brings the engine down)."""
+    defined: set[str] = set()
+    for source in modules.values():
+        defined.update(_DEFINITION.findall(_blank_literals(source)))
+    problems = []
+    for name, source in modules.items():
+        text = _blank_literals(source)
+        for match in _WITH.finditer(text):
+            line, column = _position(source, match.start())
+            problems.append(f"{name}:{line}:{column}: `with` is not supported: rego-cpp 1.5.2 crashes on it (a test "
+                            "takes its input from a `<test>_input` rule instead)")
+        aliases = {"data", "input"}
+        for path, alias in _IMPORT.findall(text):
+            aliases.add(alias or path.rsplit(".", 1)[-1])
+        for match in _CALL.finditer(text):
+            function = match.group(1)
+            head = function.split(".", 1)[0]
+            if function in _KEYWORDS or head in aliases or function in defined or builder.is_builtin(function):
+                continue
+            line, column = _position(source, match.start(1))
+            problems.append(f"{name}:{line}:{column}: unknown or unsupported built-in function {function}()")
+    return problems
+
+
+def _blank_literals(source: str) -> str:
+    """The source with strings and comments replaced by spaces, so offsets still match."""
+    return _STRINGS_AND_COMMENTS.sub(lambda match: " " * len(match.group(0)), source)
+
+
+def _position(source: str, offset: int) -> tuple[int, int]:
+    line = source.count("\n", 0, offset) + 1
+    return line, offset - (source.rfind("\n", 0, offset) + 1) + 1
+
+
+_ERROR_AT = re.compile(r"\(error (\d+):")
+_MESSAGE = re.compile(r"\(errormsg (\d+):")
+
+
+def describe_errors(text: str, modules: Mapping[str, str]) -> list[str]:
+    """Turn rego-cpp's error S-expression into `file:line:col: message` lines."""
+    problems = []
+    for chunk in text.split("(error ")[1:]:
+        chunk = "(error " + chunk
+        message = _length_prefixed(_MESSAGE, chunk) or "error"
+        location = ""
+        name_len = _ERROR_AT.match(chunk)
+        if name_len:
+            start = name_len.end()
+            name = chunk[start:start + int(name_len.group(1))]
+            rest = chunk[start + len(name):].split(None, 1)[0].split("|")
+            if name in modules and len(rest) >= 2 and rest[1].isdigit():
+                line, column = _position(modules[name], int(rest[1]))
+                location = f"{name}:{line}:{column}: "
+            elif name:
+                location = f"{name}: "
+        problems.append(location + message)
+    return problems or [text.strip() or "unknown Rego error"]
+
+
+def _length_prefixed(pattern: re.Pattern[str], text: str) -> str | None:
+    match = pattern.search(text)
+    if match is None:
+        return None
+    return text[match.end():match.end() + int(match.group(1))]
+
+
+class Evaluator:
+    """Queries compiled bundles with one interpreter per thread (regopy does not promise thread safety)."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def _interpreter(self) -> Interpreter:
+        interpreter = getattr(self._local, "interpreter", None)
+        if interpreter is None:
+            interpreter = Interpreter()
+            interpreter.strict_built_in_errors = True  # a failing built-in is an error (deny), not undefined
+            interpreter.log_level = LogLevel.NONE
+            self._local.interpreter = interpreter
+        return interpreter
+
+    def evaluate(self, policy: CompiledPolicy, entrypoint: str, document: Any) -> Any:
+        """The entrypoint's value, or None when undefined; raises EvaluationError when evaluation failed."""
+        interpreter = self._interpreter()
+        term = native.rego_new_input()
+        try:
+            _push(term, document)
+            if native.rego.regoSetInput(interpreter._impl, term) != 0:
+                raise EvaluationError("the input document was rejected")
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            raise EvaluationError(f"input not representable in Rego: {exc}") from None
+        finally:
+            native.rego_free_input(term)
+        output = native.rego_bundle_query_entrypoint(interpreter._impl, policy.bundle._impl, entrypoint)
+        try:
+            text = native.rego_output_string(output)
+        except RegoError as exc:
+            raise EvaluationError(str(exc)) from None
+        finally:
+            native.rego_free_output(output)
+        return _value_of(text)
+
+
+def _value_of(text: str) -> Any:
+    if text == "undefined":
+        return None
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise EvaluationError(_length_prefixed(_MESSAGE, text) or text.strip()) from None
+    expressions = parsed.get("expressions") if isinstance(parsed, dict) else None
+    if not expressions:
+        return None
+    return expressions[0]
+
+
+_rego = native.rego
+
+
+def _push(term: Any, value: Any) -> None:
+    """Build the input term on the engine's stack: children first, then the container."""
+    kind = type(value)
+    if kind is str:
+        if "\x00" in value:  # refused outright: a NUL has no business in a name, a path or a statement
+            raise ValueError("strings must not contain NUL characters")
+        # JSON-escaped, as rego-cpp keeps strings parsed from policy text and JSON: a raw string would compare
+        # unequal to the same literal, and would come back unescaped in the output JSON (an injection).
+        _rego.regoInputString(term, orjson.dumps(value)[1:-1])
+    elif kind is dict:
+        for key, item in value.items():
+            _push(term, key if type(key) is str else str(key))
+            _push(term, item)
+            _rego.regoInputObjectItem(term)
+        _rego.regoInputObject(term, len(value))
+    elif kind is bool:
+        _rego.regoInputBoolean(term, value)
+    elif kind is int:
+        if not -(2**63) <= value < 2**63:
+            raise OverflowError("integer out of range")
+        _rego.regoInputInt(term, value)
+    elif value is None:
+        _rego.regoInputNull(term)
+    elif kind is float:
+        _rego.regoInputFloat(term, value)
+    elif kind is list or kind is tuple:
+        for item in value:
+            _push(term, item)
+        _rego.regoInputArray(term, len(value))
+    else:
+        raise TypeError(f"cannot pass {kind.__name__} to Rego")

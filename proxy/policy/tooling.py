@@ -1,0 +1,136 @@
+"""`mcp-sidecar policy test|eval|check`: the Rego workflow a team runs in CI, with the sidecar's own engine."""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+import yaml
+
+from proxy.policy.engine import VISIBLE_RULE, decision_from, visible_keys
+from proxy.policy.loader import read_source
+from proxy.policy.rego import ENTRYPOINTS, EvaluationError, Evaluator, PolicyCompileError, compile_policy
+
+_PACKAGE = re.compile(r"^package\s+([\w.]+)", re.MULTILINE)
+_TEST_RULE = re.compile(r"^(test_\w+)\b", re.MULTILINE)
+INPUT_SUFFIX = "_input"  # test_x_input: the input document test_x is evaluated with
+
+
+@dataclass(frozen=True, slots=True)
+class TestResult:
+    name: str  # data.<package>.<rule>
+    outcome: str  # pass | fail | error
+    detail: str = ""
+
+
+def discover_tests(modules: dict[str, str]) -> list[str]:
+    """Entrypoints (`pkg/path/test_x`) of the test_* rules in *_test.rego files, in file order (not *_input)."""
+    found: list[str] = []
+    for name, source in modules.items():
+        package = _PACKAGE.search(source)
+        if not name.endswith("_test.rego") or package is None:
+            continue
+        prefix = package.group(1).replace(".", "/")
+        for rule in _TEST_RULE.findall(source):
+            if rule.endswith(INPUT_SUFFIX):
+                continue
+            entrypoint = f"{prefix}/{rule}"
+            if entrypoint not in found:
+                found.append(entrypoint)
+    return found
+
+
+def run_tests(directory: Path) -> list[TestResult]:
+    """Evaluate every test rule; a test passes when its value is true (false or undefined fail).
+
+    Rego's `with input as` crashes rego-cpp 1.5.2, so a test takes its input from the rule `<test>_input` in its
+    package (evaluated first, with an empty input); without one it runs with an empty input.
+    """
+    source = read_source(directory, include_tests=True)
+    tests = discover_tests(source.modules)
+    inputs = tuple(test + INPUT_SUFFIX for test in tests)
+    compiled = compile_policy(source.modules, source.data, entrypoints=tuple(tests) + inputs + ENTRYPOINTS)
+    evaluator = Evaluator()
+    results = []
+    for entrypoint in tests:
+        name = "data." + entrypoint.replace("/", ".")
+        try:
+            document = evaluator.evaluate(compiled, entrypoint + INPUT_SUFFIX, {})
+            value = evaluator.evaluate(compiled, entrypoint, {} if document is None else document)
+        except EvaluationError as exc:
+            results.append(TestResult(name, "error", str(exc)))
+            continue
+        detail = "" if value is True else ("undefined" if value is None else f"value {orjson.dumps(value).decode()}")
+        results.append(TestResult(name, "pass" if value is True else "fail", detail))
+    return results
+
+
+def test_command(directory: Path, verbose: bool, out: TextIO = sys.stdout) -> int:
+    try:
+        results = run_tests(directory)
+    except PolicyCompileError as exc:
+        return _report_problems(exc.problems, out)
+    for result in results:
+        if verbose or result.outcome != "pass":
+            suffix = f" ({result.detail})" if result.detail else ""
+            print(f"{result.outcome.upper()}: {result.name}{suffix}", file=out)
+    passed = sum(result.outcome == "pass" for result in results)
+    print("-" * 40, file=out)
+    if not results:
+        print(f"no test_* rules found in {directory}/**/*_test.rego", file=out)
+        return 1
+    print(f"PASS: {passed}/{len(results)}" + ("" if passed == len(results) else
+                                                f"  FAIL: {len(results) - passed}/{len(results)}"), file=out)
+    return 0 if passed == len(results) else 1
+
+
+def check_command(directory: Path, out: TextIO = sys.stdout) -> int:
+    try:
+        source = read_source(directory, include_tests=True)
+        compile_policy(source.modules, source.data)
+    except PolicyCompileError as exc:
+        return _report_problems(exc.problems, out)
+    print(f"ok: {len(source.modules)} modules in {directory} compile (revision {source.revision})", file=out)
+    return 0
+
+
+def eval_command(directory: Path, input_path: Path, rule: str, out: TextIO = sys.stdout) -> int:
+    """Print what the sidecar would decide for an input document (JSON or YAML), validated as the stage does."""
+    try:
+        document = _read_input(input_path)
+        source = read_source(directory)
+        compiled = compile_policy(source.modules, source.data)
+        value = Evaluator().evaluate(compiled, f"mcp/{rule}", document)
+    except PolicyCompileError as exc:
+        return _report_problems(exc.problems, out)
+    except (OSError, ValueError, EvaluationError) as exc:
+        print(f"error: {exc}", file=out)
+        return 1
+    if rule == VISIBLE_RULE:
+        result: dict[str, Any] = {"visible": sorted(visible_keys(value)), "revision": source.revision}
+    else:
+        decision = decision_from(value, source.revision)
+        result = {"allow": decision.allow, "reasons": list(decision.reasons),
+                  "obligations": decision.obligations, "revision": decision.revision}
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode(), file=out)
+    return 0
+
+
+def _read_input(path: Path) -> Any:
+    text = path.read_text(encoding="utf-8")
+    try:
+        return orjson.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: not valid JSON/YAML: {exc}") from None
+
+
+def _report_problems(problems: list[str], out: TextIO) -> int:
+    for problem in problems:
+        print(problem, file=out)
+    return 1
+
+

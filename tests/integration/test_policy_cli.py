@@ -1,0 +1,62 @@
+"""`mcp-sidecar policy test|eval|check` as a team runs them in CI (subprocesses, real files)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from tests.kit import ROOT, child_env
+
+
+def sidecar(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "proxy", "policy", *args], env=child_env(), cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_shipped_policies_pass_their_own_tests() -> None:
+    result = sidecar("test", "policies")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASS: " in result.stdout and "FAIL" not in result.stdout
+
+
+def test_a_failing_test_fails_the_run(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "policies", tmp_path / "p")
+    (tmp_path / "p" / "wrong_test.rego").write_text(
+        "package mcp_test.wrong\nimport rego.v1\n\n"
+        'test_reader_may_delete_input := data.mcp_test.fixtures.call("delete_file", {"path": "/tmp/scratch/x"}, '
+        'data.mcp_test.fixtures.destructive, ["reader"])\n\n'
+        "test_reader_may_delete if data.mcp.decision.allow\n")
+    result = sidecar("test", str(tmp_path / "p"), "-v")
+    assert result.returncode == 1
+    assert "FAIL: data.mcp_test.wrong.test_reader_may_delete" in result.stdout
+    assert "PASS: data.mcp_test.roles.test_reader_may_call_add" in result.stdout
+
+
+def test_check_reports_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "ok.rego").write_text("package mcp\nimport rego.v1\ndecision := {\"allow\": true}\n")
+    assert sidecar("check", str(tmp_path)).returncode == 0
+    (tmp_path / "broken.rego").write_text("package mcp.rules.x\nimport rego.v1\n\ndeny contains \"x\" if {\n")
+    (tmp_path / "lacking.rego").write_text("package mcp.rules.y\nimport rego.v1\n\ndeny contains \"y\" if {\n"
+                                           "  net.cidr_contains(\"10.0.0.0/8\", input.request.client_address)\n}\n")
+    result = sidecar("check", str(tmp_path))
+    assert result.returncode == 1
+    assert f"{tmp_path / 'broken.rego'}:4:" in result.stdout
+    assert (f"{tmp_path / 'lacking.rego'}:5:3: unknown or unsupported built-in function net.cidr_contains()"
+            in result.stdout)
+
+
+def test_eval_prints_the_decision(tmp_path: Path) -> None:
+    result = sidecar("eval", "--input", "policies/examples/call-run-query.json")
+    assert result.returncode == 0, result.stderr
+    decision = orjson.loads(result.stdout)
+    assert decision["allow"] is True and decision["obligations"]["rate_limit"] == {"buckets": ["plan-pro"], "cost": 2}
+    document = orjson.loads((ROOT / "policies/examples/call-run-query.json").read_bytes())
+    document["mcp"]["tool"]["arguments"]["sql"] = "DELETE FROM orders"
+    (tmp_path / "input.json").write_bytes(orjson.dumps(document))
+    denied = orjson.loads(sidecar("eval", "--input", str(tmp_path / "input.json"), "--dir", "policies").stdout)
+    assert denied["allow"] is False
+    assert denied["reasons"] == ["run_query: argument sql must be a single SELECT statement"]

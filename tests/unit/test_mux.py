@@ -1,0 +1,124 @@
+"""The multiplexer over an in-memory channel: id and progress-token remapping, routing, failure, backpressure."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from proxy.errors import UpstreamError
+from proxy.mailbox import Mailbox, MailboxClosed
+from proxy.upstream.mux import Multiplexer
+
+
+class MemoryChannel:
+    label = "memory"
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def open(self, on_message: Callable[[bytes], None]) -> None: ...
+
+    async def send(self, data: bytes) -> None:
+        self.sent.append(orjson.loads(data))
+
+    async def wait_closed(self) -> str:
+        return "closed"
+
+    async def close(self) -> None: ...
+
+
+def request(request_id: Any, method: str = "tools/call", token: Any = None) -> dict[str, Any]:
+    params: dict[str, Any] = {"name": "x"}
+    if token is not None:
+        params["_meta"] = {"progressToken": token}
+    return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+
+
+def feed(mux: Multiplexer, message: dict[str, Any]) -> None:
+    mux.feed(orjson.dumps(message))
+
+
+async def test_callers_with_the_same_id_get_their_own_replies() -> None:
+    channel = MemoryChannel()
+    mux = Multiplexer(channel, 8, sessionful=False)
+    first, second = await mux.call(request(1)), await mux.call(request(1))
+    upstream_ids = [message["id"] for message in channel.sent]
+    assert len(set(upstream_ids)) == 2
+    feed(mux, {"jsonrpc": "2.0", "id": upstream_ids[1], "result": {"who": "second"}})
+    feed(mux, {"jsonrpc": "2.0", "id": upstream_ids[0], "result": {"who": "first"}})
+    assert await first.inbox.get() == {"jsonrpc": "2.0", "id": 1, "result": {"who": "first"}}
+    assert await second.inbox.get() == {"jsonrpc": "2.0", "id": 1, "result": {"who": "second"}}
+    assert mux.in_flight == 0
+
+
+async def test_progress_tokens_are_remapped_both_ways() -> None:
+    channel = MemoryChannel()
+    mux = Multiplexer(channel, 8, sessionful=False)
+    call = await mux.call(request("a", token="tok"))
+    sent_token = channel.sent[0]["params"]["_meta"]["progressToken"]
+    assert sent_token != "tok"
+    feed(mux, {"jsonrpc": "2.0", "method": "notifications/progress",
+               "params": {"progressToken": sent_token, "progress": 1}})
+    assert (await call.inbox.get())["params"] == {"progressToken": "tok", "progress": 1}
+
+
+async def test_a_shared_channel_refuses_server_requests() -> None:
+    channel = MemoryChannel()
+    mux = Multiplexer(channel, 8, sessionful=False)
+    await mux.call(request(1))
+    feed(mux, {"jsonrpc": "2.0", "id": 99, "method": "sampling/createMessage", "params": {}})
+    await asyncio.sleep(0.01)
+    assert channel.sent[-1]["id"] == 99 and channel.sent[-1]["error"]["code"] == -32601
+
+
+async def test_a_session_routes_server_requests_to_the_call_in_progress_else_to_its_get_stream() -> None:
+    channel = MemoryChannel()
+    mux = Multiplexer(channel, 8, sessionful=True)
+    mux.push = Mailbox(8)
+    call = await mux.call(request(1))
+    elicit = {"jsonrpc": "2.0", "id": 5, "method": "elicitation/create", "params": {}}
+    feed(mux, elicit)
+    assert await call.inbox.get() == elicit
+    changed = {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
+    feed(mux, changed)
+    assert await mux.push.get() == changed
+
+
+async def test_cancellation_names_the_upstream_id() -> None:
+    channel = MemoryChannel()
+    mux = Multiplexer(channel, 8, sessionful=True)
+    await mux.call(request(3))
+    upstream_id = channel.sent[0]["id"]
+    await mux.notify({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 3}})
+    assert channel.sent[-1]["params"]["requestId"] == upstream_id
+    assert mux.in_flight == 0
+
+
+async def test_a_closed_channel_fails_every_call_at_once() -> None:
+    mux = Multiplexer(MemoryChannel(), 8, sessionful=False)
+    calls = [await mux.call(request(index)) for index in range(3)]
+    mux.fail_all(UpstreamError("gone"))
+    for call in calls:
+        with pytest.raises(UpstreamError, match="gone"):
+            await call.inbox.get()
+    with pytest.raises(UpstreamError):
+        await mux.call(request(4))
+
+
+async def test_a_caller_that_falls_behind_is_cancelled() -> None:
+    channel = MemoryChannel()
+    mux = Multiplexer(channel, 2, sessionful=False)
+    call = await mux.call(request(1, token="t"))
+    token = channel.sent[0]["params"]["_meta"]["progressToken"]
+    for step in range(3):
+        feed(mux, {"jsonrpc": "2.0", "method": "notifications/progress",
+                   "params": {"progressToken": token, "progress": step}})
+    await asyncio.sleep(0.01)
+    with pytest.raises(MailboxClosed):
+        await call.inbox.get()
+    assert mux.in_flight == 0
+    assert channel.sent[-1]["method"] == "notifications/cancelled"
