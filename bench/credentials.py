@@ -21,6 +21,6 @@ def bench_credentials(directory: Path) -> dict[str, str]:
                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
     now = int(time.time())
     claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "bench-user", "iat": now, "exp": now + 6 * 3600,
-              "scope": "tools:call tools:list", "roles": ["user"]}
+              "scope": "tools:call tools:list", "roles": ["reader"]}
     token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "bench"})
     return {"jwt_public_key": str(public), "jwt_issuer": ISSUER, "jwt_audience": AUDIENCE, "jwt_token": token}

@@ -36,7 +36,8 @@ class Profile:
 
 
 def load_profile(name: str, base: dict[str, Any], placeholders: dict[str, str]) -> Profile:
-    """Read a profile, fill its placeholders ({tmp}, {profile}, {run_id}, {otlp_url}, {redis_url}, {jwt_*}) and
+    """Read a profile, fill its placeholders ({tmp}, {root}, {profile}, {run_id}, {otlp_url}, {redis_url},
+    {jwt_*}) and
     keep the parts this build can run; `base` is the sidecar config every profile starts from."""
     raw = yaml.safe_load((PROFILE_DIR / f"{name}.yaml").read_text()) or {}
     filled = _fill(raw, {**placeholders, "profile": name})

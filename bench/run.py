@@ -27,7 +27,7 @@ import yaml
 from bench import report
 from bench.credentials import bench_credentials
 from bench.loadgen import LoadResult, LoadSpec, run_load, summarize
-from bench.procs import Proc, cores, free_port, machine_counters, machine_noise
+from bench.procs import ROOT, Proc, cores, free_port, machine_counters, machine_noise
 from bench.profiles import Profile, load_profile, merge
 from proxy.config import Config
 
@@ -107,7 +107,7 @@ class Run:
 
     def placeholders(self) -> dict[str, str]:
         otlp = self.helpers.get("otlp")
-        return {"tmp": str(self.work), "run_id": self.run_id, "redis_url": "redis://127.0.0.1:6379/0",
+        return {"tmp": str(self.work), "root": str(ROOT), "run_id": self.run_id, "redis_url": "redis://127.0.0.1:6379/0",
                 "otlp_url": f"http://127.0.0.1:{otlp.port}" if otlp else "", **self.credentials}
 
     def start_helpers(self) -> None:
