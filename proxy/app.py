@@ -31,6 +31,7 @@ def create_app(config: Config, upstream: Upstream | None = None) -> web.Applicat
     deps = Deps(config=config, upstream=upstream, catalog=catalog, approvals=approvals,
                 telemetry=Telemetry.from_config(config))
     deps.readiness_checks["upstream"] = upstream.readiness
+    upstream.on_restart(lambda: deps.metrics.count("upstream_restarts"))
     stages = build_stages(config, deps)
     chain = build_chain(stages, forward_to(upstream, deps.telemetry))
     handler = StreamableHttpHandler(config.server, chain)

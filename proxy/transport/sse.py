@@ -28,7 +28,8 @@ from proxy.pipeline import Handler
 from proxy.reply import EVENT_STREAM, Reply
 from proxy.sse_codec import encode_event
 from proxy.transport import envelope
-from proxy.transport.streamable_http import STREAM_HEADERS, _apply_hooks, _final_body, _final_response
+from proxy.transport.reply_writer import final_body, final_response, hooked_event
+from proxy.transport.streamable_http import STREAM_HEADERS
 
 log = structlog.get_logger("proxy.transport.sse")
 
@@ -152,16 +153,16 @@ class LegacySseHandler:
         final_seen = False
         try:
             if reply.events is None:
-                body = await _final_body(ctx, reply)
+                body = await final_body(ctx, reply)
                 final_seen = self._send_final(client, ctx, body, reply.status)
                 return
             async for event in reply.events:
                 if event.is_comment or not event.data:
                     continue
-                final = _final_response(event, ctx.request_id) if ctx.is_request and not final_seen else None
+                final = final_response(event, ctx.request_id) if ctx.is_request and not final_seen else None
                 if final is not None:
                     final_seen = True
-                    event = await _apply_hooks(reply, event, final)
+                    event = await hooked_event(reply, event, final)
                     self._learn_version(client, ctx, reply.message)
                 client.send(event.data)
         except UpstreamError as error:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 import structlog
 from aiohttp import web
@@ -15,8 +13,9 @@ from proxy.context import CallContext
 from proxy.errors import ProxyError, UpstreamError, error_reply
 from proxy.pipeline import Handler
 from proxy.reply import Reply
-from proxy.sse_codec import SseEvent, encode_event
+from proxy.sse_codec import encode_event
 from proxy.transport import envelope
+from proxy.transport.reply_writer import final_body, final_response, hooked_event
 
 log = structlog.get_logger("proxy.transport")
 
@@ -71,22 +70,10 @@ async def write_reply(request: web.Request, ctx: CallContext | None, reply: Repl
     try:
         if reply.events is not None:
             return await _write_stream(request, ctx, reply)
-        body = await _final_body(ctx, reply)
+        body = await final_body(ctx, reply)
         return web.Response(status=reply.status, body=body, headers=reply.headers)
     finally:
         await reply.finish()
-
-
-async def _final_body(ctx: CallContext | None, reply: Reply) -> bytes:
-    if reply.result_hooks and ctx is not None and ctx.is_request:
-        message = reply.parsed_body()
-        if message is not None:
-            message, changed = await reply.apply_hooks(message)
-            if changed or reply.body is None:
-                return orjson.dumps(message)
-    if reply.body is not None:
-        return reply.body
-    return orjson.dumps(reply.message) if reply.message is not None else b""
 
 
 async def _write_stream(request: web.Request, ctx: CallContext | None, reply: Reply) -> web.StreamResponse:
@@ -101,10 +88,10 @@ async def _write_stream(request: web.Request, ctx: CallContext | None, reply: Re
             if reply.event_observers:
                 await reply.notify_observers(event)
             if not final_seen and ctx is not None and ctx.is_request:
-                final = _final_response(event, ctx.request_id)
+                final = final_response(event, ctx.request_id)
                 if final is not None:
                     final_seen = True
-                    event = await _apply_hooks(reply, event, final)
+                    event = await hooked_event(reply, event, final)
             await response.write(event.encode())
     except UpstreamError as error:
         if ctx is not None and ctx.is_request and not final_seen:
@@ -113,29 +100,3 @@ async def _write_stream(request: web.Request, ctx: CallContext | None, reply: Re
             await response.write(encode_event(orjson.dumps(failed.message).decode()))
     await response.write_eof()
     return response
-
-
-def _final_response(event: SseEvent, request_id: Any) -> dict[str, Any] | None:
-    """The event's message if it is the response to this request (cheap substring test first)."""
-    data = event.data
-    if not data or ('"result"' not in data and '"error"' not in data):
-        return None
-    try:
-        message = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
-    if isinstance(message, dict) and message.get("id") == request_id and "method" not in message:
-        return message
-    return None
-
-
-async def _apply_hooks(reply: Reply, event: SseEvent, message: dict[str, Any]) -> SseEvent:
-    if not reply.result_hooks:
-        reply.message = message
-        return event
-    message, changed = await reply.apply_hooks(message)
-    if not changed:
-        return event
-    data = orjson.dumps(message).decode()
-    return SseEvent(data=data, event=event.event, id=event.id, raw=encode_event(data, event=event.event,
-                                                                                  event_id=event.id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from proxy.config import Config
@@ -18,6 +19,10 @@ class Upstream(Protocol):
 
     async def send(self, ctx: CallContext) -> Reply:
         """Deliver one client message (or GET stream / DELETE) and return the upstream's reply."""
+        ...
+
+    def on_restart(self, callback: Callable[[], None]) -> None:
+        """Call `callback` each time the sidecar restarts the upstream process (stdio) or connection (SSE)."""
         ...
 
     async def readiness(self) -> tuple[bool, str]:

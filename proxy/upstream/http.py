@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -54,6 +54,9 @@ class HttpUpstream:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+    def on_restart(self, callback: Callable[[], None]) -> None:
+        """An HTTP upstream is not ours to restart; nothing to report."""
 
     async def readiness(self) -> tuple[bool, str]:
         host, port = self._address

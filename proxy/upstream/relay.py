@@ -48,6 +48,9 @@ class ChannelUpstream:
         """How often the shared upstream channel was restarted (a counter for metrics)."""
         return self.shared.restarts
 
+    def on_restart(self, callback: Callable[[], None]) -> None:
+        self.shared.on_restart = callback
+
     async def start(self) -> None:
         self.shared.start()
         self.sessions.start()

@@ -31,7 +31,8 @@ class SharedChannel:
         self.factory = factory
         self.config = config
         self.clock = clock
-        self.restarts = 0  # how often the channel was re-opened after it ended; read by metrics
+        self.restarts = 0  # how often the channel was re-opened after it ended
+        self.on_restart: Callable[[], None] = lambda: None  # the app points this at its metrics
         self.state = "starting"  # starting | running | restarting | stopped
         self.era: str | None = None  # what the server speaks: "modern", or "legacy" after our own handshake
         self.detail = ""
@@ -68,6 +69,7 @@ class SharedChannel:
                 backoff = self.config.restart_backoff_seconds  # it ran well for a while: start over gently
             self.state = "restarting"
             self.restarts += 1
+            self.on_restart()
             log.warning("upstream.restarting", delay_seconds=backoff, restarts=self.restarts, reason=self.detail)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.config.restart_backoff_max_seconds)

@@ -125,6 +125,8 @@ async def test_a_crash_mid_call_fails_the_caller_at_once_and_the_child_is_restar
             added = await client.call_tool("add", {"a": 1, "b": 2})
         assert added.structured_content == {"result": 3}
         assert upstream.restarts == 1
+        async with http.get(sidecar.admin_url + "/metrics") as metrics:
+            assert "mcp_sidecar_upstream_restarts_total 1.0" in await metrics.text()
         await wait_until(lambda: not alive(pid))
         async with http.get(f"{sidecar.admin_url}/readyz") as ready:
             report = await ready.json()

@@ -62,13 +62,14 @@ async def test_valid_token_becomes_principal(key_a: SigningKey) -> None:
 
 
 @pytest.mark.parametrize(("change", "reason"), [
-    ({"exp": int(time.time()) - 120}, "token expired"),
-    ({"nbf": int(time.time()) + 120}, "token not yet valid"),
-    ({"aud": "https://other.example/mcp"}, "audience mismatch"),
-    ({"iss": "https://evil.example"}, "issuer not accepted"),
+    (lambda now: {"exp": now - 120}, "token expired"),
+    (lambda now: {"nbf": now + 120}, "token not yet valid"),
+    (lambda now: {"aud": "https://other.example/mcp"}, "audience mismatch"),
+    (lambda now: {"iss": "https://evil.example"}, "issuer not accepted"),
 ])
-async def test_claim_failures_have_log_safe_reasons(key_a: SigningKey, change: dict[str, Any], reason: str) -> None:
-    token = make_token(key_a, {**claims_for(AUDIENCE), **change})
+async def test_claim_failures_have_log_safe_reasons(key_a: SigningKey, change: Any, reason: str) -> None:
+    # Times are taken when the test runs, not at collection: a long suite must not age the token into validity.
+    token = make_token(key_a, {**claims_for(AUDIENCE), **change(int(time.time()))})
     logged, _ = await rejection(rsa_verifier(key_a), token)
     assert logged == reason
     assert token not in logged
