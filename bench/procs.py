@@ -39,11 +39,13 @@ class Proc:
     cpus: set[int] | None = None
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
 
     def start(self, log_dir: Path) -> Proc:
         cpus = self.cpus
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **self.env}
-        log = (log_dir / f"{self.name}.log").open("wb")
+        self.log_path = log_dir / f"{self.name}.log"
+        log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, *self.args], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
             preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
@@ -61,13 +63,18 @@ class Proc:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see its log")
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 return
             except OSError:
                 time.sleep(0.05)
         raise TimeoutError(f"{self.name} did not listen on {self.port} within {timeout}s")
+
+    def log_tail(self, lines: int = 20) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the process itself has used (from /proc/<pid>/stat)."""
