@@ -33,9 +33,11 @@ def create_app(config: Config, upstream: Upstream | None = None) -> web.Applicat
     deps.readiness_checks["upstream"] = upstream.readiness
     upstream.on_restart(lambda: deps.metrics.count("upstream_restarts"))
     stages = build_stages(config, deps)
-    chain = build_chain(stages, forward_to(upstream, deps.telemetry))
+    chain = build_chain(stages, forward_to(upstream, deps.telemetry, catalog))
     handler = StreamableHttpHandler(config.server, chain)
-    legacy_sse = sse.LegacySseHandler(config.server, chain, config.upstream.queue_limit, config.upstream.max_sessions)
+    auth = next((stage for stage in stages if stage.name == "auth"), None)
+    legacy_sse = sse.LegacySseHandler(config.server, chain, config.upstream.queue_limit, config.upstream.max_sessions,
+                                      authenticate=getattr(auth, "principal_of", None))
 
     app = web.Application(client_max_size=config.server.max_body_bytes + 1)
     path = config.server.mcp_path
@@ -58,14 +60,15 @@ def create_apps(config: Config, upstream: Upstream | None = None) -> tuple[web.A
     return app, create_admin_app(app[DEPS])
 
 
-def forward_to(upstream: Upstream, telemetry: Telemetry) -> Handler:
+def forward_to(upstream: Upstream, telemetry: Telemetry, catalog: ToolCatalog | None = None) -> Handler:
     """The terminal: the upstream call, inside its CLIENT span (which wraps exactly this call and nothing of the
-    stages) when tracing is on. The span's context travels upstream in params._meta and the HTTP headers."""
+    stages) when tracing is on. The span's context travels upstream in params._meta and the HTTP headers.
+    The catalog watches every reply for a changed tool list, whichever stages are on."""
 
     async def forward(ctx: CallContext) -> Reply:
         reply = await upstream.send(ctx)
         ctx.record.upstream_status = reply.status
-        return reply
+        return catalog.watch(reply) if catalog is not None else reply
 
     if not telemetry.enabled:
         return forward
@@ -84,7 +87,7 @@ def forward_to(upstream: Upstream, telemetry: Telemetry) -> Handler:
             raise
         ctx.record.upstream_status = reply.status
         reply.on_done(call.finished)
-        return reply
+        return catalog.watch(reply) if catalog is not None else reply
 
     return forward_traced
 

@@ -18,7 +18,7 @@ import orjson
 
 from proxy import mcp
 from proxy.config import CacheConfig
-from proxy.context import CallContext
+from proxy.context import CallContext, claim_at
 
 PUBLIC = "public"
 PRIVATE = "private"
@@ -124,7 +124,7 @@ def caller_scope(ctx: CallContext, key_claims: Sequence[str]) -> list[Any]:
     """The caller's authorization context: issuer, subject, the claims policy names, and for callers
     without a token their legacy session (the only thing that tells them apart)."""
     principal = ctx.principal
-    claims = {claim: principal.claims.get(claim) for claim in key_claims}
+    claims = {claim: claim_at(principal.claims, claim) for claim in key_claims}
     session = None if principal.authenticated else ctx.session_id
     return [PRIVATE, principal.issuer, principal.subject, claims, session]
 

@@ -22,6 +22,8 @@ from proxy.context import CallContext
 from proxy.errors import ProxyError
 
 if TYPE_CHECKING:
+    from proxy.reply import Reply
+    from proxy.sse_codec import SseEvent
     from proxy.upstream import Upstream
 
 log = structlog.get_logger("proxy.catalog")
@@ -29,6 +31,7 @@ log = structlog.get_logger("proxy.catalog")
 # MCP defaults for absent annotation fields: an unannotated tool counts as destructive and open-world.
 ANNOTATION_DEFAULTS = {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": False, "openWorldHint": True}
 MAX_PAGES = 50
+LIST_CHANGED = "notifications/tools/list_changed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,17 @@ class ToolCatalog:
 
     def invalidate(self) -> None:
         self._tools = None
+
+    def watch(self, reply: Reply) -> Reply:
+        """Drop the view when the upstream announces a changed tool list, on any stream it sends. Called on every
+        upstream reply, so it holds whichever stages are on (policy reads annotations from here)."""
+        if reply.is_stream:
+            reply.observe_events(self._observe)
+        return reply
+
+    def _observe(self, event: SseEvent) -> None:
+        if event.data and LIST_CHANGED in event.data:
+            self.invalidate()
 
     async def _fetch(self) -> dict[str, ToolInfo] | None:
         try:

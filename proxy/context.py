@@ -14,6 +14,21 @@ import orjson
 from proxy import mcp
 
 
+def claim_at(claims: Mapping[str, Any], path: str) -> Any:
+    """A claim by exact name first (namespaced claims contain dots), else by dotted path; None when absent.
+
+    The one way claims are named everywhere: auth.roles_claim, rate-limit `claim:` keys and matches, cache key_claims.
+    """
+    if path in claims:
+        return claims[path]
+    node: Any = claims
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who is calling, as verified by the auth stage."""

@@ -82,6 +82,15 @@ class AuthUnavailable(ProxyError):
     error_type = "auth_unavailable"
 
 
+class SessionNotOwned(ProxyError):
+    """A 2025 session id presented by a principal other than the one that opened it: answered as the MCP SDK answers
+    an unknown session (404, -32600 "Session not found"), so a leaked id is useless and its owner's session intact."""
+
+    http_status = 404
+    outcome = "rejected"
+    error_type = "session_not_owned"
+
+
 class PolicyDenied(ProxyError):
     http_status = 200
     code = jsonrpc.POLICY_DENIED

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from proxy.context import claim_at
+
 # Key parts a bucket can be partitioned by; `claim:<dotted.path>` names a principal claim.
 KEY_PARTS = frozenset({"subject", "tool", "method", "session", "client"})
 CLAIM_PREFIX = "claim:"
@@ -42,13 +44,8 @@ class Caller:
     session: str | None
     client: str | None
 
-    def claim(self, dotted: str) -> Any:
-        value: Any = self.claims
-        for step in dotted.split("."):
-            if not isinstance(value, Mapping) or step not in value:
-                return None
-            value = value[step]
-        return value
+    def claim(self, path: str) -> Any:
+        return claim_at(self.claims, path)
 
     def part(self, name: str) -> str:
         if name.startswith(CLAIM_PREFIX):

@@ -15,7 +15,7 @@ import jwt
 from jwt import exceptions as jwt_errors
 
 from proxy.auth.keys import KeySource, UnknownKey, VerificationKey
-from proxy.context import Principal
+from proxy.context import Principal, claim_at
 
 REQUIRED_CLAIMS = ["exp", "iss", "aud", "sub"]
 MAX_REMEMBERED = 4096  # verified tokens kept, so a client reusing its token pays the signature check once a minute
@@ -137,18 +137,6 @@ def principal_from_claims(claims: Mapping[str, Any], roles_claim: str = "roles")
         scopes=frozenset(_words(claims.get("scope"))) | frozenset(_words(claims.get("scp"))),
         roles=frozenset(_words(claim_at(claims, roles_claim))),
     )
-
-
-def claim_at(claims: Mapping[str, Any], path: str) -> Any:
-    """A claim by exact name first (namespaced claims contain dots), else by dotted path."""
-    if path in claims:
-        return claims[path]
-    node: Any = claims
-    for part in path.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 def _words(value: Any) -> list[str]:

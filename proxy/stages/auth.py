@@ -13,12 +13,14 @@ import aiohttp
 import orjson
 import structlog
 
+from proxy import mcp
 from proxy.auth.identity import IdentityMinter
 from proxy.auth.jwt import TokenRejected, TokenVerifier
 from proxy.auth.keys import HmacKey, JwksKeys, KeySource, KeysUnavailable, PemKeys
+from proxy.auth.sessions import SessionOwners
 from proxy.config import AuthConfig, ServerConfig, UpstreamIdentityConfig, signing_key
 from proxy.context import ANONYMOUS, CallContext, Principal
-from proxy.errors import AuthUnavailable, Forbidden, Unauthenticated
+from proxy.errors import AuthUnavailable, Forbidden, SessionNotOwned, Unauthenticated
 from proxy.pipeline import Deps, Handler
 from proxy.reply import Reply
 
@@ -49,6 +51,7 @@ class AuthStage:
         self.jwks = jwks
         self._session = session
         self._prefetch: asyncio.Task[None] | None = None
+        self.sessions = SessionOwners()
 
     @classmethod
     def from_config(cls, auth: AuthConfig, deps: Deps) -> AuthStage | None:
@@ -95,10 +98,18 @@ class AuthStage:
         return loaded > 0, f"{loaded} signing keys loaded"
 
     async def __call__(self, ctx: CallContext, call_next: Handler) -> Reply:
+        principal = await self.principal_of(ctx)
+        if not principal.authenticated:  # optional mode, no token
+            return await self._in_session(ctx.evolve(principal=ANONYMOUS), call_next)
+        return await self._in_session(self._admit(ctx, principal), call_next)
+
+    async def principal_of(self, ctx: CallContext) -> Principal:
+        """Who the bearer token says calls, holding the required scopes (ANONYMOUS without a token in optional
+        mode); raises what the client gets otherwise. Also asked by GET /sse, which opens no upstream call."""
         token = self._bearer(ctx)
         if token is None:
             if self.optional:
-                return await call_next(ctx.evolve(principal=ANONYMOUS))
+                return ANONYMOUS
             log.info("auth.rejected", reason="no bearer token", method=ctx.method, http_method=ctx.http_method)
             raise Unauthenticated("Authentication required", headers=self._challenge())
         try:
@@ -112,16 +123,33 @@ class AuthStage:
             raise AuthUnavailable("Token signing keys are unavailable; try again later",
                                   headers={"Retry-After": "5"}) from None
         ctx.record.principal = principal
-        return await call_next(self._admit(ctx, principal))
-
-    def _admit(self, ctx: CallContext, principal: Principal) -> CallContext:
-        """The context later stages see: the principal, no raw credentials, and the upstream identity if asked for."""
         missing = self.required_scopes - principal.scopes
         if missing:
             log.info("auth.forbidden", reason="insufficient scope", sub=principal.subject, missing=sorted(missing))
             description = "The access token lacks required scopes"
             raise Forbidden(description, data={"required_scopes": sorted(self.required_scopes)},
                             headers=self._challenge(error="insufficient_scope", error_description=description))
+        return principal
+
+    async def _in_session(self, ctx: CallContext, call_next: Handler) -> Reply:
+        """A 2025 session stays with the principal that opened it: the upstream never sees tokens, so it cannot."""
+        session, principal = ctx.session_id, ctx.principal
+        if session is not None and not self.sessions.admits(session, principal):
+            log.warning("auth.session_not_owned", sub=principal.subject, method=ctx.method,
+                        http_method=ctx.http_method)
+            raise SessionNotOwned("Session not found")
+        first_seen = session is not None and not self.sessions.owned(session)  # sidecar restarted, other worker
+        reply = await call_next(ctx)
+        if ctx.kind is mcp.Kind.SESSION_END and session is not None:
+            self.sessions.end(session)
+        elif reply.status < 400:
+            issued = _header(reply.headers, mcp.HEADER_SESSION_ID) if ctx.method == "initialize" else None
+            if issued or first_seen:
+                self.sessions.bind(issued or session or "", principal)
+        return reply
+
+    def _admit(self, ctx: CallContext, principal: Principal) -> CallContext:
+        """The context later stages see: the principal, no raw credentials, and the upstream identity if asked for."""
         if self.identity is None:
             return ctx.evolve(principal=principal, credentials=None)
         header, minter = self.identity
@@ -148,6 +176,10 @@ class AuthStage:
         attributes["resource_metadata"] = self.resource_metadata
         rendered = ", ".join(f'{name}="{_UNQUOTABLE.sub("", value)}"' for name, value in attributes.items())
         return {"WWW-Authenticate": f"Bearer {rendered}"}
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    return next((value for key, value in headers.items() if key.lower() == name), None)
 
 
 def _identity(settings: UpstreamIdentityConfig | None, upstream_url: str) -> tuple[str, IdentityMinter] | None:

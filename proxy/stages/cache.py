@@ -151,9 +151,7 @@ class CacheStage:
         generation = cache.invalidated_by(message) if isinstance(message, dict) else None
         if generation is None:
             return
-        if generation == "tools" and self.catalog is not None:
-            self.catalog.invalidate()
-        await self.invalidate(generation)
+        await self.invalidate(generation)  # (the catalog watches upstream replies itself: ToolCatalog.watch)
 
     async def invalidate(self, generation: str) -> bool:
         try:

@@ -130,6 +130,7 @@ class PolicyStage:
         record.policy_reasons = decision.reasons
         record.policy_revision = decision.revision
         record.obligations = dict(decision.obligations)
+        record.redact = tuple(decision.obligations.get("redact", ()))  # audit and span arguments mask these paths
 
     async def _refuse(self, ctx: CallContext, decision: Decision, document: dict[str, Any], tool: Any,
                       call_next: Handler) -> Reply:
@@ -139,7 +140,9 @@ class PolicyStage:
             return Reply.empty(202)  # a notification has no answer to carry a refusal: accept and drop it
         hideable = ctx.method in HIDEABLE and ctx.target is not None and not decision.failed
         if hideable and await self._hidden(ctx, document, tool):
-            return await self._as_unknown(ctx, call_next)
+            # The decoy still goes upstream, so it is charged like any call: to the buckets policy chose.
+            limit = decision.obligations.get("rate_limit")
+            return await self._as_unknown(ctx.evolve(obligations={"rate_limit": limit} if limit else {}), call_next)
         data = {"decision_id": ctx.record.decision_id, "reasons": list(decision.reasons),
                 "revision": decision.revision}
         raise PolicyDenied(text, data=data)

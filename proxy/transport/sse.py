@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,8 +20,9 @@ import structlog
 from aiohttp import web
 
 from proxy import jsonrpc, mcp
+from proxy.auth.sessions import Owner, owner_of
 from proxy.config import ServerConfig
-from proxy.context import CallContext, CallRecord
+from proxy.context import CallContext, CallRecord, Principal
 from proxy.errors import ProxyError, UpstreamError, error_reply
 from proxy.mailbox import Mailbox, MailboxClosed
 from proxy.pipeline import Handler
@@ -48,6 +49,7 @@ class LegacyClient:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     transport: asyncio.Transport | None = None
     latest: CallContext | None = None  # the client's latest message: who it is, for the sidecar's own requests
+    owner: Owner | None = None  # who opened the stream (auth on): only they may post to it
 
     def send(self, data: str) -> None:
         if not self.outbox.put(data) and self.outbox.overflowed:
@@ -78,10 +80,15 @@ class LegacyClient:
         return headers
 
 
+Authenticate = Callable[[CallContext], Awaitable[Principal]]  # the auth stage's principal_of
+
+
 class LegacySseHandler:
-    def __init__(self, server: ServerConfig, chain: Handler, queue_limit: int, max_streams: int) -> None:
+    def __init__(self, server: ServerConfig, chain: Handler, queue_limit: int, max_streams: int,
+                 authenticate: Authenticate | None = None) -> None:
         self.server = server
         self.chain = chain
+        self.authenticate = authenticate
         self.queue_limit = queue_limit
         self.max_streams = max_streams
         self._clients: dict[str, LegacyClient] = {}
@@ -92,11 +99,17 @@ class LegacySseHandler:
             envelope.check_origin(request, self.server)
         except ProxyError as error:
             return web.Response(status=error.http_status, text=error.message)
+        owner = None
+        if self.authenticate is not None:  # a stream holds a slot of max_streams: only for a valid token
+            try:
+                owner = owner_of(await self.authenticate(envelope.stream_context(request, mcp.Kind.STREAM)))
+            except ProxyError as error:
+                return web.Response(status=error.http_status, text=error.message, headers=error.headers)
         if len(self._clients) >= self.max_streams:
             log.warning("sse.stream_limit", max_streams=self.max_streams)
             return web.Response(status=503, text=f"Too many SSE sessions: at most {self.max_streams} at once")
         client = LegacyClient(secrets.token_hex(16), Mailbox(self.queue_limit), request.remote,
-                              transport=request.transport)
+                              transport=request.transport, owner=owner)
         self._clients[client.id] = client
         response = web.StreamResponse(headers={"Content-Type": EVENT_STREAM, **STREAM_HEADERS})
         try:
@@ -121,11 +134,22 @@ class LegacySseHandler:
             ctx = envelope.message_context(request, await envelope.read_body(request, self.server))
         except ProxyError as error:
             return web.Response(status=error.http_status, text=error.message)
+        if not await self._opened_by(client, ctx):
+            return web.Response(status=404, text="Could not find session")  # as for an unknown session
         ctx = ctx.evolve(headers={**ctx.headers, **client.upstream_headers()}, session_id=client.upstream_session,
                          protocol_version=client.protocol_version, era=mcp.Era.LEGACY)
         client.latest = ctx
         client.spawn(self._deliver(client, ctx))
         return web.Response(status=202, text="Accepted")
+
+    async def _opened_by(self, client: LegacyClient, ctx: CallContext) -> bool:
+        """False when the post carries another caller's valid token; a bad token is left to the chain (401)."""
+        if self.authenticate is None or client.owner is None:
+            return True
+        try:
+            return owner_of(await self.authenticate(ctx.evolve(record=CallRecord()))) == client.owner
+        except ProxyError:
+            return True
 
     async def shutdown(self, app: web.Application) -> None:
         """End every stream so a graceful stop need not wait for long-lived GETs."""

@@ -204,3 +204,15 @@ async def test_finishing_twice_never_releases_a_later_flight() -> None:
     assert second is not None
     flights.finish("k", first, None)
     assert flights.lead("k") is None and not second.done()
+
+
+def test_key_claims_are_named_as_everywhere_else_exact_name_or_dotted_path() -> None:
+    """Seam with auth.roles_claim and rate-limit `claim:` keys: one rule for naming a claim."""
+    def keyed(claims: dict[str, Any], claim: str) -> str:
+        principal = Principal(subject="alice", issuer="https://a.test", claims=claims)
+        return plan(Rule(scope=PRIVATE, ttl=30, key_claims=(claim,)), principal=principal).private_key
+
+    nested = "org.tenant"
+    assert keyed({"org": {"tenant": "t1"}}, nested) != keyed({"org": {"tenant": "t2"}}, nested)
+    namespaced = "https://acme.example/tenant"
+    assert keyed({namespaced: "t1"}, namespaced) != keyed({namespaced: "t2"}, namespaced)

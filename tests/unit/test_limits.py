@@ -128,3 +128,13 @@ def test_retry_credits_are_earned_single_use_and_expire() -> None:
     credits.grant(key)
     clock.now += 61
     assert not credits.redeem(key)
+
+
+def test_claims_are_named_as_everywhere_else_exact_name_or_dotted_path() -> None:
+    """Seam with auth.roles_claim and cache key_claims: a namespaced claim (dots in its name) can key and match."""
+    namespaced = "https://acme.example/plan"
+    pro = Caller("alice", {namespaced: "pro", "org": {"id": "o1"}}, "tools/call", "add", None, None)
+    spec = BucketSpec("b", 1, 1.0, key=(f"claim:{namespaced}", "claim:org.id"),
+                      claims={namespaced: frozenset({"pro"})})
+    assert spec.applies(pro) and spec.key_for(pro) == "b:pro|o1"
+    assert not spec.applies(Caller("bob", {namespaced: "free"}, "tools/call", "add", None, None))

@@ -107,6 +107,7 @@ async def test_change_notifications_on_any_stream_invalidate() -> None:
     assert reply.events is not None
     async for event in reply.events:
         await reply.notify_observers(event)
-    assert catalog.invalidated == 1 and cache.stats()["invalidations"] == 1
+    # the generations moved; the catalog drops its own view in the terminal (tests/unit/test_catalog.py)
+    assert cache.stats()["invalidations"] == 1
     _, message = await run(cache, upstream)
     assert upstream.calls == 2 and message["result"] == {"n": 2}

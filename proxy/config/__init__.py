@@ -1,0 +1,129 @@
+"""The one typed configuration, validated once at startup.
+
+Sources, lowest precedence first: built-in defaults, a YAML/JSON file, `MCP_SIDECAR__SECTION__KEY` environment
+variables, command-line flags. Every problem is reported with its dotted path before anything listens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError, model_validator
+
+from proxy.config.auth import MIN_HMAC_SECRET_BYTES, AuthConfig, UpstreamIdentityConfig, signing_key
+from proxy.config.base import Section, parse_host_port
+from proxy.config.cache import CacheConfig
+from proxy.config.core import (
+    ApprovalConfig,
+    AuditConfig,
+    LoggingConfig,
+    ServerConfig,
+    UpstreamConfig,
+    UpstreamHeader,
+)
+from proxy.config.limits import BucketConfig, RateLimitsConfig
+from proxy.config.policy import PolicyConfig
+from proxy.config.telemetry import TelemetryConfig
+
+__all__ = [
+    "MIN_HMAC_SECRET_BYTES", "ApprovalConfig", "AuditConfig", "AuthConfig", "BucketConfig", "CacheConfig", "Config",
+    "ConfigError", "LoggingConfig", "PolicyConfig", "RateLimitsConfig", "ServerConfig", "TelemetryConfig",
+    "UpstreamConfig", "UpstreamHeader", "UpstreamIdentityConfig", "load_config", "parse_host_port", "signing_key",
+]
+
+ENV_PREFIX = "MCP_SIDECAR__"
+
+
+class Config(Section):
+    server: ServerConfig = ServerConfig()
+    upstream: UpstreamConfig
+    audit: AuditConfig = AuditConfig()
+    auth: AuthConfig  # always validated: an absent section means mode "required", which needs a key source
+    policy: PolicyConfig = PolicyConfig()
+    cache: CacheConfig = CacheConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
+    approval: ApprovalConfig = ApprovalConfig()
+    rate_limits: RateLimitsConfig = RateLimitsConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+
+    @model_validator(mode="before")
+    @classmethod
+    def _auth_section(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "auth" not in data:
+            data = {**data, "auth": {}}
+        return data
+
+
+class ConfigError(Exception):
+    """Every problem in the configuration, one per line, each with its dotted path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> Config:
+    """Merge file, environment and overrides (dotted keys) into one validated, frozen Config."""
+    data: dict[str, Any] = _read_file(Path(path)) if path else {}
+    for dotted, value in _env_overrides(os.environ if env is None else env).items():
+        _set_dotted(data, dotted, value)
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(data, dotted, value)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([_describe(error) for error in exc.errors()]) from None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ConfigError([f"{path}: not valid YAML/JSON: {exc}"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping"])
+    return data
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """MCP_SIDECAR__UPSTREAM__URL=... -> {"upstream.url": ...}; values are parsed as YAML scalars/lists."""
+    found: dict[str, Any] = {}
+    for name, raw in env.items():
+        if name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX):
+            dotted = name[len(ENV_PREFIX) :].lower().replace("__", ".")
+            try:
+                found[dotted] = yaml.safe_load(raw) if raw else raw
+            except yaml.YAMLError:
+                found[dotted] = raw
+    return found
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for key in parents:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = node[key] = {}
+        node = child
+    node[leaf] = value
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{location}: {message}"

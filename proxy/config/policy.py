@@ -1,0 +1,33 @@
+"""Policy: the engine, the policy directory, reload and shadow evaluation."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from proxy.config.base import Section
+
+
+class PolicyConfig(Section):
+    engine: Literal["rego", "opa", "off"] = "rego"
+    directory: str = "policies"  # .rego files, data.json/data.yaml, optional .manifest
+    reload: bool = True  # watch the directory and swap in a new bundle when it compiles
+    reload_interval_seconds: float = Field(default=1.0, gt=0)
+    # At startup a policy that does not load stops the sidecar (exit 2); "deny" starts and denies every call
+    # until a reload succeeds.
+    on_load_error: Literal["exit", "deny"] = "exit"
+    shadow_directory: str | None = None  # candidate policy evaluated beside the active one, never enforced
+    opa_url: str | None = None  # engine "opa": base URL of an OPA server, e.g. http://127.0.0.1:8181
+    opa_timeout_seconds: float = Field(default=0.5, gt=0)
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML reads a bare `off` as false
+
+    @model_validator(mode="after")
+    def _opa_needs_url(self) -> PolicyConfig:
+        if self.engine == "opa" and not (self.opa_url or "").startswith(("http://", "https://")):
+            raise ValueError("policy.opa_url (an http(s) URL) is required when policy.engine is 'opa'")
+        return self
