@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 import traceback
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -67,9 +68,17 @@ async def _until_signalled() -> None:
 def run(config: Config) -> int:
     """Serve until signalled; the process exit code."""
     if config.server.workers > 1:
+        _preflight(config)  # a policy that cannot load stops every worker: say so once, as exit 2
         return supervise(config)
     _serve_forever(config)
     return 0
+
+
+def _preflight(config: Config) -> None:
+    if config.policy.engine == "rego":
+        from proxy.policy.factory import build_engine
+
+        build_engine(config.policy, Path(config.policy.directory), label="preflight")
 
 
 def _serve_forever(config: Config) -> None:

@@ -104,3 +104,16 @@ def test_workers_that_cannot_start_make_the_parent_exit_nonzero(stateless_upstre
         )
     assert done.returncode == 1
     assert b"worker.failed_to_start" in done.stderr
+
+
+def test_a_broken_policy_is_reported_once_by_the_parent_with_exit_2(stateless_upstream: str, tmp_path: Path) -> None:
+    (tmp_path / "broken.rego").write_text("package mcp\n\ndecision := {\n")
+    env = {**SIDECAR_ENV, "MCP_SIDECAR__POLICY__ENGINE": "rego", "MCP_SIDECAR__POLICY__DIRECTORY": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "proxy", "serve", "--workers", "2", "--upstream", stateless_upstream,
+         "--listen", f"127.0.0.1:{free_port()}", "--admin-listen", f"127.0.0.1:{free_port()}"],
+        env=env, capture_output=True, timeout=30,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count(b"does not load") == 1 and b"broken.rego" in done.stderr
+    assert b"worker" not in done.stderr
