@@ -1,5 +1,6 @@
 # make run  - install into .venv and start the sidecar in front of the bundled demo MCP server
 # make test - install everything (Python deps, npm test servers) and run the whole test suite
+# make bench - the benchmark matrix (a few minutes): bench/results/latest.json, bench/README.md, latency chart
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -27,3 +28,7 @@ lint: install
 
 policy-test: install
 	$(VENV)/bin/mcp-sidecar policy test policies/
+
+bench: install
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m bench.run

@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", help="HOST:PORT for the MCP endpoint (default 127.0.0.1:8080)")
     serve.add_argument("--admin-listen", help="HOST:PORT for /healthz, /readyz (default 127.0.0.1:8081)")
     serve.add_argument("--upstream", help="Streamable HTTP URL of the MCP server")
+    serve.add_argument("--workers", type=int, help="worker processes sharing the port (SO_REUSEPORT; default 1)")
     serve.add_argument("--upstream-command", help='stdio MCP server to spawn, e.g. "npx -y some-mcp-server"')
     serve.add_argument("--upstream-sse", help="legacy HTTP+SSE (2024-11-05) URL of the MCP server")
     serve.add_argument("--demo", action="store_true",
@@ -73,6 +74,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "server.listen": args.listen,
         "server.admin_listen": args.admin_listen,
         "upstream.url": args.upstream,
+        "server.workers": args.workers,
         "upstream.command": args.upstream_command,
         "upstream.sse_url": args.upstream_sse,
     }
@@ -97,13 +99,12 @@ def _serve(args: argparse.Namespace) -> int:
     from proxy.server import run
 
     try:
-        run(config)
+        return run(config)
     except PolicyLoadError as exc:
         print(f"mcp-sidecar: the policy in {exc.directory} does not load:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_CONFIG
-    return 0
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,7 +61,9 @@ class CallRecord:
     Mutable on purpose: it is the one shared notebook of a call, while the context itself stays frozen.
     """
 
-    decision_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # 128 random bits as hex, like uuid4().hex, without its UUID object (~2 us) or its getrandom() syscall, which
+    # releases the GIL on every call (telemetry export threads then take it). An id, not a secret.
+    decision_id: str = field(default_factory=lambda: f"{random.getrandbits(128):032x}")
     outcome: str = "allowed"  # allowed | denied | limited | cached | upstream_error | rejected
     error_type: str | None = None
     error_message: str | None = None
@@ -120,9 +122,17 @@ class CallContext:
         return mcp.params_of(self.message)
 
     def evolve(self, **changes: Any) -> CallContext:
+        """A copy with some fields changed: set field by field, about a third cheaper than dataclasses.replace
+        (3.0 vs 4.4 us here), paid by every stage that derives a context."""
         if "message" in changes and "body" not in changes:
             changes["body"] = None
-        return dataclasses.replace(self, **changes)
+        unknown = changes.keys() - _CONTEXT_FIELDS
+        if unknown:
+            raise TypeError(f"CallContext has no field(s) {sorted(unknown)}")
+        copy = object.__new__(CallContext)
+        for name in _CONTEXT_FIELD_ORDER:
+            object.__setattr__(copy, name, changes[name] if name in changes else getattr(self, name))
+        return copy
 
     def outbound_body(self) -> bytes:
         """The body to send upstream: the original bytes unless a stage changed the message."""
@@ -135,3 +145,7 @@ class CallContext:
         meta.update(entries)
         params["_meta"] = meta
         return self.evolve(message={**self.message, "params": params})
+
+
+_CONTEXT_FIELD_ORDER = tuple(item.name for item in dataclasses.fields(CallContext))
+_CONTEXT_FIELDS = frozenset(_CONTEXT_FIELD_ORDER)

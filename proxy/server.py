@@ -1,9 +1,20 @@
-"""Running the sidecar: both listeners, signal handling, and a graceful drain on SIGTERM."""
+"""Running the sidecar: both listeners, signal handling, a graceful drain on SIGTERM, and N worker processes.
+
+With `server.workers: N` (N > 1) a parent process forks N workers that all listen on the same ports
+(SO_REUSEPORT: the kernel spreads connections across them), restarts one that dies, forwards SIGTERM/SIGINT to
+all, and exits 0 once every worker has drained. Shared state (rate limits, cache) must then live in Redis.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
+import sys
+import time
+import traceback
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -54,10 +65,88 @@ async def _until_signalled() -> None:
             loop.remove_signal_handler(signum)
 
 
-def run(config: Config) -> None:
+def run(config: Config) -> int:
+    """Serve until signalled; the process exit code."""
+    if config.server.workers > 1:
+        _preflight(config)  # a policy that cannot load stops every worker: say so once, as exit 2
+        return supervise(config)
+    _serve_forever(config)
+    return 0
+
+
+def _preflight(config: Config) -> None:
+    if config.policy.engine == "rego":
+        from proxy.policy.factory import build_engine
+
+        build_engine(config.policy, Path(config.policy.directory), label="preflight")
+
+
+def _serve_forever(config: Config) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
         asyncio.run(serve(config))
     else:
         uvloop.run(serve(config))
+
+
+# A worker that dies sooner than this after its start is failing to start (a bad port, say): stop, do not loop.
+MIN_WORKER_UPTIME_SECONDS = 2.0
+
+
+def supervise(config: Config) -> int:
+    """Fork the workers, keep their number up, forward stop signals; 0 when all drained cleanly."""
+    workers = {_fork_worker(config, slot): (slot, time.monotonic()) for slot in range(config.server.workers)}
+    state = {"stopping": False, "failed": False}
+
+    def stop_all(signum: int, _frame: object = None) -> None:
+        state["stopping"] = True
+        for pid in list(workers):
+            _signal(pid, signal.SIGTERM)
+
+    previous = {signum: signal.signal(signum, stop_all) for signum in (signal.SIGTERM, signal.SIGINT)}
+    log.info("sidecar.supervising", workers=sorted(workers))
+    try:
+        while workers:
+            pid, status = os.wait()
+            if pid not in workers:
+                continue
+            slot, started = workers.pop(pid)
+            code = os.waitstatus_to_exitcode(status)
+            if state["stopping"]:
+                state["failed"] |= code != 0
+            elif time.monotonic() - started < MIN_WORKER_UPTIME_SECONDS:
+                log.error("worker.failed_to_start", worker=slot, pid=pid, exit_code=code)
+                state["failed"] = True
+                stop_all(signal.SIGTERM)
+            else:
+                log.warning("worker.died", worker=slot, pid=pid, exit_code=code)
+                workers[_fork_worker(config, slot)] = (slot, time.monotonic())
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    log.info("sidecar.workers_stopped", clean=not state["failed"])
+    return 1 if state["failed"] else 0
+
+
+def _fork_worker(config: Config, slot: int) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    try:  # the child: its own event loop, its own connections; it never returns into the parent's code
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        structlog.contextvars.bind_contextvars(worker=slot)
+        _serve_forever(config)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)

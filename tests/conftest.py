@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.idp import SigningKey, new_key
 from tests.kit import start_upstream
 
 
@@ -24,3 +25,15 @@ def stateless_upstream() -> Iterator[str]:
 @pytest.fixture(scope="session", params=["stateful", "stateless"])
 def upstream_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue(f"{request.param}_upstream")
+
+
+@pytest.fixture(scope="session")
+def key_a() -> SigningKey:
+    """An RSA signing key of the test identity provider."""
+    return new_key("key-a")
+
+
+@pytest.fixture(scope="session")
+def key_b() -> SigningKey:
+    """A second key, for rotation and wrong-key cases."""
+    return new_key("key-b")

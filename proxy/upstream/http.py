@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 import structlog
+from yarl import URL
 
 from proxy import mcp
 from proxy.config import UpstreamConfig
@@ -35,6 +36,7 @@ class HttpUpstream:
         self.config = config
         self.name = config.name
         self.url = config.url or ""
+        self._target = URL(self.url)  # parsed once, not on every request
         parts = urlsplit(self.url)
         self._address = (parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80))
         self._session: aiohttp.ClientSession | None = None
@@ -76,7 +78,7 @@ class HttpUpstream:
         timeout = self.config.timeout_for(ctx.target if ctx.method == "tools/call" else None)
         try:
             async with asyncio.timeout(timeout):
-                response = await self._session.request(method, self.url, data=body, headers=headers)
+                response = await self._session.request(method, self._target, data=body, headers=headers)
                 if response.content_type != EVENT_STREAM:
                     return await self._whole_reply(ctx, response)
         except TimeoutError:

@@ -36,16 +36,6 @@ PING = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": ACCEPT_BOTH}
 
 
-@pytest.fixture(scope="module")
-def key_a() -> SigningKey:
-    return new_key("key-a")
-
-
-@pytest.fixture(scope="module")
-def key_b() -> SigningKey:
-    return new_key("key-b")
-
-
 class Recorder:
     """A raw upstream that records the headers of every request and answers each JSON-RPC request with {}."""
 

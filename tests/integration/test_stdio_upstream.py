@@ -63,8 +63,9 @@ async def test_progress_is_relayed_while_the_tool_runs_over_stdio(mode: str) -> 
     assert len(progress) == 3 and finished - progress[0] > 0.2  # relayed while the tool was still running
 
 
-async def test_elicitation_round_trip_in_a_legacy_session() -> None:
-    # (The demo's ctx.elicit fails for 2026-07-28 clients even without the sidecar, so legacy only.)
+@pytest.mark.parametrize("mode", ["auto", "legacy", "2026-07-28"])
+async def test_elicitation_round_trip(mode: str) -> None:
+    """Legacy: a server request mid-call on the session's child. 2026-07-28: input_required and a retry."""
     asked: list[str] = []
 
     async def on_elicit(context: Any, params: Any) -> ElicitResult:
@@ -72,7 +73,7 @@ async def test_elicitation_round_trip_in_a_legacy_session() -> None:
         return ElicitResult(action="accept", content={"confirm": True})
 
     async with run_sidecar(stdio_config()) as sidecar, \
-            Client(sidecar.url, mode="legacy", cache=None, elicitation_callback=on_elicit) as client:
+            Client(sidecar.url, mode=mode, cache=None, elicitation_callback=on_elicit) as client:
         confirmed = await client.call_tool("confirm_action", {"action": "launch"})
     assert asked == ["Really launch?"]
     assert confirmed.content[0].text == "launch: done"

@@ -13,20 +13,10 @@ import pytest
 
 from proxy.auth.jwt import TokenRejected, TokenVerifier, claim_at, principal_from_claims
 from proxy.auth.keys import JwksKeys, KeysUnavailable, UnknownKey, VerificationKey, parse_jwks
-from tests.idp import ISSUER, SigningKey, claims_for, forged_hs256, make_token, new_key, unsigned
+from tests.idp import ISSUER, SigningKey, claims_for, forged_hs256, make_token, unsigned
 
 AUDIENCE = "https://sidecar.example/mcp"
 SECRET = b"s" * 32
-
-
-@pytest.fixture(scope="module")
-def key_a() -> SigningKey:
-    return new_key("key-a")
-
-
-@pytest.fixture(scope="module")
-def key_b() -> SigningKey:
-    return new_key("key-b")
 
 
 class StaticKeys:
