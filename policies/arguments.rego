@@ -1,11 +1,11 @@
 # Argument constraints: the sidecar sees the arguments of every tools/call, so policy can judge them.
 #   path_prefix:      a filesystem tool's path argument must lie under one of the prefixes (no ".." segments)
 #   sql_select_only:  a SQL tool's statement must be one SELECT (no second statement, no writing keywords)
-package mcp.rules.arguments
+package mcp
 
 import rego.v1
 
-deny contains sprintf("%s: argument %s must be a path in an allowed directory", [tool, rule.argument]) if {
+reasons contains sprintf("%s: argument %s must be a path in an allowed directory", [tool, rule.argument]) if {
 	input.mcp.method == "tools/call"
 	tool := input.mcp.tool.name
 	rule := data.settings.arguments.path_prefix[tool]
@@ -19,7 +19,7 @@ path_allowed(path, prefixes) if {
 	startswith(path, prefix)
 }
 
-deny contains sprintf("%s: argument %s must be a single SELECT statement", [tool, rule.argument]) if {
+reasons contains sprintf("%s: argument %s must be a single SELECT statement", [tool, rule.argument]) if {
 	input.mcp.method == "tools/call"
 	tool := input.mcp.tool.name
 	rule := data.settings.arguments.sql_select_only[tool]

@@ -2,7 +2,7 @@
 # elevated roles may call them; approval roles may call them once someone approves (obligation
 # require_approval); everyone else neither sees nor calls them. A tool without annotations counts as destructive,
 # as MCP's defaults say (readOnlyHint false, destructiveHint true).
-package mcp.rules.destructive
+package mcp
 
 import rego.v1
 
@@ -31,7 +31,7 @@ calls_destructive if {
 	not input.mcp.tool.annotations.destructiveHint == false
 }
 
-deny contains sprintf("%s is destructive: it needs an elevated role", [input.mcp.tool.name]) if {
+reasons contains sprintf("%s is destructive: it needs an elevated role", [input.mcp.tool.name]) if {
 	calls_destructive
 	not elevated
 	not approver

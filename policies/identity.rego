@@ -1,9 +1,9 @@
 # Who may call at all: authenticated principals, and anonymous callers only where data.settings.anonymous says so.
-package mcp.rules.identity
+package mcp
 
 import rego.v1
 
-deny contains "authentication required" if {
+reasons contains "authentication required" if {
 	not input.principal.authenticated
 	not anonymous_admitted
 }

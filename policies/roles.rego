@@ -1,6 +1,6 @@
 # Role-based tool access: a role taken from the caller's JWT grants tool-name patterns (glob, e.g. "db_*").
 # Tools the caller may not use are also hidden from tools/list (and a call to one looks like an unknown tool).
-package mcp.rules.roles
+package mcp
 
 import rego.v1
 
@@ -17,7 +17,7 @@ may_use(tool) if {
 	glob.match(pattern, [], tool)
 }
 
-deny contains sprintf("no role of yours grants the tool %s", [input.mcp.tool.name]) if {
+reasons contains sprintf("no role of yours grants the tool %s", [input.mcp.tool.name]) if {
 	input.mcp.method == "tools/call"
 	not may_use(input.mcp.tool.name)
 }
