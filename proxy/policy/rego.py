@@ -4,7 +4,7 @@ Measured pitfalls this module guards against (MCP-FACTS section 6): a built-in t
 evaluates undefined (so calls are linted at compile time and strict built-in errors are on), a runtime error comes
 back as an S-expression instead of JSON, and a bare false can read as undefined (entrypoints avoid that).
 The C calls are made directly through regopy's ctypes layer: building the input term that way costs about a third
-less than regopy's generic converter, and strings go in JSON-escaped (see _push), which regopy's converter gets
+less than regopy's generic converter, and strings go in JSON-escaped (see _escaped), which regopy's converter gets
 wrong.
 Only the input paths the modules mention are handed over, and results are remembered per compiled policy when
 that is exact (see projection.py and memo.py).
