@@ -34,11 +34,20 @@ def test_input_strings_compare_equal_to_literals() -> None:
     assert evaluate(policy, {"s": 'a"b\n'}) is True
 
 
+@pytest.mark.parametrize("name", ['short "quoted"', 'long "quoted" ' * 20])
+def test_remembered_escapes_give_the_same_result(name: str) -> None:
+    # Short strings are escaped once and remembered; long ones every time. Either way, the same answer each time.
+    for _ in range(3):
+        assert evaluate(ECHO, {"name": name, name: name}) == {"allow": False, "reasons": [name]}
+
+
 def test_nul_and_huge_integers_are_refused() -> None:
     with pytest.raises(EvaluationError):
         evaluate(ECHO, {"name": "/srv/shared/\x00/../../etc"})
     with pytest.raises(EvaluationError):
         evaluate(ECHO, {"name": 2**80})
+    with pytest.raises(EvaluationError):
+        evaluate(ECHO, {"name": {"key\x00": 1}})  # keys are checked too
 
 
 def test_builtin_errors_are_errors_not_undefined() -> None:
