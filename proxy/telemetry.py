@@ -33,6 +33,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from proxy import mcp, semconv
 from proxy.config import Config, TelemetryConfig
 from proxy.context import CallContext
+from proxy.metric_push import MetricPush
 from proxy.metrics import SidecarMetrics
 from proxy.prometheus import PrometheusReader
 from proxy.reply import Reply
@@ -97,8 +98,9 @@ class Telemetry:
 
     def __init__(self, config: TelemetryConfig, tracer_provider: TracerProvider | None = None,
                  meter_provider: MeterProvider | None = None, prometheus: PrometheusReader | None = None,
-                 upstream_url: str | None = None) -> None:
+                 upstream_url: str | None = None, metric_push: MetricPush | None = None) -> None:
         self.config = config
+        self.metric_push = metric_push
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
         self.prometheus = prometheus
@@ -137,15 +139,19 @@ class Telemetry:
         prometheus = PrometheusReader() if section.prometheus else None
         if prometheus is not None:
             readers.append(prometheus)
+        push = None
         if settings.metrics_endpoint:
             from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
             exporter = OTLPMetricExporter(endpoint=settings.metrics_endpoint, headers=dict(settings.headers),
                                           timeout=10)
-            readers.append(PeriodicExportingMetricReader(
-                exporter, export_interval_millis=settings.metric_interval_seconds * 1000))
+            if prometheus is not None and _cumulative_wanted(env):  # one aggregation for both exports
+                push = MetricPush(prometheus, exporter, settings.metric_interval_seconds)
+            else:
+                readers.append(PeriodicExportingMetricReader(
+                    exporter, export_interval_millis=settings.metric_interval_seconds * 1000))
         meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
-        return cls(section, tracer_provider, meter_provider, prometheus, config.upstream.url)
+        return cls(section, tracer_provider, meter_provider, prometheus, config.upstream.url, push)
 
     @property
     def enabled(self) -> bool:
@@ -158,8 +164,15 @@ class Telemetry:
         """Flush what is batched (spans, last metrics) off the event loop; exporters block on HTTP."""
         if self.tracer_provider is not None:
             await asyncio.to_thread(self.tracer_provider.shutdown)
+        if self.metric_push is not None:  # its last push reads the Prometheus reader: before the provider stops
+            await asyncio.to_thread(self.metric_push.shutdown)
         if self.meter_provider is not None:
             await asyncio.to_thread(self.meter_provider.shutdown)
+
+
+def _cumulative_wanted(env: Mapping[str, str]) -> bool:
+    """The Prometheus reader's snapshots are cumulative; a delta preference needs a reader of its own."""
+    return env.get("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "cumulative").strip().lower() == "cumulative"
 
 
 def parent_context(ctx: CallContext) -> tuple[otel_context.Context | None, list[Link]]:
