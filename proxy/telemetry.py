@@ -27,7 +27,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import Link, SpanKind, StatusCode
+from opentelemetry.trace import Link, SpanContext, SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from proxy import mcp, semconv
@@ -43,7 +43,8 @@ DEFAULT_SERVICE_NAME = "mcp-sidecar"
 CONTEXT_KEYS = ("traceparent", "tracestate", "baggage")  # reserved _meta keys (SEP-414) and W3C headers
 # GET streams and DELETEs are not messages; client responses to server requests are relayed untraced.
 TRACED_KINDS = frozenset({mcp.Kind.REQUEST, mcp.Kind.NOTIFICATION})
-PROPAGATOR = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
+BAGGAGE = W3CBaggagePropagator()
+PROPAGATOR = CompositePropagator([TraceContextTextMapPropagator(), BAGGAGE])
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +180,15 @@ def _batch_settings(env: Mapping[str, str]) -> dict[str, int]:
     return {name: default for name, (variable, default) in wanted.items() if not env.get(variable)}
 
 
+def trace_carrier(span: SpanContext) -> dict[str, str]:
+    """W3C traceparent (and tracestate) of a span, formatted as TraceContextTextMapPropagator.inject does,
+    without its context lookups (the span is at hand)."""
+    carrier = {"traceparent": f"00-{span.trace_id:032x}-{span.span_id:016x}-{span.trace_flags:02x}"}
+    if span.trace_state:
+        carrier["tracestate"] = span.trace_state.to_header()
+    return carrier
+
+
 def _cumulative_wanted(env: Mapping[str, str]) -> bool:
     """The Prometheus reader's snapshots are cumulative; a delta preference needs a reader of its own."""
     return env.get("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "cumulative").strip().lower() == "cumulative"
@@ -220,13 +230,16 @@ class UpstreamCall:
         self.ctx = self._propagate(ctx) if self.span.get_span_context().is_valid else ctx
 
     def _propagate(self, ctx: CallContext) -> CallContext:
-        carrier: dict[str, str] = {}
-        PROPAGATOR.inject(carrier, context=trace.set_span_in_context(self.span))
+        carrier = trace_carrier(self.span.get_span_context())
+        BAGGAGE.inject(carrier)  # the caller's baggage (current context), if it sent any
+        headers = {**ctx.upstream_headers, **carrier}
         # Only into a _meta the client sent: creating one would change what the upstream sees (a 2026-07-28
         # server answers a request without _meta differently). The header carries the context regardless.
-        if isinstance(ctx.params.get("_meta"), dict):
-            ctx = ctx.with_meta(**carrier)
-        return ctx.evolve(upstream_headers={**ctx.upstream_headers, **carrier})
+        meta = ctx.params.get("_meta")
+        if not isinstance(meta, dict):
+            return ctx.evolve(upstream_headers=headers)
+        params = {**ctx.params, "_meta": {**meta, **carrier}}
+        return ctx.evolve(message={**ctx.message, "params": params}, upstream_headers=headers)
 
     def failed(self, error_type: str, message: str | None) -> None:
         self._end(error_type, None, message, None)
