@@ -126,14 +126,15 @@ class SpanEncoder:
             parts += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
         parts += (_field(b"\x2a", span.name.encode()), b"\x30", _varint(_KIND[span.kind]),
                   b"\x39", _FIXED64(span.start_time or 0), b"\x41", _FIXED64(span.end_time or 0),
-                  self.attributes(b"\x4a", span.attributes))
+                  self.attributes(b"\x4a", _inner(span, "_attributes", "attributes")))
         parts.append(_count(b"\x50", span.dropped_attributes))
-        for event in span.events:  # Event: 1 time (fixed64), 2 name, 3 attributes, 4 dropped attributes
+        # Event: 1 time (fixed64), 2 name, 3 attributes, 4 dropped attributes.
+        for event in _inner(span, "_events", "events") or ():
             parts.append(_field(b"\x5a", b"\x09" + _FIXED64(event.timestamp) + _field(b"\x12", event.name.encode())
                                 + self.attributes(b"\x1a", event.attributes)
                                 + _count(b"\x20", event.dropped_attributes)))
         parts.append(_count(b"\x60", span.dropped_events))
-        for link in span.links:
+        for link in _inner(span, "_links", "links") or ():
             parts.append(_field(b"\x6a", self._link(link.context, link.attributes, link.dropped_attributes)))
         parts.append(_count(b"\x70", span.dropped_links))
         parts += (_field(b"\x7a", _status(span.status)), b"\x85\x01", _FIXED32(_flags(parent)))
@@ -167,6 +168,13 @@ class SpanEncoder:
             else:
                 parts.append(_field(tag, _key_value(key, value)))
         return b"".join(parts)
+
+def _inner(span: ReadableSpan, private: str, public: str) -> Any:
+    """A finished span's own attributes/events/links container where the SDK keeps one: the public properties
+    copy it (tuple, MappingProxyType over a locked BoundedAttributes) for every span."""
+    value = getattr(span, private, None)
+    return getattr(span, public) if value is None else value
+
 
 def _count(tag: bytes, value: int) -> bytes:
     return tag + _varint(value) if value else b""
