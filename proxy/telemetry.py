@@ -208,9 +208,9 @@ def parent_context(ctx: CallContext) -> tuple[otel_context.Context | None, list[
 
 
 def _extract(carrier: Mapping[str, Any]) -> otel_context.Context | None:
-    strings = {key: carrier[key] for key in CONTEXT_KEYS if isinstance(carrier.get(key), str)}
-    if "traceparent" not in strings:
+    if not isinstance(carrier.get("traceparent"), str):  # the common case: one lookup, no dict built
         return None
+    strings = {key: carrier[key] for key in CONTEXT_KEYS if isinstance(carrier.get(key), str)}
     extracted = PROPAGATOR.extract(strings)
     return extracted if trace.get_current_span(extracted).get_span_context().is_valid else None
 
