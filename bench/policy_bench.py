@@ -2,15 +2,18 @@
 
     python bench/policy_bench.py [--iterations 3000] [--dir policies]
 
-Each figure covers one decision as the policy stage makes it: handing the input document to rego-cpp (shown
-apart in the `input` column), evaluating data.mcp.decision (or data.mcp.visible for a list) from the compiled
-bundle, and validating the result. Building the input document from a call context is printed separately. Runs on
-one thread, as on the event loop.
+Each figure covers one decision as the policy stage makes it: projecting the input document onto the paths the
+policy reads, handing that to rego-cpp (shown apart in the `input` column), evaluating data.mcp.decision (or
+data.mcp.visible for a list) from the compiled bundle, and validating the result. `median`, `p90` and `p99` are
+with the result memo off (every decision evaluated); `memo hit` is the median when the same projected input was
+decided before under the same bundle. Building the input document from a call context is printed separately.
+Runs on one thread, as on the event loop.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -23,6 +26,7 @@ from proxy.context import Principal
 from proxy.policy.engine import decision_from, policy_input, visible_keys
 from proxy.policy.listing import list_item
 from proxy.policy.loader import load
+from proxy.policy.projection import project
 from proxy.policy.rego import Evaluator
 from tests.kit import make_ctx
 
@@ -59,18 +63,18 @@ def scenarios() -> dict[str, tuple[str, dict]]:
     }
 
 
-def measure(evaluator: Evaluator, loaded, rule: str, document: dict, iterations: int) -> list[float]:
+def measure(evaluator: Evaluator, loaded, compiled, rule: str, document: dict, iterations: int) -> list[float]:
     timings = []
     for _ in range(iterations):
         started = time.perf_counter()
-        value = evaluator.evaluate(loaded.compiled, f"mcp/{rule}", document)
+        value = evaluator.evaluate(compiled, f"mcp/{rule}", document)
         decision_from(value, loaded.revision) if rule == "decision" else visible_keys(value)
         timings.append((time.perf_counter() - started) * 1e6)
     return timings
 
 
-def input_term_cost(evaluator: Evaluator, document: dict, iterations: int) -> float:
-    """Median time of handing the input document to rego-cpp alone (one C call per value)."""
+def input_term_cost(evaluator: Evaluator, paths, document: dict, iterations: int) -> float:
+    """Median time of projecting the input document and handing it to rego-cpp alone (one C call per value)."""
     from proxy.policy import rego
 
     interpreter = evaluator._interpreter()
@@ -78,7 +82,7 @@ def input_term_cost(evaluator: Evaluator, document: dict, iterations: int) -> fl
     for _ in range(iterations):
         started = time.perf_counter()
         term = rego.native.rego_new_input()
-        rego._push(term, document)
+        rego._push(term, project(document, paths))
         rego.native.rego.regoSetInput(interpreter._impl, term)
         rego.native.rego_free_input(term)
         timings.append((time.perf_counter() - started) * 1e6)
@@ -93,16 +97,22 @@ def main() -> None:
     loaded = load(Path(args.dir), crash_guard=False)
     evaluator = Evaluator()
     print(f"policy {args.dir} revision {loaded.revision}; {args.iterations} decisions per row (microseconds)")
-    print(f"{'scenario':36} {'median':>8} {'p90':>8} {'p99':>8} {'input':>8}")
+    print(f"input paths read: {loaded.compiled.use.paths}; results remembered: {loaded.compiled.use.cacheable}")
+    print(f"{'scenario':36} {'median':>8} {'p90':>8} {'p99':>8} {'input':>8} {'memo hit':>8}")
+    unmemoized = dataclasses.replace(loaded.compiled, memo=None)
     medians = []
     for name, (rule, document) in scenarios().items():
-        measure(evaluator, loaded, rule, document, 200)  # warm up
-        timings = sorted(measure(evaluator, loaded, rule, document, args.iterations))
+        measure(evaluator, loaded, unmemoized, rule, document, 200)  # warm up
+        timings = sorted(measure(evaluator, loaded, unmemoized, rule, document, args.iterations))
         median = statistics.median(timings)
         medians.append(median)
         p90, p99 = timings[int(len(timings) * 0.9)], timings[int(len(timings) * 0.99)]
-        term = input_term_cost(evaluator, document, args.iterations)
-        print(f"{name:36} {median:8.1f} {p90:8.1f} {p99:8.1f} {term:8.1f}")
+        term = input_term_cost(evaluator, loaded.compiled.use.paths, document, args.iterations)
+        hit = "-"
+        if loaded.compiled.memo is not None:
+            remembered = measure(evaluator, loaded, loaded.compiled, rule, document, args.iterations)
+            hit = f"{statistics.median(remembered):.1f}"
+        print(f"{name:36} {median:8.1f} {p90:8.1f} {p99:8.1f} {term:8.1f} {hit:>8}")
     ctx = make_ctx("tools/call", target="add", arguments={"a": 1, "b": 2}, principal=principal("reader"))
     started = time.perf_counter()
     for _ in range(args.iterations):

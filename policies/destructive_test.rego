@@ -44,3 +44,7 @@ test_destructive_tools_hidden_from_developer if {
 test_destructive_tools_visible_to_admin_input := fixtures.tools_list(["admin"])
 
 test_destructive_tools_visible_to_admin if data.mcp.visible == {"add", "run_query", "delete_file", "mystery"}
+
+test_annotations_that_are_not_an_object_count_as_destructive_input := fixtures.call("mystery", {}, "read-only", ["developer"])
+
+test_annotations_that_are_not_an_object_count_as_destructive if not data.mcp.decision.allow

@@ -29,5 +29,5 @@ hidden := (rules.roles.hidden | rules.destructive.hidden)
 
 visible contains item.key if {
 	some item in input.mcp.list.items
-	not item.key in hidden
+	not hidden[item.key]
 }

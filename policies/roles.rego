@@ -15,8 +15,20 @@ deny contains sprintf("no role of yours grants the tool %s", [input.mcp.tool.nam
 	not may_use(input.mcp.tool.name)
 }
 
+# For a list, the patterns the caller's roles grant are gathered once rather than once per tool (same meaning as
+# may_use; for a single call the direct form above is the cheaper one in rego-cpp).
+granted contains pattern if {
+	some role in input.principal.roles
+	some pattern in data.settings.tool_roles[role]
+}
+
+granted_tool(tool) if {
+	some pattern in granted
+	glob.match(pattern, [], tool)
+}
+
 hidden contains item.key if {
 	input.mcp.list.kind == "tools"
 	some item in input.mcp.list.items
-	not may_use(item.name)
+	not granted_tool(item.name)
 }

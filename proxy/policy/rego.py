@@ -6,10 +6,13 @@ back as an S-expression instead of JSON, and a bare false can read as undefined 
 The C calls are made directly through regopy's ctypes layer: building the input term that way costs about a third
 less than regopy's generic converter, and strings go in JSON-escaped (see _push), which regopy's converter gets
 wrong.
+Only the input paths the modules mention are handed over, and results are remembered per compiled policy when
+that is exact (see projection.py and memo.py).
 """
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections.abc import Mapping
@@ -21,6 +24,9 @@ import regopy
 from regopy import Interpreter, LogLevel, RegoError
 from regopy import rego_shared as native
 
+from proxy.policy.memo import ResultMemo
+from proxy.policy.projection import InputUse, input_use, project
+
 ENTRYPOINTS = ("mcp/decision", "mcp/visible")
 
 _KEYWORDS = frozenset({"if", "not", "some", "every", "in", "contains", "else", "default", "with", "as", "import",
@@ -30,6 +36,7 @@ _DEFINITION = re.compile(r"^([A-Za-z_][\w]*)\s*\(", re.MULTILINE)
 _IMPORT = re.compile(r"^import\s+([\w.]+)(?:\s+as\s+(\w+))?", re.MULTILINE)
 _STRINGS_AND_COMMENTS = re.compile(r'"(?:\\.|[^"\\])*"|`[^`]*`|#[^\n]*')
 _WITH = re.compile(r"\bwith\b")
+_TEMPLATE = re.compile(r"\$[\"`]")
 
 
 class PolicyCompileError(Exception):
@@ -48,6 +55,8 @@ class EvaluationError(Exception):
 class CompiledPolicy:
     bundle: regopy.Bundle
     modules: tuple[str, ...]
+    use: InputUse  # the input paths the modules read; whether results may be remembered
+    memo: ResultMemo | None = None  # present when use.cacheable
 
 
 def compile_policy(modules: Mapping[str, str], data: Mapping[str, Any] | None = None,
@@ -72,7 +81,10 @@ def compile_policy(modules: Mapping[str, str], data: Mapping[str, Any] | None = 
         raise PolicyCompileError(describe_errors(str(exc), modules)) from None
     if not bundle.ok():
         raise PolicyCompileError(["the policy bundle did not build"])
-    return CompiledPolicy(bundle, tuple(modules))
+    blanked = [_blank_literals(source) for source in modules.values()]
+    called = {match.group(1) for text in blanked for match in _CALL.finditer(text)}
+    use = input_use(blanked, called, interpolated=any(_TEMPLATE.search(source) for source in modules.values()))
+    return CompiledPolicy(bundle, tuple(modules), use, ResultMemo() if use.cacheable else None)
 
 
 def lint_builtins(modules: Mapping[str, str], builder: Interpreter) -> list[str]:
@@ -160,6 +172,19 @@ class Evaluator:
 
     def evaluate(self, policy: CompiledPolicy, entrypoint: str, document: Any) -> Any:
         """The entrypoint's value, or None when undefined; raises EvaluationError when evaluation failed."""
+        document = project(document, policy.use.paths)
+        key = _memo_key(entrypoint, document) if policy.memo is not None else None
+        if key is not None:
+            text = policy.memo.get(key)
+            if text is not None:
+                return _value_of(text)
+        text = self._run(policy, entrypoint, document)
+        if key is not None:
+            policy.memo.put(key, text)
+        return _value_of(text)
+
+    def _run(self, policy: CompiledPolicy, entrypoint: str, document: Any) -> str:
+        """The engine's output text for the entrypoint; raises EvaluationError when evaluation failed."""
         interpreter = self._interpreter()
         term = native.rego_new_input()
         try:
@@ -177,7 +202,30 @@ class Evaluator:
             raise EvaluationError(str(exc)) from None
         finally:
             native.rego_free_output(output)
-        return _value_of(text)
+        if text != "undefined" and not text.startswith("{"):
+            raise EvaluationError(_length_prefixed(_MESSAGE, text) or text.strip())  # never remembered
+        return text
+
+
+def _memo_key(entrypoint: str, document: Any) -> bytes | None:
+    try:
+        text = orjson.dumps(document)
+    except (TypeError, orjson.JSONEncodeError):
+        return None  # not plain JSON: evaluated (or refused by _push) every time
+    if b"null" in text and _non_finite(document):
+        return None  # orjson writes NaN and infinities as null: such a key would match a real null's
+    return entrypoint.encode() + b"\0" + text
+
+
+def _non_finite(value: Any) -> bool:
+    kind = type(value)
+    if kind is float:
+        return not math.isfinite(value)
+    if kind is dict:
+        return any(_non_finite(item) for item in value.values())
+    if kind is list or kind is tuple:
+        return any(_non_finite(item) for item in value)
+    return False
 
 
 def _value_of(text: str) -> Any:
@@ -220,6 +268,8 @@ def _push(term: Any, value: Any) -> None:
     elif value is None:
         _rego.regoInputNull(term)
     elif kind is float:
+        if not math.isfinite(value):
+            raise ValueError("numbers must be finite")
         _rego.regoInputFloat(term, value)
     elif kind is list or kind is tuple:
         for item in value:
