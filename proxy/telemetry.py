@@ -130,10 +130,9 @@ class Telemetry:
         tracer_provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(
             settings.sampling_ratio)), shutdown_on_exit=False)
         if settings.traces_endpoint:
-            from proxy.otlp_encoding import FastOTLPSpanExporter
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-            exporter = FastOTLPSpanExporter(endpoint=settings.traces_endpoint, headers=dict(settings.headers),
-                                            timeout=10)
+            exporter = OTLPSpanExporter(endpoint=settings.traces_endpoint, headers=dict(settings.headers), timeout=10)
             tracer_provider.add_span_processor(BatchSpanProcessor(exporter, **_batch_settings(env)))
         for processor in span_processors:
             tracer_provider.add_span_processor(processor)
