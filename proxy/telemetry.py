@@ -174,8 +174,8 @@ class Telemetry:
 def _batch_settings(env: Mapping[str, str]) -> dict[str, int]:
     """Larger span batches than the SDK's 512 (two spans per call fill those several times a second under load):
     fewer export requests and wake-ups of the export thread. OTEL_BSP_* variables, when set, still win."""
-    wanted = {"max_queue_size": ("OTEL_BSP_MAX_QUEUE_SIZE", 8192),
-              "max_export_batch_size": ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 2048)}
+    wanted = {"max_queue_size": ("OTEL_BSP_MAX_QUEUE_SIZE", 4096),
+              "max_export_batch_size": ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 1024)}
     return {name: default for name, (variable, default) in wanted.items() if not env.get(variable)}
 
 
