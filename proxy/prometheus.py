@@ -8,6 +8,7 @@ private CollectorRegistry instead and lets prometheus_client do the text format 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -34,6 +35,7 @@ class PrometheusReader(MetricReader):
     def __init__(self) -> None:
         super().__init__()
         self._data: MetricsData | None = None
+        self._collecting = threading.Lock()  # scrapes (event loop) and the OTLP push thread both collect
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(_Collector(self))
 
@@ -41,8 +43,9 @@ class PrometheusReader(MetricReader):
         return generate_latest(self._registry)
 
     def snapshot(self) -> MetricsData | None:
-        self.collect()
-        return self._data
+        with self._collecting:
+            self.collect()
+            return self._data
 
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
         self._data = metrics_data

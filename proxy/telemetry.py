@@ -27,12 +27,13 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import Link, SpanKind, StatusCode
+from opentelemetry.trace import Link, SpanContext, SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from proxy import mcp, semconv
 from proxy.config import Config, TelemetryConfig
 from proxy.context import CallContext
+from proxy.metric_push import MetricPush
 from proxy.metrics import SidecarMetrics
 from proxy.prometheus import PrometheusReader
 from proxy.reply import Reply
@@ -42,7 +43,8 @@ DEFAULT_SERVICE_NAME = "mcp-sidecar"
 CONTEXT_KEYS = ("traceparent", "tracestate", "baggage")  # reserved _meta keys (SEP-414) and W3C headers
 # GET streams and DELETEs are not messages; client responses to server requests are relayed untraced.
 TRACED_KINDS = frozenset({mcp.Kind.REQUEST, mcp.Kind.NOTIFICATION})
-PROPAGATOR = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
+BAGGAGE = W3CBaggagePropagator()
+PROPAGATOR = CompositePropagator([TraceContextTextMapPropagator(), BAGGAGE])
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +99,9 @@ class Telemetry:
 
     def __init__(self, config: TelemetryConfig, tracer_provider: TracerProvider | None = None,
                  meter_provider: MeterProvider | None = None, prometheus: PrometheusReader | None = None,
-                 upstream_url: str | None = None) -> None:
+                 upstream_url: str | None = None, metric_push: MetricPush | None = None) -> None:
         self.config = config
+        self.metric_push = metric_push
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
         self.prometheus = prometheus
@@ -130,22 +133,26 @@ class Telemetry:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             exporter = OTLPSpanExporter(endpoint=settings.traces_endpoint, headers=dict(settings.headers), timeout=10)
-            tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+            tracer_provider.add_span_processor(BatchSpanProcessor(exporter, **_batch_settings(env)))
         for processor in span_processors:
             tracer_provider.add_span_processor(processor)
         readers = list(metric_readers)
         prometheus = PrometheusReader() if section.prometheus else None
         if prometheus is not None:
             readers.append(prometheus)
+        push = None
         if settings.metrics_endpoint:
             from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
             exporter = OTLPMetricExporter(endpoint=settings.metrics_endpoint, headers=dict(settings.headers),
                                           timeout=10)
-            readers.append(PeriodicExportingMetricReader(
-                exporter, export_interval_millis=settings.metric_interval_seconds * 1000))
+            if prometheus is not None and _cumulative_wanted(env):  # one aggregation for both exports
+                push = MetricPush(prometheus, exporter, settings.metric_interval_seconds)
+            else:
+                readers.append(PeriodicExportingMetricReader(
+                    exporter, export_interval_millis=settings.metric_interval_seconds * 1000))
         meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
-        return cls(section, tracer_provider, meter_provider, prometheus, config.upstream.url)
+        return cls(section, tracer_provider, meter_provider, prometheus, config.upstream.url, push)
 
     @property
     def enabled(self) -> bool:
@@ -158,8 +165,32 @@ class Telemetry:
         """Flush what is batched (spans, last metrics) off the event loop; exporters block on HTTP."""
         if self.tracer_provider is not None:
             await asyncio.to_thread(self.tracer_provider.shutdown)
+        if self.metric_push is not None:  # its last push reads the Prometheus reader: before the provider stops
+            await asyncio.to_thread(self.metric_push.shutdown)
         if self.meter_provider is not None:
             await asyncio.to_thread(self.meter_provider.shutdown)
+
+
+def _batch_settings(env: Mapping[str, str]) -> dict[str, int]:
+    """Larger span batches than the SDK's 512 (two spans per call fill those several times a second under load):
+    fewer export requests and wake-ups of the export thread. OTEL_BSP_* variables, when set, still win."""
+    wanted = {"max_queue_size": ("OTEL_BSP_MAX_QUEUE_SIZE", 4096),
+              "max_export_batch_size": ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 1024)}
+    return {name: default for name, (variable, default) in wanted.items() if not env.get(variable)}
+
+
+def trace_carrier(span: SpanContext) -> dict[str, str]:
+    """W3C traceparent (and tracestate) of a span, formatted as TraceContextTextMapPropagator.inject does,
+    without its context lookups (the span is at hand)."""
+    carrier = {"traceparent": f"00-{span.trace_id:032x}-{span.span_id:016x}-{span.trace_flags:02x}"}
+    if span.trace_state:
+        carrier["tracestate"] = span.trace_state.to_header()
+    return carrier
+
+
+def _cumulative_wanted(env: Mapping[str, str]) -> bool:
+    """The Prometheus reader's snapshots are cumulative; a delta preference needs a reader of its own."""
+    return env.get("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "cumulative").strip().lower() == "cumulative"
 
 
 def parent_context(ctx: CallContext) -> tuple[otel_context.Context | None, list[Link]]:
@@ -176,9 +207,9 @@ def parent_context(ctx: CallContext) -> tuple[otel_context.Context | None, list[
 
 
 def _extract(carrier: Mapping[str, Any]) -> otel_context.Context | None:
-    strings = {key: carrier[key] for key in CONTEXT_KEYS if isinstance(carrier.get(key), str)}
-    if "traceparent" not in strings:
+    if not isinstance(carrier.get("traceparent"), str):  # the common case: one lookup, no dict built
         return None
+    strings = {key: carrier[key] for key in CONTEXT_KEYS if isinstance(carrier.get(key), str)}
     extracted = PROPAGATOR.extract(strings)
     return extracted if trace.get_current_span(extracted).get_span_context().is_valid else None
 
@@ -198,13 +229,16 @@ class UpstreamCall:
         self.ctx = self._propagate(ctx) if self.span.get_span_context().is_valid else ctx
 
     def _propagate(self, ctx: CallContext) -> CallContext:
-        carrier: dict[str, str] = {}
-        PROPAGATOR.inject(carrier, context=trace.set_span_in_context(self.span))
+        carrier = trace_carrier(self.span.get_span_context())
+        BAGGAGE.inject(carrier)  # the caller's baggage (current context), if it sent any
+        headers = {**ctx.upstream_headers, **carrier}
         # Only into a _meta the client sent: creating one would change what the upstream sees (a 2026-07-28
         # server answers a request without _meta differently). The header carries the context regardless.
-        if isinstance(ctx.params.get("_meta"), dict):
-            ctx = ctx.with_meta(**carrier)
-        return ctx.evolve(upstream_headers={**ctx.upstream_headers, **carrier})
+        meta = ctx.params.get("_meta")
+        if not isinstance(meta, dict):
+            return ctx.evolve(upstream_headers=headers)
+        params = {**ctx.params, "_meta": {**meta, **carrier}}
+        return ctx.evolve(message={**ctx.message, "params": params}, upstream_headers=headers)
 
     def failed(self, error_type: str, message: str | None) -> None:
         self._end(error_type, None, message, None)

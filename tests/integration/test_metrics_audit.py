@@ -16,7 +16,8 @@ from mcp import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.app import DEPS
-from tests.kit import child_env, free_port, make_config, modern_headers, modern_request, run_sidecar
+from proxy.telemetry import Telemetry
+from tests.kit import child_env, free_port, make_config, make_ctx, modern_headers, modern_request, run_sidecar
 from tests.otlp_kit import SERVER, otlp_receiver
 
 AUDIT_FIELDS = {"decision_id", "time", "trace_id", "span_id", "principal", "method", "tool", "decision", "reasons",
@@ -155,3 +156,20 @@ async def wait_until_in_flight(http: aiohttp.ClientSession, admin_url: str) -> N
     async with asyncio.timeout(5):
         while value(await scrape(http, admin_url), "mcp_sidecar_in_flight", mcp_method_name="tools/call") < 1:
             await asyncio.sleep(0.02)
+
+
+async def test_otlp_metrics_share_the_prometheus_aggregation_unless_delta_is_wanted() -> None:
+    async with otlp_receiver() as receiver:
+        config = make_config(telemetry__otlp_endpoint=receiver.url)
+        shared = Telemetry.from_config(config, env={})
+        assert shared.metric_push is not None and shared.metric_push.reader is shared.prometheus
+        delta = Telemetry.from_config(config, env={"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "delta"})
+        alone = Telemetry.from_config(make_config(telemetry__otlp_endpoint=receiver.url, telemetry__prometheus=False),
+                                      env={})
+        assert delta.metric_push is None and alone.metric_push is None
+        shared.metrics.started(make_ctx())
+        shared.metrics.finished(make_ctx(), None, 0.01)
+        await shared.shutdown()  # the last push goes out on shutdown
+        assert {"mcp_sidecar.calls", "mcp.server.operation.duration"} <= receiver.metric_names
+        await delta.shutdown()
+        await alone.shutdown()

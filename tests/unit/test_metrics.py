@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from prometheus_client.parser import text_string_to_metric_families
 
+from proxy.metric_push import MetricPush
 from proxy.metrics import OTHER, BoundedLabels, SidecarMetrics
 from proxy.prometheus import PrometheusReader, prometheus_name
 from tests.kit import make_ctx
@@ -87,3 +91,44 @@ def test_client_chosen_label_values_are_capped() -> None:
     tools = {dict(labels).get("gen_ai_tool_name")
              for name, labels in samples(reader) if name == "mcp_sidecar_calls_total"}
     assert tools == {"first", OTHER}
+
+
+class RecordingExporter(MetricExporter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.exports: list[MetricsData] = []
+        self.shut_down = False
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        self.exports.append(metrics_data)
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self.shut_down = True
+
+
+def exported_calls(data: MetricsData) -> dict[tuple[tuple[str, Any], ...], float]:
+    return {tuple(sorted(point.attributes.items())): point.value
+            for resource in data.resource_metrics for scope in resource.scope_metrics for metric in scope.metrics
+            if metric.name == "mcp_sidecar.calls" for point in metric.data.data_points}
+
+
+def test_otlp_push_exports_the_prometheus_readers_snapshot_and_a_last_one_on_shutdown() -> None:
+    metrics, reader = sidecar_metrics()
+    exporter = RecordingExporter()
+    push = MetricPush(reader, exporter, interval_seconds=3600)  # the thread never fires within the test
+    ctx = make_ctx(target="add")
+    metrics.started(ctx)
+    metrics.finished(ctx, None, 0.01)
+    push.push()
+    labels = (("gen_ai.tool.name", "add"), ("mcp.method.name", "tools/call"), ("mcp_sidecar.outcome", "allowed"))
+    assert exported_calls(exporter.exports[0]) == {labels: 1}
+    metrics.started(ctx)
+    metrics.finished(ctx, None, 0.01)
+    push.shutdown()
+    assert exported_calls(exporter.exports[-1]) == {labels: 2}  # cumulative, like the Prometheus text
+    assert exporter.shut_down and len(exporter.exports) == 2
+    assert samples(reader)[("mcp_sidecar_calls_total", tuple((k.replace(".", "_"), v) for k, v in labels))] == 2

@@ -18,7 +18,7 @@ from proxy.errors import PolicyDenied, RateLimited
 from proxy.pipeline import build_chain
 from proxy.reply import Reply
 from proxy.stages.tracing import TracingStage
-from proxy.telemetry import Telemetry, parent_context, parse_headers, resolve_settings
+from proxy.telemetry import Telemetry, parent_context, parse_headers, resolve_settings, trace_carrier
 from tests.kit import make_config, make_ctx
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -152,6 +152,18 @@ async def test_a_message_without_meta_gets_the_context_in_the_header_only() -> N
     assert forwarded.upstream_headers["traceparent"].split("-")[2] == format(client.context.span_id, "016x")
 
 
+
+async def test_trace_state_and_baggage_from_the_caller_go_upstream() -> None:
+    telemetry, _ = traced()
+    upstream = FakeUpstream()
+    ctx = make_ctx().with_meta(traceparent=f"00-{TRACE}-{META_PARENT}-01", tracestate="vendor=v1",
+                               baggage="tenant=acme")
+    await run(telemetry, ctx, upstream)
+    forwarded = upstream.sent[0]
+    for carrier in (mcp.meta_of(forwarded.params), forwarded.upstream_headers):
+        assert carrier["traceparent"].startswith(f"00-{TRACE}-")
+        assert (carrier["tracestate"], carrier["baggage"]) == ("vendor=v1", "tenant=acme")
+
 async def test_policy_denial_is_on_the_span_and_no_upstream_span_exists() -> None:
     telemetry, exporter = traced()
     refuse = Refuse(PolicyDenied("delete_file is not allowed"), policy_decision="deny",
@@ -248,3 +260,18 @@ async def test_disabled_telemetry_has_no_stage_and_usable_metrics() -> None:
 def test_otel_sdk_disabled_turns_telemetry_off_unless_the_config_says_otherwise() -> None:
     assert not Telemetry.from_config(make_config(), env={"OTEL_SDK_DISABLED": "true"}).enabled
     assert Telemetry.from_config(make_config(telemetry__enabled=True), env={"OTEL_SDK_DISABLED": "true"}).enabled
+
+
+
+
+def test_trace_carrier_is_what_the_w3c_propagator_writes() -> None:
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    for flags, state in ((TraceFlags(1), TraceState([("vendor", "v1"), ("b", "2")])), (TraceFlags(0), TraceState()),
+                         (TraceFlags(3), None)):
+        span = SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0x00AD6B7169203331, is_remote=False,
+                           trace_flags=flags, trace_state=state)
+        expected: dict[str, str] = {}
+        TraceContextTextMapPropagator().inject(expected, context=trace.set_span_in_context(NonRecordingSpan(span)))
+        assert trace_carrier(span) == expected
