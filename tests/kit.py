@@ -73,10 +73,17 @@ def start_upstream(mode: str = "stateful") -> Iterator[str]:
     args = [sys.executable, "-m", "proxy.demo", "http", "--port", str(port)]
     if mode == "stateless":
         args.append("--stateless-json")
-    process = subprocess.Popen(args, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with serve_process(args, port) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve_process(args: list[str], port: int, path: str = "/mcp", env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run a server process (output discarded), wait until it listens on `port`, yield its URL, stop it."""
+    process = subprocess.Popen(args, env=env or child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port, process=process)
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield f"http://127.0.0.1:{port}{path}"
     finally:
         stop_process(process)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kit import ROOT, child_env, free_port, make_config, run_sidecar, stop_process, wait_for_port
+from tests.kit import ROOT, free_port, make_config, run_sidecar, serve_process
 
 pytestmark = pytest.mark.e2e
 
@@ -52,13 +52,8 @@ def suite() -> Path:
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
     port = free_port()
-    process = subprocess.Popen([sys.executable, str(HERE / "server.py"), "--port", str(port)], env=child_env(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, process=process)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        stop_process(process)
+    with serve_process([sys.executable, str(HERE / "server.py"), "--port", str(port)], port) as url:
+        yield url
 
 
 async def run_suite(suite: Path, url: str, out: Path) -> Results:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from mcp import Client
 
-from tests.kit import child_env, free_port, stop_process, wait_for_port
+from tests.kit import child_env, free_port, serve_process
 
 
 def serve_args(*extra: str, port: int | None = None) -> list[str]:
@@ -32,13 +32,8 @@ def test_required_auth_without_key_source_refuses_to_start() -> None:
 def demo_sidecar() -> Iterator[str]:
     """`mcp-sidecar serve --demo` as a user would run it, with nothing but its flags."""
     port = free_port()
-    process = subprocess.Popen(serve_args("--demo", port=port), env=child_env(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, process=process)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        stop_process(process)
+    with serve_process(serve_args("--demo", port=port), port) as url:
+        yield url
 
 
 async def test_demo_quickstart_serves_without_a_token(demo_sidecar: str) -> None:

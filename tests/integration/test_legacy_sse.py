@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -19,20 +18,21 @@ from mcp.types import ElicitResult
 from proxy.app import DEPS
 from tests.integration.test_sdk_matrix import session_transcript
 from tests.integration.test_stdio_upstream import stdio_config
-from tests.kit import child_env, free_port, make_config, run_sidecar, stop_process, wait_for_port, wait_until
+from tests.kit import (
+    free_port,
+    make_config,
+    run_sidecar,
+    serve_process,
+    wait_until,
+)
 
 
 @contextlib.contextmanager
 def sse_server(port: int | None = None) -> Iterator[str]:
     """The demo server speaking only the legacy SSE transport."""
     port = port or free_port()
-    process = subprocess.Popen([sys.executable, "-m", "proxy.demo", "sse", "--port", str(port)], env=child_env(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, process=process)
-        yield f"http://127.0.0.1:{port}/sse"
-    finally:
-        stop_process(process)
+    with serve_process([sys.executable, "-m", "proxy.demo", "sse", "--port", str(port)], port, "/sse") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from tests.kit import (
     modern_headers,
     modern_request,
     run_sidecar,
+    serve_process,
     stop_process,
     wait_for_port,
     wait_until,
@@ -127,13 +128,8 @@ async def test_per_session_buckets_do_not_interfere(stateful_upstream: str) -> N
 def mrtr_upstream() -> Iterator[str]:
     """An upstream whose `approve` tool answers `input_required` first (2026-07-28 multi-round trip)."""
     port = free_port()
-    child = subprocess.Popen([sys.executable, "-m", "tests.integration.mrtr_upstream", str(port)], env=child_env(),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, process=child)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        stop_process(child)
+    with serve_process([sys.executable, "-m", "tests.integration.mrtr_upstream", str(port)], port) as url:
+        yield url
 
 
 async def test_input_required_retry_is_not_charged_twice(mrtr_upstream: str) -> None:
