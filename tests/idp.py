@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from tests.kit import free_port
+from tests.kit import serve_app
 
 ISSUER = "https://idp.test/realms/demo"
 
@@ -107,12 +107,6 @@ async def serve_jwks(*keys: SigningKey) -> AsyncIterator[JwksServer]:
 
     app = web.Application()
     app.router.add_get("/certs", jwks)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    server.url = f"http://127.0.0.1:{port}/certs"
-    try:
+    async with serve_app(app) as base:
+        server.url = base + "/certs"
         yield server
-    finally:
-        await runner.cleanup()

@@ -192,11 +192,18 @@ async def start_raw_upstream(handler: Any) -> AsyncIterator[RawUpstream]:
 
     app = web.Application()
     app.router.add_route("*", "/mcp", endpoint)
+    async with serve_app(app) as base:
+        yield RawUpstream(base + "/mcp", seen)
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: web.Application) -> AsyncIterator[str]:
+    """Serve an aiohttp app on a free loopback port; yields its base URL, cleans up on exit."""
     runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        yield RawUpstream(f"http://127.0.0.1:{port}/mcp", seen)
+        yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()

@@ -30,7 +30,7 @@ from tests.idp import (
     tampered,
     unsigned,
 )
-from tests.kit import ACCEPT_BOTH, RunningSidecar, free_port, make_config, run_sidecar, wait_until
+from tests.kit import ACCEPT_BOTH, RunningSidecar, make_config, run_sidecar, serve_app, wait_until
 
 PING = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": ACCEPT_BOTH}
@@ -56,15 +56,9 @@ async def recording_upstream() -> AsyncIterator[Recorder]:
     recorder = Recorder()
     app = web.Application()
     app.router.add_route("*", "/mcp", recorder.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    recorder.url = f"http://127.0.0.1:{port}/mcp"
-    try:
+    async with serve_app(app) as base:
+        recorder.url = base + "/mcp"
         yield recorder
-    finally:
-        await runner.cleanup()
 
 
 def auth_config(upstream_url: str, jwks_url: str, **dotted: Any):

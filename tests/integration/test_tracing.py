@@ -20,6 +20,7 @@ from tests.kit import (
     modern_headers,
     modern_request,
     run_sidecar,
+    serve_app,
     stop_process,
     wait_for_port,
     wait_until,
@@ -141,14 +142,8 @@ async def recording_upstream() -> AsyncIterator[tuple[str, list[tuple[dict[str, 
 
     app = web.Application()
     app.router.add_post("/mcp", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}/mcp", seen
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as base:
+        yield base + "/mcp", seen
 
 
 async def test_http_traceparent_is_the_fallback_parent_and_the_forwarded_context_is_the_client_span() -> None:
