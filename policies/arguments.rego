@@ -7,6 +7,17 @@ package mcp
 
 import rego.v1
 
+# The arguments the decision reads: the sidecar hands it only these (argument_names is evaluated without any
+# arguments), so a call to a tool without a rule here is decided once per caller and then remembered, whatever
+# its arguments. A file that reads another argument must add its name here too (or "*" for all of them).
+argument_names contains rule.argument if {
+	rule := data.settings.arguments.path_prefix[input.mcp.tool.name]
+}
+
+argument_names contains rule.argument if {
+	rule := data.settings.arguments.sql_select_only[input.mcp.tool.name]
+}
+
 reasons contains sprintf("%s: argument %s must be a path in an allowed directory", [tool, rule.argument]) if {
 	rule := data.settings.arguments.path_prefix[input.mcp.tool.name]
 	tool := input.mcp.tool.name

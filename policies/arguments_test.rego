@@ -7,6 +7,23 @@ read(path) := fixtures.call("read_file", {"path": path}, fixtures.read_only, ["a
 
 query(sql) := fixtures.call("run_query", {"sql": sql}, fixtures.read_only, ["analyst"])
 
+# argument_names: the decision is handed only the arguments named here (see arguments.rego).
+test_path_tool_names_its_path_argument_input := fixtures.call_without_arguments("read_file", ["analyst"])
+
+test_path_tool_names_its_path_argument if data.mcp.argument_names == {"path"}
+
+test_sql_tool_names_its_sql_argument_input := fixtures.call_without_arguments("run_query", ["analyst"])
+
+test_sql_tool_names_its_sql_argument if data.mcp.argument_names == {"sql"}
+
+test_tool_without_argument_rules_names_none_input := fixtures.call_without_arguments("add", ["reader"])
+
+test_tool_without_argument_rules_names_none if data.mcp.argument_names == set()
+
+test_names_do_not_depend_on_the_caller_input := fixtures.call_without_arguments("delete_file", ["developer"])
+
+test_names_do_not_depend_on_the_caller if data.mcp.argument_names == {"path"}
+
 test_path_under_prefix_is_allowed_input := read("/srv/shared/report.csv")
 
 test_path_under_prefix_is_allowed if data.mcp.decision.allow

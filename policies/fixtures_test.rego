@@ -32,6 +32,9 @@ call_with_claims(tool, arguments, annotations, roles, claims) := {
 	"upstream": {"name": "upstream"},
 }
 
+# What the sidecar evaluates data.mcp.argument_names over: a call's input without input.mcp.tool.arguments.
+call_without_arguments(tool, roles) := json.remove(call(tool, {}, read_only, roles), ["mcp/tool/arguments"])
+
 method(name, roles) := {
 	"version": 1,
 	"principal": principal(roles, {}),

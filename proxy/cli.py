@@ -52,7 +52,7 @@ def _policy_commands(commands: Any) -> None:
     evaluate = actions.add_parser("eval", help="print the decision for an input document")
     evaluate.add_argument("--input", required=True, help="input document, JSON or YAML")
     evaluate.add_argument("--dir", default="policies", help="policy directory (default: policies)")
-    evaluate.add_argument("--rule", choices=["decision", "visible"], default="decision")
+    evaluate.add_argument("--rule", choices=["decision", "visible", "argument_names"], default="decision")
     evaluate.set_defaults(run=lambda args: _policy_tool("eval", args))
     check = actions.add_parser("check", help="compile a policy directory and report errors with file and line")
     check.add_argument("directory", nargs="?", default="policies")

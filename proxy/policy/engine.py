@@ -46,7 +46,8 @@ class Decision:
 
 
 class Engine(Protocol):
-    """Evaluates the two policy rules. Raises PolicyUnavailable when it cannot; undefined results are None."""
+    """Evaluates the two policy rules. Raises PolicyUnavailable when it cannot; undefined results are None.
+    The in-process engine first cuts a tools/call's arguments down to the policy's data.mcp.argument_names."""
 
     async def start(self) -> None: ...
 

@@ -242,7 +242,8 @@ class PolicyLoader:
 
 
 class RegoEngine:
-    """The in-process engine: a PolicyLoader for the bundle, an Evaluator for the queries."""
+    """The in-process engine: a PolicyLoader for the bundle, an Evaluator for the queries. A tools/call's arguments
+    and the decision on them come from one bundle, even across a reload (narrowing.py)."""
 
     def __init__(self, loader: PolicyLoader) -> None:
         self.loader = loader
@@ -264,7 +265,7 @@ class RegoEngine:
         if loaded is None:
             raise PolicyUnavailable("no policy bundle is loaded")
         try:
-            return self.evaluator.evaluate(loaded.compiled, f"mcp/{rule}", document), loaded.revision
+            return self.evaluator.evaluate_narrowed(loaded.compiled, f"mcp/{rule}", document), loaded.revision
         except EvaluationError as exc:
             raise PolicyUnavailable(f"evaluation failed: {exc}") from None
 

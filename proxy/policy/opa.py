@@ -1,4 +1,9 @@
-"""Remote OPA: the same input POSTed to an OPA server's data API; a timeout or any failure denies."""
+"""Remote OPA: the same input POSTed to an OPA server's data API; a timeout or any failure denies.
+
+OPA is not asked for data.mcp.argument_names: it gets a tools/call's whole arguments. The entrypoint exists for the
+in-process engine's memo (narrowing.py), which has no counterpart here, and would cost one more round trip per call.
+A policy whose argument_names names every argument its decision reads decides the same under both engines.
+"""
 
 from __future__ import annotations
 

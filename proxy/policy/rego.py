@@ -7,7 +7,8 @@ The C calls are made directly through regopy's ctypes layer: building the input 
 less than regopy's generic converter, and strings go in JSON-escaped (see _escaped), which regopy's converter gets
 wrong.
 Only the input paths the modules mention are handed over, and results are remembered per compiled policy when
-that is exact (see projection.py and memo.py).
+that is exact (see projection.py and memo.py); a tools/call's arguments are cut down to those the policy names
+(narrowing.py), so that the memo also serves calls with fresh arguments.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ import regopy
 from regopy import Interpreter, LogLevel, RegoError
 from regopy import rego_shared as native
 
+from proxy.policy import narrowing
 from proxy.policy.memo import ResultMemo
 from proxy.policy.projection import InputUse, input_use, project
 
-ENTRYPOINTS = ("mcp/decision", "mcp/visible")
+ENTRYPOINTS = ("mcp/decision", "mcp/visible", narrowing.ENTRYPOINT)
 
 _KEYWORDS = frozenset({"if", "not", "some", "every", "in", "contains", "else", "default", "with", "as", "import",
-                       "package", "true", "false", "null", "print"})
+                       "package", "true", "false", "null", "print", "set"})  # set(): the empty set
 _CALL = re.compile(r"(?<![\w.\]])([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)\s*\(")
 _DEFINITION = re.compile(r"^([A-Za-z_][\w]*)\s*\(", re.MULTILINE)
 _IMPORT = re.compile(r"^import\s+([\w.]+)(?:\s+as\s+(\w+))?", re.MULTILINE)
@@ -57,6 +59,7 @@ class CompiledPolicy:
     modules: tuple[str, ...]
     use: InputUse  # the input paths the modules read; whether results may be remembered
     memo: ResultMemo | None = None  # present when use.cacheable
+    narrows_arguments: bool = False  # defines data.mcp.argument_names (see narrowing.py)
 
 
 def compile_policy(modules: Mapping[str, str], data: Mapping[str, Any] | None = None,
@@ -84,7 +87,8 @@ def compile_policy(modules: Mapping[str, str], data: Mapping[str, Any] | None = 
     blanked = [_blank_literals(source) for source in modules.values()]
     called = {match.group(1) for text in blanked for match in _CALL.finditer(text)}
     use = input_use(blanked, called, interpolated=any(_TEMPLATE.search(source) for source in modules.values()))
-    return CompiledPolicy(bundle, tuple(modules), use, ResultMemo() if use.cacheable else None)
+    return CompiledPolicy(bundle, tuple(modules), use, ResultMemo() if use.cacheable else None,
+                          narrowing.defines_argument_names(blanked))
 
 
 def lint_builtins(modules: Mapping[str, str], builder: Interpreter) -> list[str]:
@@ -169,6 +173,16 @@ class Evaluator:
             interpreter.log_level = LogLevel.NONE
             self._local.interpreter = interpreter
         return interpreter
+
+    def evaluate_narrowed(self, policy: CompiledPolicy, entrypoint: str, document: Any) -> Any:
+        """evaluate() as the sidecar queries a message's entrypoint: a tools/call's arguments cut down first to the
+        ones the policy's argument_names reads, when it defines that entrypoint."""
+        if policy.narrows_arguments:
+            try:
+                document = narrowing.narrow(document, lambda bare: self.evaluate(policy, narrowing.ENTRYPOINT, bare))
+            except narrowing.IllTypedNames as exc:
+                raise EvaluationError(str(exc)) from None
+        return self.evaluate(policy, entrypoint, document)
 
     def evaluate(self, policy: CompiledPolicy, entrypoint: str, document: Any) -> Any:
         """The entrypoint's value, or None when undefined; raises EvaluationError when evaluation failed."""

@@ -11,9 +11,17 @@ from typing import Any, TextIO
 import orjson
 import yaml
 
+from proxy.policy import narrowing
 from proxy.policy.engine import VISIBLE_RULE, decision_from, visible_keys
 from proxy.policy.loader import read_source
-from proxy.policy.rego import ENTRYPOINTS, EvaluationError, Evaluator, PolicyCompileError, compile_policy
+from proxy.policy.rego import (
+    ENTRYPOINTS,
+    CompiledPolicy,
+    EvaluationError,
+    Evaluator,
+    PolicyCompileError,
+    compile_policy,
+)
 
 _PACKAGE = re.compile(r"^package\s+([\w.]+)", re.MULTILINE)
 _TEST_RULE = re.compile(r"^(test_\w+)\b", re.MULTILINE)
@@ -60,13 +68,29 @@ def run_tests(directory: Path) -> list[TestResult]:
         name = "data." + entrypoint.replace("/", ".")
         try:
             document = evaluator.evaluate(compiled, entrypoint + INPUT_SUFFIX, {})
-            value = evaluator.evaluate(compiled, entrypoint, {} if document is None else document)
+            document = {} if document is None else document
+            value = evaluator.evaluate(compiled, entrypoint, document)
+            narrowed = narrowing_problem(evaluator, compiled, document)
         except EvaluationError as exc:
             results.append(TestResult(name, "error", str(exc)))
             continue
         detail = "" if value is True else ("undefined" if value is None else f"value {orjson.dumps(value).decode()}")
+        if value is True and narrowed is not None:
+            value, detail = False, narrowed
         results.append(TestResult(name, "pass" if value is True else "fail", detail))
     return results
+
+
+def narrowing_problem(evaluator: Evaluator, compiled: CompiledPolicy, document: Any) -> str | None:
+    """For a tools/call test input: why data.mcp.decision changes when it sees only the arguments that
+    data.mcp.argument_names names (it reads one it does not name), or None. A test runs with all of them."""
+    if not compiled.narrows_arguments or narrowing.without_arguments(document) is None:
+        return None
+    whole = evaluator.evaluate(compiled, "mcp/decision", document)
+    if evaluator.evaluate_narrowed(compiled, "mcp/decision", document) == whole:
+        return None
+    return (f"data.mcp.decision differs when it sees only the arguments data.mcp.{narrowing.RULE} names: "
+            "it reads an argument that entrypoint leaves out")
 
 
 def test_command(directory: Path, verbose: bool, out: TextIO = sys.stdout) -> int:
@@ -99,19 +123,28 @@ def check_command(directory: Path, out: TextIO = sys.stdout) -> int:
 
 
 def eval_command(directory: Path, input_path: Path, rule: str, out: TextIO = sys.stdout) -> int:
-    """Print what the sidecar would decide for an input document (JSON or YAML), validated as the stage does."""
+    """Print what the sidecar would decide for an input document (JSON or YAML), validated as the stage does
+    (a tools/call's arguments cut down to what argument_names names); or the names themselves."""
     try:
         document = _read_input(input_path)
         source = read_source(directory)
         compiled = compile_policy(source.modules, source.data)
-        value = Evaluator().evaluate(compiled, f"mcp/{rule}", document)
+        if rule == narrowing.RULE:  # evaluated as the sidecar does: over the input without the arguments
+            bare = narrowing.without_arguments(document)
+            value = Evaluator().evaluate(compiled, narrowing.ENTRYPOINT, document if bare is None else bare)
+            names = narrowing.argument_names(value)
+        else:
+            value = Evaluator().evaluate_narrowed(compiled, f"mcp/{rule}", document)
     except PolicyCompileError as exc:
         return _report_problems(exc.problems, out)
     except (OSError, ValueError, EvaluationError) as exc:
         print(f"error: {exc}", file=out)
         return 1
-    if rule == VISIBLE_RULE:
-        result: dict[str, Any] = {"visible": sorted(visible_keys(value)), "revision": source.revision}
+    if rule == narrowing.RULE:  # null: the decision sees every argument
+        result: dict[str, Any] = {"argument_names": None if names is None else list(names),
+                                  "revision": source.revision}
+    elif rule == VISIBLE_RULE:
+        result = {"visible": sorted(visible_keys(value)), "revision": source.revision}
     else:
         decision = decision_from(value, source.revision)
         result = {"allow": decision.allow, "reasons": list(decision.reasons),

@@ -60,3 +60,33 @@ def test_eval_prints_the_decision(tmp_path: Path) -> None:
     denied = orjson.loads(sidecar("eval", "--input", str(tmp_path / "input.json"), "--dir", "policies").stdout)
     assert denied["allow"] is False
     assert denied["reasons"] == ["run_query: argument sql must be a single SELECT statement"]
+
+
+def test_eval_prints_the_argument_names_and_decides_on_them(tmp_path: Path) -> None:
+    result = sidecar("eval", "--input", "policies/examples/call-run-query.json", "--rule", "argument_names")
+    assert result.returncode == 0, result.stderr
+    assert orjson.loads(result.stdout)["argument_names"] == ["sql"]
+    shutil.copytree(ROOT / "policies", tmp_path / "p")
+    (tmp_path / "p" / "blind.rego").write_text('package mcp\nimport rego.v1\n\nargument_names contains "limit"\n')
+    blind = orjson.loads(sidecar("eval", "--input", "policies/examples/call-run-query.json", "--dir",
+                                 str(tmp_path / "p")).stdout)
+    # The decision is handed sql and limit only (limit is absent): the SELECT is still judged, and allowed.
+    assert blind["allow"] is True
+
+
+def test_policy_test_fails_a_call_whose_decision_reads_an_argument_it_does_not_name(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "policies", tmp_path / "p")
+    (tmp_path / "p" / "limits.rego").write_text(
+        'package mcp\nimport rego.v1\n\nreasons contains "limit too high" if input.mcp.tool.arguments.limit > 100\n')
+    (tmp_path / "p" / "limits_test.rego").write_text(
+        "package mcp_test.limits\nimport rego.v1\n\n"
+        'test_high_limit_denied_input := data.mcp_test.fixtures.call("lookup", {"limit": 500}, '
+        'data.mcp_test.fixtures.read_only, ["reader"])\n\n'
+        "test_high_limit_denied if not data.mcp.decision.allow\n")
+    result = sidecar("test", str(tmp_path / "p"))
+    assert result.returncode == 1
+    assert ("FAIL: data.mcp_test.limits.test_high_limit_denied (data.mcp.decision differs when it sees only the "
+            "arguments data.mcp.argument_names names" in result.stdout)
+    with (tmp_path / "p" / "limits.rego").open("a") as source:
+        source.write('\nargument_names contains "limit" if input.mcp.tool.name == "lookup"\n')
+    assert sidecar("test", str(tmp_path / "p")).returncode == 0

@@ -22,6 +22,7 @@ class FakeOpa:
 
     def __init__(self) -> None:
         self.inputs: list[dict[str, Any]] = []
+        self.rules: list[str] = []
         self.delay = 0.0
         self.status = 200
 
@@ -33,6 +34,7 @@ class FakeOpa:
             return web.json_response({"code": "internal_error"}, status=self.status)
         body: dict[str, Any] = {"provenance": {"bundles": {"authz": {"revision": "opa-rev-7"}}}}
         rule = request.match_info["path"]
+        self.rules.append(rule)
         if rule == "mcp/decision":
             tool = (document["mcp"]["tool"] or {}).get("name")
             if tool == "delete_file":
@@ -76,6 +78,7 @@ async def test_opa_decides_calls_and_lists(stateless_upstream: str) -> None:
     assert opa_denied.is_error and opa_denied.content[0].text == "Unknown tool: delete_file"
     call_input = next(doc for doc in opa.inputs if doc["mcp"]["method"] == "tools/call")
     assert call_input["version"] == 1 and call_input["mcp"]["tool"]["arguments"] == {"a": 1, "b": 2}
+    assert "mcp/argument_names" not in opa.rules  # OPA is not asked: it decides on the whole arguments
     assert call_input["mcp"]["tool"]["annotations"]["readOnlyHint"] is True  # from the sidecar's own catalog
     assert opa.inputs[denied_input]["mcp"]["tool"]["name"] == "delete_file"
 

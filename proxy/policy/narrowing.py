@@ -1,0 +1,72 @@
+"""data.mcp.argument_names: the arguments of a tools/call that its decision reads, so that only those reach it.
+
+A call's arguments differ on nearly every call, so a result keyed by the whole projected input (memo.py) is rarely
+remembered for a tools/call. A policy that defines `argument_names` (a set of argument names) says which ones its
+rules read. The entrypoint is evaluated over the call's input without `input.mcp.tool.arguments` (so its own
+result is remembered per caller and tool), then every entrypoint queried for that call sees the arguments cut
+down to those names: a call that differs only in other arguments reuses the remembered decision.
+Undefined, or a set holding "*": all arguments (as without the entrypoint). Any other value is an error (deny).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+RULE = "argument_names"
+ENTRYPOINT = "mcp/" + RULE
+ALL = "*"
+
+_PACKAGE = re.compile(r"^package\s+([\w.]+)", re.MULTILINE)
+_HEAD = re.compile(r"^[ \t]*" + RULE + r"\b", re.MULTILINE)
+
+
+class IllTypedNames(ValueError):
+    """data.mcp.argument_names is neither undefined nor a set of strings."""
+
+
+def defines_argument_names(blanked_sources: Iterable[str]) -> bool:
+    """Whether a module may define data.mcp.argument_names (strings and comments blanked). A body line that starts
+    with the name reads as a head too: that only costs an evaluation that comes back undefined."""
+    for source in blanked_sources:
+        package = _PACKAGE.search(source)
+        name = package.group(1) if package else ""
+        if (name == "mcp" and _HEAD.search(source)) or name == "mcp." + RULE or name.startswith(f"mcp.{RULE}."):
+            return True
+    return False
+
+
+def narrow(document: Any, names_for: Callable[[dict[str, Any]], Any]) -> Any:
+    """The document a tools/call's entrypoints see: its arguments cut down to the names `names_for` returns for
+    the document without them. Any other document is returned as it is."""
+    bare = without_arguments(document)
+    if bare is None:
+        return document
+    names = argument_names(names_for(bare))
+    if names is None:
+        return document
+    tool = document["mcp"]["tool"]
+    arguments = tool["arguments"]
+    kept = {name: arguments[name] for name in names if name in arguments}  # in name order: one memo key per value
+    return {**document, "mcp": {**document["mcp"], "tool": {**tool, "arguments": kept}}}
+
+
+def without_arguments(document: Any) -> dict[str, Any] | None:
+    """A tools/call's input without input.mcp.tool.arguments (what argument_names is evaluated over); None for any
+    other document."""
+    mcp = document.get("mcp") if isinstance(document, Mapping) else None
+    tool = mcp.get("tool") if isinstance(mcp, Mapping) else None
+    if not isinstance(tool, Mapping) or not isinstance(tool.get("arguments"), Mapping):
+        return None
+    bare = {key: value for key, value in tool.items() if key != "arguments"}
+    return {**document, "mcp": {**mcp, "tool": bare}}
+
+
+def argument_names(value: Any) -> tuple[str, ...] | None:
+    """The names the entrypoint returned, sorted; None for all arguments. Raises IllTypedNames."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise IllTypedNames(f"data.mcp.{RULE} is ill-typed: expected a set of argument names (strings)")
+    return None if ALL in value else tuple(sorted(set(value)))
