@@ -37,30 +37,42 @@ def defines_argument_names(blanked_sources: Iterable[str]) -> bool:
     return False
 
 
-def narrow(document: Any, names_for: Callable[[dict[str, Any]], Any]) -> Any:
-    """The document a tools/call's entrypoints see: its arguments cut down to the names `names_for` returns for
-    the document without them. Any other document is returned as it is."""
-    bare = without_arguments(document)
-    if bare is None:
-        return document
-    names = argument_names(names_for(bare))
-    if names is None:
-        return document
-    tool = document["mcp"]["tool"]
-    arguments = tool["arguments"]
+def call_tool(document: Any) -> Mapping[str, Any] | None:
+    """input.mcp.tool when `document` is a tools/call's input (a tool with an arguments object), else None."""
+    mcp = document.get("mcp") if isinstance(document, Mapping) else None
+    tool = mcp.get("tool") if isinstance(mcp, Mapping) else None
+    return tool if isinstance(tool, Mapping) and isinstance(tool.get("arguments"), Mapping) else None
+
+
+def narrow(call: Mapping[str, Any], names_for: Callable[[dict[str, Any]], Any]) -> Any:
+    """A tools/call's input (or its projection, which may hold no tool or no arguments) with the arguments cut
+    down to the names `names_for` returns for the input without them. The names are asked for in every case: an
+    ill-typed answer denies even a call with nothing to cut."""
+    mcp = call.get("mcp")
+    tool = mcp.get("tool") if isinstance(mcp, Mapping) else None
+    if not isinstance(tool, Mapping):
+        argument_names(names_for(dict(call)))
+        return call
+    names = argument_names(names_for(_with_tool(call, {key: value for key, value in tool.items()
+                                                       if key != "arguments"})))
+    arguments = tool.get("arguments")
+    if names is None or not isinstance(arguments, Mapping):
+        return call
     kept = {name: arguments[name] for name in names if name in arguments}  # in name order: one memo key per value
-    return {**document, "mcp": {**document["mcp"], "tool": {**tool, "arguments": kept}}}
+    return _with_tool(call, {**tool, "arguments": kept})
 
 
 def without_arguments(document: Any) -> dict[str, Any] | None:
     """A tools/call's input without input.mcp.tool.arguments (what argument_names is evaluated over); None for any
     other document."""
-    mcp = document.get("mcp") if isinstance(document, Mapping) else None
-    tool = mcp.get("tool") if isinstance(mcp, Mapping) else None
-    if not isinstance(tool, Mapping) or not isinstance(tool.get("arguments"), Mapping):
+    tool = call_tool(document)
+    if tool is None:
         return None
-    bare = {key: value for key, value in tool.items() if key != "arguments"}
-    return {**document, "mcp": {**mcp, "tool": bare}}
+    return _with_tool(document, {key: value for key, value in tool.items() if key != "arguments"})
+
+
+def _with_tool(document: Mapping[str, Any], tool: dict[str, Any]) -> dict[str, Any]:
+    return {**document, "mcp": {**document["mcp"], "tool": tool}}
 
 
 def argument_names(value: Any) -> tuple[str, ...] | None:

@@ -177,22 +177,26 @@ class Evaluator:
     def evaluate_narrowed(self, policy: CompiledPolicy, entrypoint: str, document: Any) -> Any:
         """evaluate() as the sidecar queries a message's entrypoint: a tools/call's arguments cut down first to the
         ones the policy's argument_names reads, when it defines that entrypoint."""
-        if policy.narrows_arguments:
-            try:
-                document = narrowing.narrow(document, lambda bare: self.evaluate(policy, narrowing.ENTRYPOINT, bare))
-            except narrowing.IllTypedNames as exc:
-                raise EvaluationError(str(exc)) from None
-        return self.evaluate(policy, entrypoint, document)
+        if not policy.narrows_arguments or narrowing.call_tool(document) is None:
+            return self.evaluate(policy, entrypoint, document)
+        projected = project(document, policy.use.paths)  # projected once, cut down and queried twice as it is
+        try:
+            narrowed = narrowing.narrow(projected, lambda bare: self._evaluate(policy, narrowing.ENTRYPOINT, bare))
+        except narrowing.IllTypedNames as exc:
+            raise EvaluationError(str(exc)) from None
+        return self._evaluate(policy, entrypoint, narrowed)
 
     def evaluate(self, policy: CompiledPolicy, entrypoint: str, document: Any) -> Any:
         """The entrypoint's value, or None when undefined; raises EvaluationError when evaluation failed."""
-        document = project(document, policy.use.paths)
-        key = _memo_key(entrypoint, document) if policy.memo is not None else None
+        return self._evaluate(policy, entrypoint, project(document, policy.use.paths))
+
+    def _evaluate(self, policy: CompiledPolicy, entrypoint: str, projected: Any) -> Any:
+        key = _memo_key(entrypoint, projected) if policy.memo is not None else None
         if key is not None:
             text = policy.memo.get(key)
             if text is not None:
                 return _value_of(text)
-        text = self._run(policy, entrypoint, document)
+        text = self._run(policy, entrypoint, projected)
         if key is not None:
             policy.memo.put(key, text)
         return _value_of(text)

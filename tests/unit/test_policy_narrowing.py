@@ -17,6 +17,7 @@ from tests.kit import make_ctx
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 CALL = {"mcp": {"method": "tools/call", "tool": {"name": "t", "arguments": {"b": 2, "a": 1}, "known": True}},
         "principal": {"roles": ["r"]}}
+ILL_TYPED = {"p.rego": 'package mcp\nimport rego.v1\ndecision := {"allow": true}\nargument_names := "a"\n'}
 
 
 @pytest.mark.parametrize(("source", "defined"), [
@@ -49,10 +50,11 @@ def test_undefined_or_the_wildcard_keep_every_argument(value) -> None:
     assert narrowing.narrow(CALL, lambda bare: value) is CALL
 
 
-@pytest.mark.parametrize("document", [{"mcp": {"method": "tools/list", "tool": None}}, {}, [],
+@pytest.mark.parametrize("document", [{"mcp": {"method": "tools/list", "tool": None}}, {},
                                       {"mcp": {"tool": {"name": "t", "arguments": "not an object"}}}])
-def test_other_documents_are_not_narrowed_nor_asked_about(document) -> None:
-    assert narrowing.narrow(document, lambda bare: pytest.fail("asked")) is document
+def test_other_documents_are_neither_narrowed_nor_asked_about(document) -> None:
+    assert narrowing.call_tool(document) is None
+    assert Evaluator().evaluate_narrowed(compile_policy(ILL_TYPED), "mcp/decision", document) == {"allow": True}
 
 
 @pytest.mark.parametrize("value", ["a", {"a": True}, ["a", 1], [None], 3])
@@ -61,12 +63,10 @@ def test_ill_typed_names_are_an_error(value) -> None:
         narrowing.narrow(CALL, lambda bare: value)
 
 
-def test_an_ill_typed_entrypoint_fails_evaluation() -> None:
-    compiled = compile_policy({"p.rego": 'package mcp\nimport rego.v1\ndecision := {"allow": true}\n'
-                                         'argument_names := "a"\n'})
+def test_an_ill_typed_entrypoint_fails_evaluation_of_a_call() -> None:
+    # The policy reads no input, so the projection holds no tool: the names are asked for all the same.
     with pytest.raises(EvaluationError, match="argument_names is ill-typed"):
-        Evaluator().evaluate_narrowed(compiled, "mcp/decision", CALL)
-    assert Evaluator().evaluate_narrowed(compiled, "mcp/decision", {"mcp": {"tool": None}}) == {"allow": True}
+        Evaluator().evaluate_narrowed(compile_policy(ILL_TYPED), "mcp/decision", CALL)
 
 
 def call(tool: str, arguments: dict) -> dict:
