@@ -7,7 +7,9 @@ policy reads, handing that to rego-cpp (shown apart in the `input` column), eval
 data.mcp.visible for a list) from the compiled bundle, and validating the result. `median`, `p90` and `p99` are
 with the result memo off (every decision evaluated); `memo hit` is the median when the same projected input was
 decided before under the same bundle. Building the input document from a call context is printed separately.
-Runs on one thread, as on the event loop.
+A second table queries as the stage does (memo on, a tools/call's arguments cut down to data.mcp.argument_names
+first) with new arguments on every call, once as shipped and once with argument_names ignored (as before it
+existed). Runs on one thread, as on the event loop.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import dataclasses
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -26,6 +29,7 @@ from proxy.context import Principal
 from proxy.policy.engine import decision_from, policy_input, visible_keys
 from proxy.policy.listing import list_item
 from proxy.policy.loader import load
+from proxy.policy.memo import ResultMemo
 from proxy.policy.projection import project
 from proxy.policy.rego import Evaluator
 from tests.kit import make_ctx
@@ -71,6 +75,45 @@ def measure(evaluator: Evaluator, loaded, compiled, rule: str, document: dict, i
         decision_from(value, loaded.revision) if rule == "decision" else visible_keys(value)
         timings.append((time.perf_counter() - started) * 1e6)
     return timings
+
+
+def fresh_arguments() -> dict[str, tuple[str, ToolInfo, Principal, Callable[[int], dict]]]:
+    """Calls whose arguments differ every time: (tool, catalog entry, caller, the n-th call's arguments)."""
+    add = ToolInfo.from_definition({"name": "add", "inputSchema": {"type": "object"}, "annotations": READ_ONLY})
+    query = ToolInfo.from_definition({"name": "run_query", "inputSchema": {"type": "object"}, "annotations": READ_ONLY})
+    return {
+        "add: no argument rule (reader)": ("add", add, principal("reader"), lambda n: {"a": n, "b": 2 * n}),
+        "run_query: sql rule, new sql (analyst)": ("run_query", query, principal("analyst"),
+                                                   lambda n: {"sql": f"SELECT id FROM orders WHERE total > {n}"}),
+        "run_query: same sql, new limit": ("run_query", query, principal("analyst"),
+                                           lambda n: {"sql": "SELECT id FROM orders", "limit": n}),
+    }
+
+
+def measure_fresh(evaluator: Evaluator, loaded, variants: list, tool: str, info: ToolInfo, caller: Principal,
+                  arguments: Callable[[int], dict], iterations: int) -> list[list[float]]:
+    """Per decision as the stage queries (memo on, arguments narrowed), each call with new arguments; the variants
+    (compiled policies) take turns call by call, so they share the machine's weather."""
+    documents = [policy_input(make_ctx("tools/call", target=tool, arguments=arguments(n), principal=caller),
+                              "upstream", info) for n in range(iterations)]
+    timings: list[list[float]] = [[] for _ in variants]
+    for document in documents:
+        for compiled, spent in zip(variants, timings, strict=True):
+            started = time.perf_counter()
+            decision_from(evaluator.evaluate_narrowed(compiled, "mcp/decision", document), loaded.revision)
+            spent.append((time.perf_counter() - started) * 1e6)
+    return timings
+
+
+def print_fresh(evaluator: Evaluator, loaded, iterations: int) -> None:
+    print(f"\nnew arguments on every call, as the stage queries (memo on; {iterations} calls, medians in us)")
+    print(f"{'call':40} {'argument_names':>15} {'ignored (before)':>17}")
+    for name, (tool, info, caller, arguments) in fresh_arguments().items():
+        variants = [dataclasses.replace(loaded.compiled, memo=ResultMemo(), narrows_arguments=narrows)
+                    for narrows in (True, False)]
+        timings = measure_fresh(evaluator, loaded, variants, tool, info, caller, arguments, iterations)
+        medians = [statistics.median(spent) for spent in timings]
+        print(f"{name:40} {medians[0]:15.1f} {medians[1]:17.1f}")
 
 
 def input_term_cost(evaluator: Evaluator, paths, document: dict, iterations: int) -> float:
@@ -121,6 +164,8 @@ def main() -> None:
     print(f"building the input document from a call context: {build:.1f} us (not included above)")
     print("input: of the median, handing the input document to rego-cpp")
     print(f"median of the tools/call decisions: {statistics.median(medians[:3]):.1f} us (goal < 150 us)")
+    if loaded.compiled.memo is not None:
+        print_fresh(evaluator, loaded, args.iterations)
 
 
 if __name__ == "__main__":
