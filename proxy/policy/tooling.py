@@ -70,13 +70,13 @@ def run_tests(directory: Path) -> list[TestResult]:
             document = evaluator.evaluate(compiled, entrypoint + INPUT_SUFFIX, {})
             document = {} if document is None else document
             value = evaluator.evaluate(compiled, entrypoint, document)
-            narrowed = narrowing_problem(evaluator, compiled, document)
+            mismatch = narrowing_problem(evaluator, compiled, document)
         except EvaluationError as exc:
             results.append(TestResult(name, "error", str(exc)))
             continue
         detail = "" if value is True else ("undefined" if value is None else f"value {orjson.dumps(value).decode()}")
-        if value is True and narrowed is not None:
-            value, detail = False, narrowed
+        if value is True and mismatch is not None:
+            value, detail = False, mismatch
         results.append(TestResult(name, "pass" if value is True else "fail", detail))
     return results
 
@@ -84,7 +84,7 @@ def run_tests(directory: Path) -> list[TestResult]:
 def narrowing_problem(evaluator: Evaluator, compiled: CompiledPolicy, document: Any) -> str | None:
     """For a tools/call test input: why data.mcp.decision changes when it sees only the arguments that
     data.mcp.argument_names names (it reads one it does not name), or None. A test runs with all of them."""
-    if not compiled.narrows_arguments or narrowing.without_arguments(document) is None:
+    if not compiled.narrows_arguments or narrowing.call_tool(document) is None:
         return None
     whole = evaluator.evaluate(compiled, "mcp/decision", document)
     if evaluator.evaluate_narrowed(compiled, "mcp/decision", document) == whole:
@@ -129,28 +129,29 @@ def eval_command(directory: Path, input_path: Path, rule: str, out: TextIO = sys
         document = _read_input(input_path)
         source = read_source(directory)
         compiled = compile_policy(source.modules, source.data)
-        if rule == narrowing.RULE:  # evaluated as the sidecar does: over the input without the arguments
-            bare = narrowing.without_arguments(document)
-            value = Evaluator().evaluate(compiled, narrowing.ENTRYPOINT, document if bare is None else bare)
-            names = narrowing.argument_names(value)
-        else:
-            value = Evaluator().evaluate_narrowed(compiled, f"mcp/{rule}", document)
+        result = _evaluated(compiled, rule, document, source.revision)
     except PolicyCompileError as exc:
         return _report_problems(exc.problems, out)
     except (OSError, ValueError, EvaluationError) as exc:
         print(f"error: {exc}", file=out)
         return 1
-    if rule == narrowing.RULE:  # null: the decision sees every argument
-        result: dict[str, Any] = {"argument_names": None if names is None else list(names),
-                                  "revision": source.revision}
-    elif rule == VISIBLE_RULE:
-        result = {"visible": sorted(visible_keys(value)), "revision": source.revision}
-    else:
-        decision = decision_from(value, source.revision)
-        result = {"allow": decision.allow, "reasons": list(decision.reasons),
-                  "obligations": decision.obligations, "revision": decision.revision}
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode(), file=out)
     return 0
+
+
+def _evaluated(compiled: CompiledPolicy, rule: str, document: Any, revision: str) -> dict[str, Any]:
+    evaluator = Evaluator()
+    if rule == narrowing.RULE:  # as the sidecar asks: over the input without the arguments; null: all of them
+        bare = narrowing.without_arguments(document)
+        names = narrowing.argument_names(evaluator.evaluate(compiled, narrowing.ENTRYPOINT,
+                                                            document if bare is None else bare))
+        return {"argument_names": None if names is None else list(names), "revision": revision}
+    value = evaluator.evaluate_narrowed(compiled, f"mcp/{rule}", document)
+    if rule == VISIBLE_RULE:
+        return {"visible": sorted(visible_keys(value)), "revision": revision}
+    decision = decision_from(value, revision)
+    return {"allow": decision.allow, "reasons": list(decision.reasons), "obligations": decision.obligations,
+            "revision": decision.revision}
 
 
 def _read_input(path: Path) -> Any:
