@@ -130,9 +130,11 @@ class Telemetry:
         tracer_provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(
             settings.sampling_ratio)), shutdown_on_exit=False)
         if settings.traces_endpoint:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from proxy.span_exporter import OtlpSpanExporter  # requests, only when spans are exported
 
-            exporter = OTLPSpanExporter(endpoint=settings.traces_endpoint, headers=dict(settings.headers), timeout=10)
+            # As the stock OTLP exporter: its TRACES_HEADERS variable under the configured (and general) headers.
+            headers = {**parse_headers(env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "")), **settings.headers}
+            exporter = OtlpSpanExporter.from_env(settings.traces_endpoint, headers, env, timeout_seconds=10)
             tracer_provider.add_span_processor(BatchSpanProcessor(exporter, **_batch_settings(env)))
         for processor in span_processors:
             tracer_provider.add_span_processor(processor)
