@@ -1,0 +1,115 @@
+"""The sidecar's spans, recorded as plain data and handed to span processors as finished ReadableSpans.
+
+The SDK's Tracer builds a Span object per span (a lock, BoundedAttributes validating each attribute, event and link
+lists, a ReadableSpan copy when it ends): about 30 us per span here, two per call, on the event loop. The sidecar's
+spans have a fixed shape (attributes come from semconv: str, int, float, bool or tuples of str; no events), so this
+recorder keeps what the SDK would keep and nothing more: the sampler and id generator decide the SpanContext as the
+Tracer does (ParentBased sampling, W3C random-trace-id flag, the parent's tracestate), attributes stay a dict, and
+`end()` builds one ReadableSpan (the SDK's public constructor) for the processors' `on_end`. The span limits of the
+OTEL_* variables (attribute count and value length) apply as in the SDK. Processors do not get `on_start` (the
+batch and simple processors ignore it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import Sampler
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+UNSET = Status(StatusCode.UNSET)
+
+
+class SpanRecorder:
+    """Starts spans; `shutdown()` flushes and stops the processors."""
+
+    def __init__(self, resource: Resource, sampler: Sampler, processors: Sequence[SpanProcessor],
+                 scope_name: str) -> None:
+        self.resource = resource
+        self.sampler = sampler
+        self.processors = tuple(processors)
+        self.scope = InstrumentationScope(scope_name, "")  # no version, as Tracer.get_tracer(name) records it
+        self.ids = RandomIdGenerator()
+        limits = SpanLimits()  # from OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT and friends, as the TracerProvider reads them
+        self.max_attributes = limits.max_span_attributes
+        self.max_length = limits.max_span_attribute_length
+
+    def start(self, name: str, kind: SpanKind, attributes: dict[str, Any],
+              context: otel_context.Context | None = None, links: Sequence[Link] = ()) -> RecordedSpan:
+        """A span whose parent is the span in `context` (the current context when None), as Tracer.start_span."""
+        parent = trace.get_current_span(context).get_span_context()
+        if parent.is_valid:
+            trace_id, random_id = parent.trace_id, parent.trace_flags.random_trace_id
+        else:
+            parent, trace_id, random_id = None, self.ids.generate_trace_id(), self.ids.is_trace_id_random()
+        sampling = self.sampler.should_sample(context, trace_id, name, kind, attributes, links)
+        flags = (TraceFlags.SAMPLED if sampling.decision.is_sampled() else 0) | (
+            TraceFlags.RANDOM_TRACE_ID if random_id else 0)
+        span_context = SpanContext(trace_id, self.ids.generate_span_id(), is_remote=False,
+                                   trace_flags=TraceFlags(flags), trace_state=sampling.trace_state)
+        recorder = self if sampling.decision.is_recording() else None
+        return RecordedSpan(recorder, name, kind, span_context, parent, attributes, tuple(links))
+
+    def finish(self, span: RecordedSpan, status: Status) -> None:
+        attributes = span.attributes
+        if self.max_length is not None or len(attributes) > (self.max_attributes or len(attributes)):
+            attributes = self._limited(attributes)
+        readable = ReadableSpan(
+            name=span.name, context=span.context, parent=span.parent, resource=self.resource, attributes=attributes,
+            links=span.links, kind=span.kind, status=status, start_time=span.start_time, end_time=time.time_ns(),
+            instrumentation_scope=self.scope)
+        for processor in self.processors:
+            processor.on_end(readable)
+
+    def _limited(self, attributes: dict[str, Any]) -> dict[str, Any]:
+        """The first max_attributes attributes, strings cut to max_length (as BoundedAttributes keeps them)."""
+        kept = dict(list(attributes.items())[:self.max_attributes])
+        if self.max_length is not None:
+            for key, value in kept.items():
+                if isinstance(value, str):
+                    kept[key] = value[:self.max_length]
+                elif isinstance(value, tuple):
+                    kept[key] = tuple(item[:self.max_length] if isinstance(item, str) else item for item in value)
+        return kept
+
+    def shutdown(self) -> None:
+        for processor in self.processors:
+            processor.shutdown()
+
+
+class RecordedSpan:
+    """One started span: its context for propagation, its attributes until it ends. Not recording (sampled out):
+    it still has a context, and `end()` does nothing."""
+
+    __slots__ = ("attributes", "context", "kind", "links", "name", "parent", "recorder", "start_time")
+
+    def __init__(self, recorder: SpanRecorder | None, name: str, kind: SpanKind, context: SpanContext,
+                 parent: SpanContext | None, attributes: dict[str, Any], links: tuple[Link, ...]) -> None:
+        self.recorder = recorder
+        self.name = name
+        self.kind = kind
+        self.context = context
+        self.parent = parent
+        self.attributes = attributes
+        self.links = links
+        self.start_time = time.time_ns()
+
+    def end(self, attributes: dict[str, Any], error_description: str | None = None, error: bool = False) -> None:
+        """Ends the span with more attributes; `error` sets the ERROR status (with its description)."""
+        if self.recorder is None:
+            return
+        self.attributes.update(attributes)
+        self.recorder.finish(self, Status(StatusCode.ERROR, error_description) if error else UNSET)
+        self.recorder = None  # ended once
+
+    def in_context(self, parent: otel_context.Context | None = None) -> otel_context.Context:
+        """`parent` (or the current context) with this span as the current span, for children and log lines."""
+        return trace.set_span_in_context(trace.NonRecordingSpan(self.context), parent)
