@@ -100,14 +100,16 @@ class Telemetry:
 
     def __init__(self, config: TelemetryConfig, spans: SpanRecorder | None = None,
                  meter_provider: MeterProvider | None = None, prometheus: PrometheusReader | None = None,
-                 upstream_url: str | None = None, metric_push: MetricPush | None = None) -> None:
+                 upstream_url: str | None = None, metric_push: MetricPush | None = None,
+                 prometheus_only: bool = False) -> None:
         self.config = config
         self.metric_push = metric_push
         self.spans = spans
         self.meter_provider = meter_provider
         self.prometheus = prometheus
         meter = meter_provider.get_meter(SCOPE) if meter_provider else otel_metrics.NoOpMeter(SCOPE)
-        self.metrics = SidecarMetrics(meter, config.metric_label_limit)
+        # Durations aggregated by the sidecar when the Prometheus snapshot is what every consumer reads.
+        self.metrics = SidecarMetrics(meter, config.metric_label_limit, prometheus if prometheus_only else None)
         parts = urlsplit(upstream_url or "")
         self.upstream_address = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
 
@@ -153,7 +155,8 @@ class Telemetry:
                 readers.append(PeriodicExportingMetricReader(
                     exporter, export_interval_millis=settings.metric_interval_seconds * 1000))
         meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
-        return cls(section, spans, meter_provider, prometheus, config.upstream.url, push)
+        return cls(section, spans, meter_provider, prometheus, config.upstream.url, push,
+                   prometheus_only=prometheus is not None and readers == [prometheus])
 
     @property
     def enabled(self) -> bool:
