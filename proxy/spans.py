@@ -3,10 +3,10 @@
 The SDK's Tracer builds a Span object per span (a lock, BoundedAttributes validating each attribute, event and link
 lists, a ReadableSpan copy when it ends): about 30 us per span here, two per call, on the event loop. The sidecar's
 spans have a fixed shape (attributes come from semconv: str, int, float, bool or tuples of str; no events), so this
-recorder keeps what the SDK would keep and nothing more: the sampler and id generator decide the SpanContext as the
-Tracer does (ParentBased sampling, W3C random-trace-id flag, the parent's tracestate), attributes stay a dict, and
-`end()` builds one ReadableSpan (the SDK's public constructor) for the processors' `on_end`. The span limits of the
-OTEL_* variables (attribute count and value length) apply as in the SDK. Processors do not get `on_start` (the
+recorder keeps what the SDK would keep and nothing more: the SpanContext is decided as the Tracer decides it
+(ParentBased sampling around the SDK's root sampler, the SDK id generator, W3C random-trace-id flag, the parent's
+tracestate), attributes stay a dict, and `end()` builds one ReadableSpan (the SDK's public constructor) for the
+processors' `on_end`. The OTEL_SPAN_ATTRIBUTE_* limits apply as in the SDK. Processors do not get `on_start` (the
 batch and simple processors ignore it).
 """
 
@@ -29,12 +29,13 @@ UNSET = Status(StatusCode.UNSET)
 
 
 class SpanRecorder:
-    """Starts spans; `shutdown()` flushes and stops the processors."""
+    """Starts spans; `shutdown()` flushes and stops the processors. Sampling is ParentBased(root_sampler) with the
+    default delegates: a span with a valid parent (remote or local) follows the parent's sampled flag."""
 
-    def __init__(self, resource: Resource, sampler: Sampler, processors: Sequence[SpanProcessor],
+    def __init__(self, resource: Resource, root_sampler: Sampler, processors: Sequence[SpanProcessor],
                  scope_name: str) -> None:
         self.resource = resource
-        self.sampler = sampler
+        self.root_sampler = root_sampler
         self.processors = tuple(processors)
         self.scope = InstrumentationScope(scope_name, "")  # no version, as Tracer.get_tracer(name) records it
         self.ids = RandomIdGenerator()
@@ -46,17 +47,18 @@ class SpanRecorder:
               context: otel_context.Context | None = None, links: Sequence[Link] = ()) -> RecordedSpan:
         """A span whose parent is the span in `context` (the current context when None), as Tracer.start_span."""
         parent = trace.get_current_span(context).get_span_context()
-        if parent.is_valid:
-            trace_id, random_id = parent.trace_id, parent.trace_flags.random_trace_id
+        if parent.is_valid:  # ParentBased with its default delegates: the parent's decision and tracestate
+            trace_id, random_id, state = parent.trace_id, parent.trace_flags.random_trace_id, parent.trace_state
+            recording = sampled = parent.trace_flags.sampled
         else:
             parent, trace_id, random_id = None, self.ids.generate_trace_id(), self.ids.is_trace_id_random()
-        sampling = self.sampler.should_sample(context, trace_id, name, kind, attributes, links)
-        flags = (TraceFlags.SAMPLED if sampling.decision.is_sampled() else 0) | (
-            TraceFlags.RANDOM_TRACE_ID if random_id else 0)
+            sampling = self.root_sampler.should_sample(context, trace_id, name, kind, attributes, links)
+            sampled, recording, state = (sampling.decision.is_sampled(), sampling.decision.is_recording(),
+                                         sampling.trace_state)
+        flags = (TraceFlags.SAMPLED if sampled else 0) | (TraceFlags.RANDOM_TRACE_ID if random_id else 0)
         span_context = SpanContext(trace_id, self.ids.generate_span_id(), is_remote=False,
-                                   trace_flags=TraceFlags(flags), trace_state=sampling.trace_state)
-        recorder = self if sampling.decision.is_recording() else None
-        return RecordedSpan(recorder, name, kind, span_context, parent, attributes, tuple(links))
+                                   trace_flags=TraceFlags(flags), trace_state=state)
+        return RecordedSpan(self if recording else None, name, kind, span_context, parent, attributes, tuple(links))
 
     def finish(self, span: RecordedSpan, status: Status) -> None:
         attributes = span.attributes

@@ -26,7 +26,7 @@ from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetr
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 from opentelemetry.trace import Link, SpanContext, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -137,8 +137,8 @@ class Telemetry:
             headers = {**parse_headers(env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "")), **settings.headers}
             exporter = OtlpSpanExporter.from_env(settings.traces_endpoint, headers, env, timeout_seconds=10)
             processors.append(BatchSpanProcessor(exporter, **_batch_settings(env)))
-        spans = SpanRecorder(resource, ParentBased(TraceIdRatioBased(settings.sampling_ratio)),
-                             [*processors, *span_processors], SCOPE)
+        spans = SpanRecorder(resource, TraceIdRatioBased(settings.sampling_ratio), [*processors, *span_processors],
+                             SCOPE)
         readers = list(metric_readers)
         prometheus = PrometheusReader() if section.prometheus else None
         if prometheus is not None:

@@ -22,8 +22,7 @@ END = {"http.response.status_code": 502, "mcp_sidecar.policy.reasons": ("a", "b"
 
 def recorder(ratio: float = 1.0) -> tuple[SpanRecorder, InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
-    return SpanRecorder(RESOURCE, ParentBased(TraceIdRatioBased(ratio)), [SimpleSpanProcessor(exporter)],
-                        "mcp-sidecar"), exporter
+    return SpanRecorder(RESOURCE, TraceIdRatioBased(ratio), [SimpleSpanProcessor(exporter)], "mcp-sidecar"), exporter
 
 
 def sdk_spans(parent: trace.Context | None) -> list[ReadableSpan]:
@@ -81,3 +80,16 @@ def test_attribute_limits_from_the_environment_apply(monkeypatch: pytest.MonkeyP
     spans.start("s", SpanKind.SERVER, {"a": "abcdef", "b": ("xyzw", 5)}).end({"c": "dropped"})
     [span] = exporter.get_finished_spans()
     assert dict(span.attributes) == {"a": "abc", "b": ("xyz", 5)}
+
+
+def test_a_parent_that_was_not_sampled_is_followed_as_the_sdk_follows_it() -> None:
+    unsampled = SpanContext(REMOTE.trace_id, REMOTE.span_id, is_remote=True, trace_flags=TraceFlags(2),
+                            trace_state=REMOTE.trace_state)
+    parent = trace.set_span_in_context(NonRecordingSpan(unsampled))
+    spans, exporter = recorder()
+    ours = spans.start("s", SpanKind.SERVER, {}, parent)
+    ours.end({})
+    theirs = TracerProvider(sampler=ParentBased(TraceIdRatioBased(1.0))).get_tracer("t").start_span("s", parent)
+    assert exporter.get_finished_spans() == () and not theirs.is_recording()
+    assert (ours.context.trace_flags, ours.context.trace_state, ours.context.trace_id) == \
+        (theirs.get_span_context().trace_flags, theirs.get_span_context().trace_state, REMOTE.trace_id)
