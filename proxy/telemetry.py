@@ -96,7 +96,8 @@ def _ratio(raw: str | None) -> float:
 
 
 class Telemetry:
-    """One sidecar's tracer, meter, metrics and Prometheus reader; `disabled()` gives no-op ones."""
+    """One sidecar's span recorder, meter, metrics and Prometheus reader; `disabled()` has no spans and a no-op
+    meter."""
 
     def __init__(self, config: TelemetryConfig, spans: SpanRecorder | None = None,
                  meter_provider: MeterProvider | None = None, prometheus: PrometheusReader | None = None,
