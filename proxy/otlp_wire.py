@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanContext, SpanKind
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ _FLAGS_LOCAL = b"\x85\x01" + struct.pack("<I", 0x100)  # Span.flags (16, fixed32
 _FLAGS_REMOTE = b"\x85\x01" + struct.pack("<I", 0x300)  # ... and IS_REMOTE (the parent came from elsewhere)
 _LINK_FLAGS_LOCAL = b"\x35" + struct.pack("<I", 0x100)  # Link.flags (6, fixed32)
 _LINK_FLAGS_REMOTE = b"\x35" + struct.pack("<I", 0x300)
+_UNSET_STATUS = b"\x7a\x00"  # Span.status (15), an empty Status: the common case
 _FIXED64 = struct.Struct("<Q").pack
 _DOUBLE = struct.Struct("<d").pack
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -166,8 +167,10 @@ class TraceRequestEncoder:
             parts.append(_delimited(b"\x6a", self._link(link.context, link.attributes, link.dropped_attributes)))
         if span.dropped_links:
             parts += (b"\x70", varint(span.dropped_links))
-        if span.status is not None:
-            parts.append(_delimited(b"\x7a", _status(span.status)))
+        status = span.status
+        if status is not None:
+            parts.append(_UNSET_STATUS if status.status_code is StatusCode.UNSET and not status.description
+                         else _delimited(b"\x7a", _status(status)))
         parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
         return b"".join(parts)
 

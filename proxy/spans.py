@@ -26,6 +26,9 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 UNSET = Status(StatusCode.UNSET)
+FLAGS = {(sampled, random_id): TraceFlags((TraceFlags.SAMPLED if sampled else 0)
+                                          | (TraceFlags.RANDOM_TRACE_ID if random_id else 0))
+         for sampled in (False, True) for random_id in (False, True)}  # (sampled, random trace id) -> flags
 
 
 class SpanRecorder:
@@ -55,9 +58,8 @@ class SpanRecorder:
             sampling = self.root_sampler.should_sample(context, trace_id, name, kind, attributes, links)
             sampled, recording, state = (sampling.decision.is_sampled(), sampling.decision.is_recording(),
                                          sampling.trace_state)
-        flags = (TraceFlags.SAMPLED if sampled else 0) | (TraceFlags.RANDOM_TRACE_ID if random_id else 0)
         span_context = SpanContext(trace_id, self.ids.generate_span_id(), is_remote=False,
-                                   trace_flags=TraceFlags(flags), trace_state=state)
+                                   trace_flags=FLAGS[bool(sampled), bool(random_id)], trace_state=state)
         return RecordedSpan(self if recording else None, name, kind, span_context, parent, attributes, tuple(links))
 
     def finish(self, span: RecordedSpan, status: Status) -> None:
