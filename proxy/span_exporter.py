@@ -97,19 +97,18 @@ class OtlpSpanExporter(SpanExporter):
             response, error = self._post(body, deadline)
             if response is not None and 200 <= response.status_code < 400:
                 return True
-            status = response.status_code if response is not None else None
-            if not (status in RETRYABLE_STATUS if response is not None else isinstance(error, CONNECTION_ERRORS)):
-                log.error("Failed to export spans batch code: %s, reason: %s", status,
-                          (response.reason if response is not None else None) or error or "unknown")
+            status, reason = (response.status_code, response.reason) if response is not None else (None, None)
+            if not _transient(response, error):
+                log.error("Failed to export spans batch code: %s, reason: %s", status, reason or error or "unknown")
                 return False
-            backoff = (_retry_after(response) if response is not None else None)
+            backoff = _retry_after(response) if response is not None else None
             if backoff is None:
                 backoff = 2 ** attempt * random.uniform(0.8, 1.2)
             if attempt + 1 == MAX_ATTEMPTS or backoff > deadline - time.monotonic() or self._stopped.is_set():
                 log.error("Failed to export spans batch due to timeout, max retries or shutdown.")
                 return False
             log.warning("Transient error %s encountered while exporting spans batch, retrying in %.2fs.",
-                        (response.reason if response is not None else None) or error, backoff)
+                        reason or error, backoff)
             if self._stopped.wait(backoff):
                 log.warning("Shutdown in progress, aborting retry.")
                 return False
@@ -143,6 +142,13 @@ class OtlpSpanExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True  # nothing is buffered here
+
+
+def _transient(response: requests.Response | None, error: Exception | None) -> bool:
+    """Worth retrying: a retryable status, or no answer because the connection failed or timed out."""
+    if response is not None:
+        return response.status_code in RETRYABLE_STATUS
+    return isinstance(error, CONNECTION_ERRORS)
 
 
 def _retry_after(response: requests.Response) -> float | None:

@@ -64,7 +64,7 @@ class SpanRecorder:
 
     def finish(self, span: RecordedSpan, status: Status) -> None:
         attributes = span.attributes
-        if self.max_length is not None or len(attributes) > (self.max_attributes or len(attributes)):
+        if self.max_length is not None or (self.max_attributes is not None and len(attributes) > self.max_attributes):
             attributes = self._limited(attributes)
         readable = ReadableSpan(
             name=span.name, context=span.context, parent=span.parent, resource=self.resource, attributes=attributes,

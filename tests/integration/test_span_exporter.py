@@ -10,7 +10,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from proxy.span_exporter import OtlpSpanExporter, compression_from
-from tests.kit import serve_app
+from tests.kit import free_port, serve_app, wait_until
 from tests.unit.test_otlp_wire import finished_spans
 
 
@@ -77,3 +77,18 @@ def test_unknown_compression_falls_back_to_none() -> None:
     assert compression_from({"OTEL_EXPORTER_OTLP_COMPRESSION": "zstd"}) == "none"
     assert compression_from({"OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
                              "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": "deflate"}) == "deflate"
+
+
+async def test_shutdown_ends_a_retry_wait() -> None:
+    seen: list[tuple[Mapping[str, str], bytes]] = []
+    async with serve_app(receiver([(503, {"Retry-After": "30"})], seen)) as url:
+        exporter = OtlpSpanExporter(f"{url}/v1/traces", {}, timeout_seconds=60)
+        exporting = asyncio.create_task(export(exporter))
+        await wait_until(lambda: len(seen) == 1)
+        exporter.shutdown()
+        assert await asyncio.wait_for(exporting, 5) is SpanExportResult.FAILURE
+
+
+async def test_an_unreachable_collector_is_a_failure_not_an_error() -> None:
+    exporter = OtlpSpanExporter(f"http://127.0.0.1:{free_port()}/v1/traces", {}, timeout_seconds=0.5)
+    assert await export(exporter) is SpanExportResult.FAILURE
