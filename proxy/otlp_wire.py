@@ -30,8 +30,8 @@ _UNSET_STATUS = b"\x7a\x00"  # Span.status (15), an empty Status: the common cas
 _FIXED64 = struct.Struct("<Q").pack
 _DOUBLE = struct.Struct("<d").pack
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
-_ENTRY_LIMIT = 4096  # encoded (key, string value) pairs kept; all dropped when full
-_DISTINCT_LIMIT = 64  # a key with more distinct string values than this is not cached any more
+_ENTRY_LIMIT = 4096  # encoded (tag, key, str or int value) attributes kept; all dropped when full
+_DISTINCT_LIMIT = 64  # a key with more distinct values than this is not cached any more
 
 
 _SMALL = [bytes((value,)) for value in range(0x80)]
@@ -108,12 +108,12 @@ def _key_value(key: str, value: Any) -> bytes:
 
 
 class TraceRequestEncoder:
-    """Encodes batches of finished spans. Keeps the encoded form of repeated string attributes, resources and
-    scopes. Used by one thread at a time (the batch processor's)."""
+    """Encodes batches of finished spans. Keeps the encoded form of repeated attributes, resources and scopes.
+    Used by one thread at a time (the batch processor's)."""
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[str, str], bytes] = {}
-        self._distinct: Counter[str] = Counter()  # string values cached per key
+        self._entries: dict[tuple[bytes, str, str | int], bytes] = {}
+        self._distinct: Counter[str] = Counter()  # values cached per key
         self._resources: dict[int, tuple[Any, bytes]] = {}  # id -> (the object, so the id stays its own; bytes)
         self._scopes: dict[int, tuple[Any, bytes]] = {}
 
@@ -183,36 +183,38 @@ class TraceRequestEncoder:
 
     def attributes(self, tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
         """Repeated KeyValue under `tag`; a value OTLP cannot carry is logged and left out, as the exporter does.
-        A string attribute is encoded once per (key, value) and reused (method, tool, outcome... repeat on every
-        call), until its key showed too many distinct values (request and decision ids) to be worth keeping."""
+        A string or int attribute is encoded once per (tag, key, value) and reused (method, tool, outcome, status
+        code... repeat on every call), until its key showed too many distinct values (request and decision ids)."""
         if not attributes:
             return b""
         entries = self._entries
         parts = []
         for key, value in attributes.items():
-            entry = entries.get((key, value)) if type(value) is str else None
+            kind = type(value)
+            entry = entries.get((tag, key, value)) if kind is str or kind is int else None
             if entry is None:
-                entry = self._entry(key, value)
+                entry = self._entry(tag, key, value)
                 if entry is None:
                     continue
-            parts += (tag, entry)
+            parts.append(entry)
         return b"".join(parts)
 
-    def _entry(self, key: str, value: Any) -> bytes | None:
-        """One KeyValue with its length prefix (the tag goes before it), or None if the value is unencodable."""
+    def _entry(self, tag: bytes, key: str, value: Any) -> bytes | None:
+        """One KeyValue field (tag, length, key and value), or None if the value is unencodable."""
         try:
             encoded_value = any_value(value)
         except UnencodableValue as error:
             log.error("Failed to encode key %s: %s", key, error)
             return None
         key_value = _string(b"\x0a", key) + b"\x12" + varint(len(encoded_value)) + encoded_value
-        entry = varint(len(key_value)) + key_value
-        if type(value) is str and self._distinct[key] < _DISTINCT_LIMIT:
+        entry = tag + varint(len(key_value)) + key_value
+        kind = type(value)
+        if (kind is str or kind is int) and self._distinct[key] < _DISTINCT_LIMIT:
             if len(self._entries) >= _ENTRY_LIMIT:
                 self._entries.clear()
                 self._distinct.clear()
             self._distinct[key] += 1
-            self._entries[key, value] = entry
+            self._entries[tag, key, value] = entry
         return entry
 
     def _resource(self, resource: Any) -> bytes:

@@ -74,6 +74,19 @@ def test_encoding_matches_the_otlp_exporters_own() -> None:
     assert (server.trace_state, server.flags) == ("vendor=v1,other=x", 0x300)
 
 
+def test_many_distinct_values_of_a_key_encode_the_same_cached_or_not() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "s"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("mcp-sidecar")
+    for n in range(150):  # past the per-key limit, for a string and an int key; "same" stays cached
+        tracer.start_span("s", attributes={"id": f"r{n}", "port": n, "same": "x", "flag": n % 2 == 0}).end()
+    spans = list(exporter.get_finished_spans())
+    encoder = TraceRequestEncoder()
+    for _ in range(2):
+        assert ExportTraceServiceRequest.FromString(encoder.encode(spans)) == encode_spans(spans)
+
+
 def test_attributes_of_every_kind_decode_to_their_values() -> None:
     spans = finished_spans()
     ours = ExportTraceServiceRequest.FromString(TraceRequestEncoder().encode(spans))
