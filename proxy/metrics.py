@@ -10,10 +10,12 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 
 from proxy import semconv
 from proxy.context import CallContext
+from proxy.histograms import DurationHistogram
+from proxy.prometheus import PrometheusReader
 
 # Semconv histogram buckets for mcp.*.operation.duration, in seconds.
 DURATION_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
@@ -28,6 +30,16 @@ NAMED_COUNTERS = {
     "audit_failures": ("mcp_sidecar.audit.failures", "Audit events that could not be written"),
     "telemetry_failures": ("mcp_sidecar.telemetry.failures", "Spans or metrics the sidecar failed to record"),
 }
+
+
+def _duration(meter: Meter, snapshot: PrometheusReader | None, name: str,
+              description: str) -> Histogram | DurationHistogram:
+    if snapshot is None:
+        return meter.create_histogram(name, unit="s", description=description,
+                                      explicit_bucket_boundaries_advisory=DURATION_BUCKETS)
+    histogram = DurationHistogram(name, "s", description, DURATION_BUCKETS)
+    snapshot.include(meter.name, histogram.metric)
+    return histogram
 
 
 class BoundedLabels:
@@ -49,14 +61,15 @@ class BoundedLabels:
 
 
 class SidecarMetrics:
-    def __init__(self, meter: Meter, label_limit: int = 200) -> None:
+    """`snapshot` (when every metric consumer reads that reader's snapshots) takes the two duration histograms,
+    aggregated by the sidecar (histograms.py) instead of SDK instruments; the exported series are the same."""
+
+    def __init__(self, meter: Meter, label_limit: int = 200, snapshot: PrometheusReader | None = None) -> None:
         self._bounded = BoundedLabels(label_limit)
-        self.operation_duration = meter.create_histogram(
-            "mcp.server.operation.duration", unit="s", description="MCP messages handled by the sidecar",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS)
-        self.upstream_duration = meter.create_histogram(
-            "mcp.client.operation.duration", unit="s", description="Calls the sidecar made to the upstream",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS)
+        self.operation_duration = _duration(meter, snapshot, "mcp.server.operation.duration",
+                                            "MCP messages handled by the sidecar")
+        self.upstream_duration = _duration(meter, snapshot, "mcp.client.operation.duration",
+                                           "Calls the sidecar made to the upstream")
         # Calls: counted in a plain dict on the hot path (one tuple key per call) and handed to the SDK as an
         # observable counter when metrics are collected. A synchronous counter costs an SDK measurement per call
         # (attribute validation, hashing, a lock), once per metric reader; the exported series is the same.

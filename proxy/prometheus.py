@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import (
@@ -18,8 +19,10 @@ from opentelemetry.sdk.metrics.export import (
     Metric,
     MetricReader,
     MetricsData,
+    ScopeMetrics,
     Sum,
 )
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.core import Metric as Family
@@ -35,6 +38,7 @@ class PrometheusReader(MetricReader):
     def __init__(self) -> None:
         super().__init__()
         self._data: MetricsData | None = None
+        self._included: list[tuple[str, Callable[[], Metric]]] = []
         self._collecting = threading.Lock()  # scrapes (event loop) and the OTLP push thread both collect
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(_Collector(self))
@@ -47,11 +51,30 @@ class PrometheusReader(MetricReader):
             self.collect()
             return self._data
 
+    def include(self, scope_name: str, produce: Callable[[], Metric]) -> None:
+        """Adds a metric the sidecar aggregates itself (see histograms.py) to every snapshot, in `scope_name`."""
+        self._included.append((scope_name, produce))
+
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
-        self._data = metrics_data
+        self._data = _with_included(metrics_data, self._included) if self._included else metrics_data
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         self._data = None
+
+
+def _with_included(data: MetricsData, included: list[tuple[str, Callable[[], Metric]]]) -> MetricsData:
+    """`data` with the included metrics appended to their scope (in the first resource, the provider's own)."""
+    if not data.resource_metrics:
+        return data
+    first, *others = data.resource_metrics
+    scopes = list(first.scope_metrics)
+    for scope_name, produce in included:
+        index = next((n for n, scope in enumerate(scopes) if scope.scope.name == scope_name), None)
+        if index is None:
+            scopes.append(ScopeMetrics(InstrumentationScope(scope_name), [produce()], ""))
+        else:
+            scopes[index] = replace(scopes[index], metrics=[*scopes[index].metrics, produce()])
+    return MetricsData([replace(first, scope_metrics=scopes), *others])
 
 
 class _Collector:

@@ -99,7 +99,7 @@ def decision_attributes(record: CallRecord) -> dict[str, Any]:
     }
     attributes.update({key: value for key, value in optional.items() if value is not None})
     if record.policy_reasons:
-        attributes[POLICY_REASONS] = list(record.policy_reasons)
+        attributes[POLICY_REASONS] = tuple(record.policy_reasons)
     for key, value in (record.rate_limit or {}).items():
         if isinstance(value, str | int | float | bool):
             attributes[RATE_LIMIT + key] = value

@@ -24,10 +24,10 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import Link, SpanContext, SpanKind, StatusCode
+from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+from opentelemetry.trace import Link, SpanContext, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from proxy import mcp, semconv
@@ -37,6 +37,7 @@ from proxy.metric_push import MetricPush
 from proxy.metrics import SidecarMetrics
 from proxy.prometheus import PrometheusReader
 from proxy.reply import Reply
+from proxy.spans import SpanRecorder
 
 SCOPE = "mcp-sidecar"
 DEFAULT_SERVICE_NAME = "mcp-sidecar"
@@ -95,19 +96,21 @@ def _ratio(raw: str | None) -> float:
 
 
 class Telemetry:
-    """One sidecar's tracer, meter, metrics and Prometheus reader; `disabled()` gives no-op ones."""
+    """One sidecar's span recorder, meter, metrics and Prometheus reader; `disabled()` has no spans and a no-op
+    meter."""
 
-    def __init__(self, config: TelemetryConfig, tracer_provider: TracerProvider | None = None,
+    def __init__(self, config: TelemetryConfig, spans: SpanRecorder | None = None,
                  meter_provider: MeterProvider | None = None, prometheus: PrometheusReader | None = None,
-                 upstream_url: str | None = None, metric_push: MetricPush | None = None) -> None:
+                 upstream_url: str | None = None, metric_push: MetricPush | None = None,
+                 prometheus_only: bool = False) -> None:
         self.config = config
         self.metric_push = metric_push
-        self.tracer_provider = tracer_provider
+        self.spans = spans
         self.meter_provider = meter_provider
         self.prometheus = prometheus
-        self.tracer = tracer_provider.get_tracer(SCOPE) if tracer_provider else trace.NoOpTracer()
         meter = meter_provider.get_meter(SCOPE) if meter_provider else otel_metrics.NoOpMeter(SCOPE)
-        self.metrics = SidecarMetrics(meter, config.metric_label_limit)
+        # Durations aggregated by the sidecar when the Prometheus snapshot is what every consumer reads.
+        self.metrics = SidecarMetrics(meter, config.metric_label_limit, prometheus if prometheus_only else None)
         parts = urlsplit(upstream_url or "")
         self.upstream_address = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
 
@@ -127,15 +130,16 @@ class Telemetry:
         settings = resolve_settings(section, env)
         # service.instance.id tells apart the series of several workers or replicas.
         resource = Resource.create({"service.name": settings.service_name, "service.instance.id": uuid.uuid4().hex})
-        tracer_provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(
-            settings.sampling_ratio)), shutdown_on_exit=False)
+        processors: list[SpanProcessor] = []
         if settings.traces_endpoint:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from proxy.span_exporter import OtlpSpanExporter  # requests, only when spans are exported
 
-            exporter = OTLPSpanExporter(endpoint=settings.traces_endpoint, headers=dict(settings.headers), timeout=10)
-            tracer_provider.add_span_processor(BatchSpanProcessor(exporter, **_batch_settings(env)))
-        for processor in span_processors:
-            tracer_provider.add_span_processor(processor)
+            # As the stock OTLP exporter: its TRACES_HEADERS variable under the configured (and general) headers.
+            headers = {**parse_headers(env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "")), **settings.headers}
+            exporter = OtlpSpanExporter.from_env(settings.traces_endpoint, headers, env, timeout_seconds=10)
+            processors.append(BatchSpanProcessor(exporter, **_batch_settings(env)))
+        spans = SpanRecorder(resource, TraceIdRatioBased(settings.sampling_ratio), [*processors, *span_processors],
+                             SCOPE)
         readers = list(metric_readers)
         prometheus = PrometheusReader() if section.prometheus else None
         if prometheus is not None:
@@ -152,19 +156,20 @@ class Telemetry:
                 readers.append(PeriodicExportingMetricReader(
                     exporter, export_interval_millis=settings.metric_interval_seconds * 1000))
         meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
-        return cls(section, tracer_provider, meter_provider, prometheus, config.upstream.url, push)
+        return cls(section, spans, meter_provider, prometheus, config.upstream.url, push,
+                   prometheus_only=prometheus is not None and readers == [prometheus])
 
     @property
     def enabled(self) -> bool:
-        return self.tracer_provider is not None
+        return self.spans is not None
 
     def upstream_call(self, ctx: CallContext) -> UpstreamCall:
         return UpstreamCall(self, ctx)
 
     async def shutdown(self) -> None:
         """Flush what is batched (spans, last metrics) off the event loop; exporters block on HTTP."""
-        if self.tracer_provider is not None:
-            await asyncio.to_thread(self.tracer_provider.shutdown)
+        if self.spans is not None:
+            await asyncio.to_thread(self.spans.shutdown)
         if self.metric_push is not None:  # its last push reads the Prometheus reader: before the provider stops
             await asyncio.to_thread(self.metric_push.shutdown)
         if self.meter_provider is not None:
@@ -225,11 +230,12 @@ class UpstreamCall:
         host, port = telemetry.upstream_address
         if host:
             attributes.update({semconv.SERVER_ADDRESS: host, semconv.SERVER_PORT: port})
-        self.span = telemetry.tracer.start_span(semconv.span_name(ctx), kind=SpanKind.CLIENT, attributes=attributes)
-        self.ctx = self._propagate(ctx) if self.span.get_span_context().is_valid else ctx
+        assert telemetry.spans is not None  # only built when tracing is on (see app.forward_to)
+        self.span = telemetry.spans.start(semconv.span_name(ctx), SpanKind.CLIENT, attributes)
+        self.ctx = self._propagate(ctx)
 
     def _propagate(self, ctx: CallContext) -> CallContext:
-        carrier = trace_carrier(self.span.get_span_context())
+        carrier = trace_carrier(self.span.context)
         BAGGAGE.inject(carrier)  # the caller's baggage (current context), if it sent any
         headers = {**ctx.upstream_headers, **carrier}
         # Only into a _meta the client sent: creating one would change what the upstream sees (a 2026-07-28
@@ -255,7 +261,5 @@ class UpstreamCall:
             attributes[semconv.RPC_RESPONSE_STATUS_CODE] = code
         if error_type is not None:
             attributes[semconv.ERROR_TYPE] = error_type
-            self.span.set_status(StatusCode.ERROR, description)
-        self.span.set_attributes(attributes)
-        self.span.end()
+        self.span.end(attributes, description, error=error_type is not None)
         self.telemetry.metrics.upstream_finished(self.ctx, error_type, time.monotonic() - self.started)

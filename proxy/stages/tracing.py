@@ -13,8 +13,7 @@ from typing import Any
 import orjson
 import structlog
 from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, StatusCode
+from opentelemetry.trace import SpanKind
 
 from proxy import semconv
 from proxy.audit import redact
@@ -22,6 +21,7 @@ from proxy.config import TelemetryConfig
 from proxy.context import CallContext
 from proxy.pipeline import Deps, Handler
 from proxy.reply import Reply
+from proxy.spans import RecordedSpan
 from proxy.telemetry import TRACED_KINDS, Telemetry, parent_context
 
 log = structlog.get_logger("proxy.tracing")
@@ -35,6 +35,8 @@ class TracingStage:
         self.telemetry = telemetry
         self.config = telemetry.config
         self.metrics = telemetry.metrics
+        assert telemetry.spans is not None  # from_config builds the stage only when tracing is on
+        self.spans = telemetry.spans
 
     @classmethod
     def from_config(cls, config: TelemetryConfig, deps: Deps) -> TracingStage | None:
@@ -44,11 +46,11 @@ class TracingStage:
         if ctx.kind not in TRACED_KINDS:
             return await call_next(ctx)
         parent, links = parent_context(ctx)
-        span = self.telemetry.tracer.start_span(
-            semconv.span_name(ctx, self.config.resource_uri_in_span_name), context=parent, kind=SpanKind.SERVER,
-            attributes=semconv.server_attributes(ctx), links=links)
+        span = self.spans.start(semconv.span_name(ctx, self.config.resource_uri_in_span_name), SpanKind.SERVER,
+                                semconv.server_attributes(ctx), parent, links)
         self.metrics.started(ctx)
-        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        # Current while the inner stages run: the CLIENT span's parent, the audit event's ids, the caller's baggage.
+        token = otel_context.attach(span.in_context(parent))
         try:
             reply = await call_next(ctx)
         except BaseException as exc:  # a bug in a stage or a cancelled request: the span still ends
@@ -59,16 +61,16 @@ class TracingStage:
         reply.on_done(lambda done: self._finish(ctx, span, done))
         return reply
 
-    def _finish(self, ctx: CallContext, span: Span, reply: Reply) -> None:
+    def _finish(self, ctx: CallContext, span: RecordedSpan, reply: Reply) -> None:
         """Fails open: a telemetry bug must not break a reply that was already written."""
         try:
             self._describe(ctx, span, reply)
         except Exception:
             log.exception("tracing.failed", method=ctx.method)
             self.metrics.count("telemetry_failures")
-            span.end()
+            span.end({})
 
-    def _describe(self, ctx: CallContext, span: Span, reply: Reply) -> None:
+    def _describe(self, ctx: CallContext, span: RecordedSpan, reply: Reply) -> None:
         error_type, code, description = semconv.reply_error(ctx.record, reply)
         attributes: dict[str, Any] = {semconv.HTTP_RESPONSE_STATUS_CODE: reply.status}
         if code is not None:
@@ -81,16 +83,13 @@ class TracingStage:
             attributes[semconv.GEN_AI_TOOL_CALL_RESULT] = orjson.dumps(result).decode()
         self._end(ctx, span, error_type, description, attributes)
 
-    def _end(self, ctx: CallContext, span: Span, error_type: str | None, description: str | None,
+    def _end(self, ctx: CallContext, span: RecordedSpan, error_type: str | None, description: str | None,
              attributes: dict[str, Any] | None = None) -> None:
-        """One set_attributes call (each SDK call takes a lock and validates), then status, end, metrics."""
         attributes = {**(attributes or {}), **semconv.decision_attributes(ctx.record)}
         principal = ctx.record.principal or ctx.principal  # set by auth, which runs inside this stage
         if principal.authenticated:
             attributes[semconv.PRINCIPAL] = principal.subject
         if error_type is not None:
             attributes[semconv.ERROR_TYPE] = error_type
-            span.set_status(StatusCode.ERROR, description)
-        span.set_attributes(attributes)
-        span.end()
+        span.end(attributes, description, error=error_type is not None)
         self.metrics.finished(ctx, error_type, time.monotonic() - ctx.started)

@@ -132,3 +132,24 @@ def test_otlp_push_exports_the_prometheus_readers_snapshot_and_a_last_one_on_shu
     assert exported_calls(exporter.exports[-1]) == {labels: 2}  # cumulative, like the Prometheus text
     assert exporter.shut_down and len(exporter.exports) == 2
     assert samples(reader)[("mcp_sidecar_calls_total", tuple((k.replace(".", "_"), v) for k, v in labels))] == 2
+
+
+def test_durations_aggregated_by_the_sidecar_render_as_the_sdks() -> None:
+    def durations(snapshot: bool) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        reader = PrometheusReader()
+        provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+        metrics = SidecarMetrics(provider.get_meter("mcp-sidecar"), snapshot=reader if snapshot else None)
+        for seconds, target, error in ((0.01, "add", None), (0.03, "add", None), (400.0, "add", "tool_error"),
+                                       (0.2, "echo", None)):
+            ctx = make_ctx(target=target)
+            metrics.started(ctx)
+            metrics.upstream_finished(ctx, error, seconds / 2)
+            metrics.finished(ctx, error, seconds)
+        return {key: value for key, value in samples(reader).items() if "duration" in key[0]}
+
+    ours = durations(snapshot=True)
+    assert ours == durations(snapshot=False)
+    bucket = ("mcp_server_operation_duration_seconds_bucket", (
+        ("error_type", ""), ("gen_ai_tool_name", "add"), ("le", "0.01"), ("mcp_method_name", "tools/call"),
+        ("mcp_protocol_version", "2026-07-28")))
+    assert ours[bucket] == 1  # a value on a bound falls in that bound's bucket
