@@ -75,7 +75,7 @@ class Plan:
 
 
 def is_retry(params: Mapping[str, Any]) -> bool:
-    return any(name in params for name in RETRY_PARAMS)
+    return RETRY_PARAMS[0] in params or RETRY_PARAMS[1] in params
 
 
 def obligation_rule(obligation: Any, default_ttl: float, max_ttl: float) -> Rule | None:
@@ -114,12 +114,6 @@ def invalidated_by(notification: Mapping[str, Any]) -> str | None:
     return CHANGE_FAMILIES.get(method) if isinstance(method, str) else None
 
 
-def canonical_params(params: Mapping[str, Any]) -> bytes:
-    """The params that decide the result: everything but `_meta`, with sorted keys at every depth."""
-    return orjson.dumps({k: v for k, v in params.items() if k != "_meta"}, option=orjson.OPT_SORT_KEYS,
-                        default=str)
-
-
 def caller_scope(ctx: CallContext, key_claims: Sequence[str]) -> list[Any]:
     """The caller's authorization context: issuer, subject, the claims policy names, and for callers
     without a token their legacy session (the only thing that tells them apart)."""
@@ -131,10 +125,13 @@ def caller_scope(ctx: CallContext, key_claims: Sequence[str]) -> list[Any]:
 
 def make_plan(ctx: CallContext, rule: Rule, upstream: str) -> Plan:
     assert ctx.method is not None
-    base = [upstream, ctx.method, ctx.target, canonical_params(ctx.params).decode(), ctx.protocol_version,
-            ctx.record.policy_revision]
-    private_key = _digest([*base, caller_scope(ctx, rule.key_claims)])
-    public_key = None if rule.scope == PRIVATE else _digest([*base, [PUBLIC]])
+    # What the result depends on is serialised and hashed once; each key then adds its scope to a copy of that
+    # hash. The base is one JSON array, so base + scope can never be read as another base + another scope.
+    params = {k: v for k, v in ctx.params.items() if k != "_meta"}  # the params that decide the result
+    base = hashlib.sha256(orjson.dumps([upstream, ctx.method, ctx.target, params, ctx.protocol_version,
+                                        ctx.record.policy_revision], option=orjson.OPT_SORT_KEYS, default=str))
+    private_key = _scoped(base, caller_scope(ctx, rule.key_claims))
+    public_key = None if rule.scope == PRIVATE else _scoped(base, [PUBLIC])
     # Only calls whose result is meant to be shared wait on another caller's flight: an upstream-decided scope
     # is usually private, and waiting for a result one may not use would only add latency.
     flight_key = public_key if rule.scope == PUBLIC and public_key else private_key
@@ -142,8 +139,11 @@ def make_plan(ctx: CallContext, rule: Rule, upstream: str) -> Plan:
                 generations=generations_for(ctx.method, ctx.target), rule=rule)
 
 
-def _digest(parts: list[Any]) -> str:
-    return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
+def _scoped(base: Any, scope: list[Any]) -> str:
+    """The hex key of base (a sha256 object, left untouched) followed by one scope."""
+    digest = base.copy()
+    digest.update(orjson.dumps(scope, option=orjson.OPT_SORT_KEYS, default=str))
+    return digest.hexdigest()
 
 
 def entry_terms(rule: Rule, response: Mapping[str, Any], max_ttl: float) -> tuple[str, float] | None:

@@ -76,7 +76,8 @@ class BoundedMemoryCache(SimpleMemoryCache):
         self.used_bytes = 0
         self._index: OrderedDict[str, tuple[int, float | None]] = OrderedDict()  # key -> (size, expires at)
 
-    async def _get(self, key: str, encoding: str | None = "utf-8", _conn: Any = None) -> Any:
+    def lookup(self, key: str) -> Any:
+        """The live value under key (None when absent or expired), marked as recently used; no await."""
         entry = self._index.get(key)
         if entry is None:
             return None
@@ -86,8 +87,11 @@ class BoundedMemoryCache(SimpleMemoryCache):
         self._index.move_to_end(key)
         return self._cache.get(key)
 
+    async def _get(self, key: str, encoding: str | None = "utf-8", _conn: Any = None) -> Any:
+        return self.lookup(key)
+
     async def _multi_get(self, keys: Sequence[str], encoding: str | None = "utf-8", _conn: Any = None) -> list[Any]:
-        return [await self._get(key) for key in keys]
+        return [self.lookup(key) for key in keys]
 
     async def _set(self, key: str, value: Any, ttl: float | None = None, _cas_token: Any = None,
                    _conn: Any = None) -> bool:
@@ -120,7 +124,9 @@ class MemoryStore:
 
     async def fetch(self, keys: Sequence[str], generations: Sequence[str]) -> tuple[list[bytes | None],
                                                                                       list[str | None]]:
-        return await self.cache.multi_get(list(keys)), [self._generations.get(name) for name in generations]
+        # Straight to the index: aiocache's API wrappers (timeout, plugins, serializer, env lookups) cost more than
+        # the lookup itself, and an in-process dict needs none of them.
+        return [self.cache.lookup(key) for key in keys], [self._generations.get(name) for name in generations]
 
     async def put(self, key: str, value: bytes, ttl: float) -> None:
         await self.cache.set(key, value, ttl=ttl)

@@ -53,9 +53,11 @@ async def read_body(request: web.Request, server: ServerConfig) -> bytes:
     content_type = request.content_type
     if content_type != "application/json":
         raise UnsupportedMediaType("Content-Type must be application/json")
-    body = b""
-    while len(body) <= server.max_body_bytes:  # read() may return less than asked: loop until EOF or the limit
-        chunk = await request.content.read(server.max_body_bytes + 1 - len(body))
+    content = request.content
+    body = await content.read(server.max_body_bytes + 1)
+    # read() may return less than asked: loop until EOF or the limit (a small body is usually whole at once).
+    while len(body) <= server.max_body_bytes and not content.at_eof():
+        chunk = await content.read(server.max_body_bytes + 1 - len(body))
         if not chunk:
             break
         body += chunk
@@ -68,10 +70,26 @@ def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The MCP headers worth relaying: never Authorization, Host, Origin, cookies or hop-by-hop ones."""
     kept: dict[str, str] = {}
     for name, value in headers.items():
-        lower = name.lower()
-        if lower in mcp.FORWARDED_REQUEST_HEADERS or lower.startswith(mcp.HEADER_PARAM_PREFIX):
+        lower = _FORWARDED_NAMES.get(name)
+        if lower is None:
+            lower = _forwarded_name(name)
+        if lower:
             kept[lower] = value
     return kept
+
+
+# Header name as sent -> its lower-case form when forwarded, "" when not: clients send the same few names on every
+# request, and one dict lookup is cheaper than lower() and two tests. Bounded, since names come from clients.
+_FORWARDED_NAMES: dict[str, str] = {}
+_MAX_REMEMBERED_NAMES = 512
+
+
+def _forwarded_name(name: str) -> str:
+    lower = name.lower()
+    forwarded = lower if lower in mcp.FORWARDED_REQUEST_HEADERS or lower.startswith(mcp.HEADER_PARAM_PREFIX) else ""
+    if len(_FORWARDED_NAMES) < _MAX_REMEMBERED_NAMES:
+        _FORWARDED_NAMES[name] = forwarded
+    return forwarded
 
 
 def message_context(request: web.Request, body: bytes) -> CallContext:
