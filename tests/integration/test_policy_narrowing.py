@@ -3,14 +3,13 @@ still judged on the ones they do, ill-typed names denied, and policies without t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mcp import Client
 
 from proxy.app import STAGES
-from tests.integration.policy_support import POLICIES, copy_policies, install_identities, policy_tools_upstream, user
+from tests.integration.policy_support import POLICIES, copy_policies, user
 from tests.kit import make_config, run_sidecar
 
 MODE = "2026-07-28"
@@ -33,17 +32,6 @@ argument_names := {"a"}
 decision := {"allow": input.mcp.tool.arguments == {"a": 1}} if input.mcp.method == "tools/call"
 decision := {"allow": true} if input.mcp.method != "tools/call"
 '''
-
-
-@pytest.fixture
-def identities(monkeypatch: pytest.MonkeyPatch):
-    return install_identities(monkeypatch)
-
-
-@pytest.fixture(scope="module")
-def tools_upstream() -> Iterator[str]:
-    with policy_tools_upstream() as url:
-        yield url
 
 
 def config_for(upstream: str, directory: Path):

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import aiohttp
-import pytest
 from mcp import Client
 
-from tests.integration.policy_support import POLICIES, install_identities, policy_tools_upstream, user
+from tests.integration.policy_support import POLICIES, user
 from tests.kit import make_config, run_sidecar
 
 MODE = "2026-07-28"
@@ -17,17 +15,6 @@ MODE = "2026-07-28"
 
 def policy_config(upstream: str, directory=POLICIES):
     return make_config(upstream, policy__engine="rego", policy__directory=str(directory), policy__reload=False)
-
-
-@pytest.fixture
-def identities(monkeypatch: pytest.MonkeyPatch):
-    return install_identities(monkeypatch)
-
-
-@pytest.fixture(scope="module")
-def tools_upstream() -> Iterator[str]:
-    with policy_tools_upstream() as url:
-        yield url
 
 
 async def tool_names(client: Client) -> list[str]:

@@ -13,15 +13,10 @@ import pytest
 from mcp import Client
 
 from proxy.app import STAGES
-from tests.integration.policy_support import copy_policies, install_identities, user
+from tests.integration.policy_support import copy_policies, user
 from tests.kit import child_env, free_port, make_config, modern_headers, modern_request, run_sidecar, wait_until
 
 MODE = "2026-07-28"
-
-
-@pytest.fixture
-def identities(monkeypatch: pytest.MonkeyPatch):
-    return install_identities(monkeypatch)
 
 
 def config_for(upstream: str, directory: Path, **extra):
