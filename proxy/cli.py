@@ -95,7 +95,7 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(config.logging.level)
-    from proxy.policy.factory import PolicyLoadError
+    from proxy.policy.engine import PolicyLoadError
     from proxy.server import run
 
     try:

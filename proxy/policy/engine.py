@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from proxy.context import CallContext
@@ -25,6 +26,15 @@ LIST_KINDS = {
     "resources/templates/list": ("resource_templates", "resourceTemplates", "uriTemplate"),
 }
 CACHE_SCOPES = frozenset({"public", "private", "none"})
+
+
+class PolicyLoadError(Exception):
+    """The policy could not be loaded at startup; the sidecar refuses to start (exit 2)."""
+
+    def __init__(self, directory: Path, problems: list[str]) -> None:
+        super().__init__(f"policy in {directory} does not load:\n" + "\n".join(problems))
+        self.directory = directory
+        self.problems = problems
 
 
 class PolicyUnavailable(Exception):

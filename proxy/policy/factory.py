@@ -8,20 +8,11 @@ from pathlib import Path
 import structlog
 
 from proxy.config import PolicyConfig
-from proxy.policy.engine import Engine
+from proxy.policy.engine import Engine, PolicyLoadError
 from proxy.policy.loader import PolicyLoader, RegoEngine
 from proxy.policy.rego import PolicyCompileError
 
 log = structlog.get_logger("proxy.policy")
-
-
-class PolicyLoadError(Exception):
-    """The policy could not be loaded at startup; the sidecar refuses to start (exit 2)."""
-
-    def __init__(self, directory: Path, problems: list[str]) -> None:
-        super().__init__(f"policy in {directory} does not load:\n" + "\n".join(problems))
-        self.directory = directory
-        self.problems = problems
 
 
 def build_engine(config: PolicyConfig, directory: Path, label: str,

@@ -53,10 +53,10 @@ class PolicyStage:
 
     @classmethod
     def from_config(cls, config: PolicyConfig, deps: Deps) -> PolicyStage | None:
-        from proxy.policy.factory import build_engine
-
         if config.engine == "off":
             return None
+        from proxy.policy.factory import build_engine  # rego-cpp is loaded only when a policy is
+
         metrics = deps.metrics
         engine = build_engine(config, Path(config.directory), label="policy",
                               on_failure=lambda: metrics.count("policy_reload_failures", which="active"))
