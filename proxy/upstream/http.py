@@ -1,4 +1,4 @@
-"""Streamable HTTP upstream: one pooled aiohttp session, SSE relayed event by event, failures mapped."""
+"""Streamable HTTP upstream: one connection pool, SSE relayed event by event, failures mapped."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 import structlog
-from yarl import URL
 
 from proxy import mcp
 from proxy.config import UpstreamConfig
@@ -17,11 +15,12 @@ from proxy.context import CallContext
 from proxy.errors import UpstreamBadOutput, UpstreamError, UpstreamTimeout
 from proxy.reply import EVENT_STREAM, JSON, Reply
 from proxy.sse_codec import EventTooLarge, SseDecoder, SseEvent
+from proxy.upstream.connection_pool import ConnectFailed, ConnectionPool, Response
 from proxy.upstream.credentials import UpstreamCredentials
 
 log = structlog.get_logger("proxy.upstream")
 
-# Response headers that describe one hop, or that aiohttp recomputes for the client side.
+# Response headers that describe one hop, or that the sidecar's own answer recomputes.
 _HOP_BY_HOP = frozenset(
     {
         "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
@@ -36,24 +35,18 @@ class HttpUpstream:
         self.config = config
         self.name = config.name
         self.url = config.url or ""
-        self._target = URL(self.url)  # parsed once, not on every request
         parts = urlsplit(self.url)
         self._address = (parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80))
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: ConnectionPool | None = None
         self.credentials = UpstreamCredentials(config.headers, check_interval=config.secret_check_seconds)
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self.config.max_connections, keepalive_timeout=60)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout_seconds),
-            raise_for_status=False,
-        )
+        self._pool = ConnectionPool(self.url, limit=self.config.max_connections,
+                                    connect_timeout=self.config.connect_timeout_seconds)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._pool is not None:
+            await self._pool.close()
 
     def on_restart(self, callback: Callable[[], None]) -> None:
         """An HTTP upstream is not ours to restart; nothing to report."""
@@ -69,7 +62,7 @@ class HttpUpstream:
         return True, f"{self.url} reachable"
 
     async def send(self, ctx: CallContext) -> Reply:
-        assert self._session is not None, "upstream not started"
+        assert self._pool is not None, "upstream not started"
         method = _HTTP_METHOD.get(ctx.kind, "POST")
         body = ctx.outbound_body() if method == "POST" else None
         # The sidecar's own credentials last, so nothing from the call can replace them; ctx.headers never
@@ -78,26 +71,26 @@ class HttpUpstream:
         timeout = self.config.timeout_for(ctx.target if ctx.method == "tools/call" else None)
         try:
             async with asyncio.timeout(timeout):
-                response = await self._session.request(method, self._target, data=body, headers=headers)
+                response = await self._pool.request(method, headers, body)
                 if response.content_type != EVENT_STREAM:
                     return await self._whole_reply(ctx, response)
         except TimeoutError:
             log.warning("upstream.timeout", method=ctx.method, after_seconds=timeout)
             raise UpstreamTimeout(f"Upstream did not answer within {timeout:g}s") from None
-        except aiohttp.ClientConnectorError as exc:
-            log.warning("upstream.unreachable", url=self.url, error=str(exc.os_error or exc))
+        except ConnectFailed as exc:
+            log.warning("upstream.unreachable", url=self.url, error=str(exc))
             raise UpstreamError("Upstream MCP server is unreachable") from None
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            log.warning("upstream.failed", method=ctx.method, error=exc.__class__.__name__)
+        except ConnectionError as exc:
+            log.warning("upstream.failed", method=ctx.method, error=str(exc))
             raise UpstreamError("Upstream connection failed before a response") from None
         return Reply(
             status=response.status,
             headers=_client_headers(response),
             events=self._events(response),
-            release=response.close,
+            release=response.release,
         )
 
-    async def _whole_reply(self, ctx: CallContext, response: aiohttp.ClientResponse) -> Reply:
+    async def _whole_reply(self, ctx: CallContext, response: Response) -> Reply:
         try:
             body = await response.read()
         finally:
@@ -107,13 +100,13 @@ class HttpUpstream:
             _require_response(reply, body)
         return reply
 
-    async def _events(self, response: aiohttp.ClientResponse) -> AsyncIterator[SseEvent]:
+    async def _events(self, response: Response) -> AsyncIterator[SseEvent]:
         decoder = SseDecoder(self.config.max_event_bytes)
         idle = self.config.stream_idle_timeout_seconds
         try:
             while True:
                 async with asyncio.timeout(idle):  # None: no limit
-                    chunk = await response.content.readany()
+                    chunk = await response.readany()
                 if not chunk:
                     return
                 for event in decoder.feed(chunk):
@@ -122,7 +115,7 @@ class HttpUpstream:
             raise UpstreamTimeout(f"Upstream stream was idle for more than {idle:g}s") from None
         except EventTooLarge as exc:
             raise UpstreamBadOutput(str(exc)) from None
-        except (aiohttp.ClientError, ConnectionError):
+        except ConnectionError:
             log.warning("upstream.stream_broken", url=self.url)
             raise UpstreamError("Upstream connection broke off mid-stream") from None
 
@@ -139,5 +132,5 @@ def _require_response(reply: Reply, body: bytes) -> None:
     reply.message = message
 
 
-def _client_headers(response: aiohttp.ClientResponse) -> dict[str, str]:
-    return {name: value for name, value in response.headers.items() if name.lower() not in _HOP_BY_HOP}
+def _client_headers(response: Response) -> dict[str, str]:
+    return {name: value for name, value in response.headers if name.lower() not in _HOP_BY_HOP}
