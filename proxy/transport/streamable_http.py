@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import orjson
 import structlog
 from aiohttp import web
@@ -79,8 +82,21 @@ async def write_reply(request: web.Request, ctx: CallContext | None, reply: Repl
 async def _write_stream(request: web.Request, ctx: CallContext | None, reply: Reply) -> web.StreamResponse:
     headers = CIMultiDict(reply.headers)
     headers.update(STREAM_HEADERS)
-    response = web.StreamResponse(status=reply.status, headers=headers)
-    await response.prepare(request)
+    async with contextlib.aclosing(_relayed(ctx, reply)) as chunks:
+        if reply.stream_buffered:  # the whole stream is already here: one sized write instead of chunks
+            return web.Response(status=reply.status, body=b"".join([chunk async for chunk in chunks]),
+                                headers=headers)
+        response = web.StreamResponse(status=reply.status, headers=headers)
+        await response.prepare(request)
+        async for chunk in chunks:
+            await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+async def _relayed(ctx: CallContext | None, reply: Reply) -> AsyncIterator[bytes]:
+    """The reply's events as they are to be relayed: observers told, result hooks run on the final response, and an
+    error event in its place if the upstream stream broke before it."""
     final_seen = False
     assert reply.events is not None
     try:
@@ -92,11 +108,9 @@ async def _write_stream(request: web.Request, ctx: CallContext | None, reply: Re
                 if final is not None:
                     final_seen = True
                     event = await hooked_event(reply, event, final)
-            await response.write(event.encode())
+            yield event.encode()
     except UpstreamError as error:
         if ctx is not None and ctx.is_request and not final_seen:
             reply.stream_error = error.message
             failed = error_reply(error, ctx)
-            await response.write(encode_event(orjson.dumps(failed.message).decode()))
-    await response.write_eof()
-    return response
+            yield encode_event(orjson.dumps(failed.message).decode())

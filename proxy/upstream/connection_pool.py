@@ -59,6 +59,11 @@ class Response:
             elif lower == "content-encoding" and value.strip().lower() not in ("", "identity"):
                 self._decoder = _decoder_for(value.strip().lower())
 
+    @property
+    def complete(self) -> bool:
+        """The whole body has arrived (nothing more to wait for)."""
+        return self._done and self._error is None
+
     async def read(self) -> bytes:
         """The whole body."""
         self._whole = True

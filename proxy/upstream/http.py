@@ -88,6 +88,7 @@ class HttpUpstream:
             headers=_client_headers(response),
             events=self._events(response),
             release=response.release,
+            stream_buffered=response.complete,
         )
 
     async def _whole_reply(self, ctx: CallContext, response: Response) -> Reply:
@@ -105,8 +106,11 @@ class HttpUpstream:
         idle = self.config.stream_idle_timeout_seconds
         try:
             while True:
-                async with asyncio.timeout(idle):  # None: no limit
+                if response.complete:  # nothing left to wait for
                     chunk = await response.readany()
+                else:
+                    async with asyncio.timeout(idle):  # None: no limit
+                        chunk = await response.readany()
                 if not chunk:
                     return
                 for event in decoder.feed(chunk):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import orjson
 import pytest
@@ -83,3 +85,37 @@ async def test_caller_credentials_and_hop_headers_never_reach_the_upstream() -> 
     # Tracing (on by default) adds the sidecar's upstream span as the trace context, in _meta and the header alike.
     assert forwarded["params"]["_meta"].pop("traceparent") == seen_headers["traceparent"]
     assert forwarded == modern_request("tools/list")
+
+
+async def test_an_sse_answer_already_whole_is_sent_at_once_and_a_live_one_as_it_comes() -> None:
+    progress = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 1, "progress": 1}}
+    final = {"jsonrpc": "2.0", "id": 1, "result": {"tools": []}}
+    first, second = (b"event: message\ndata: " + orjson.dumps(item) + b"\n\n" for item in (progress, final))
+    relayed_first = asyncio.Event()
+
+    async def answer(request: web.Request, body: bytes) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        if request.headers["Mcp-Param-Mode"] == "live":
+            await response.write(first)
+            await relayed_first.wait()  # the final event follows once the client has the first
+            await response.write(second)
+        else:
+            await response.write(first + second)
+        await response.write_eof()
+        return response
+
+    framings = {}
+    async with start_raw_upstream(answer) as upstream, run_sidecar(make_config(upstream.url)) as sidecar:
+        async with aiohttp.ClientSession() as http, asyncio.timeout(5):
+            for mode in ("live", "whole"):  # live first: its event is set once and stays set
+                headers = {**modern_headers("tools/list"), "Mcp-Param-Mode": mode}
+                async with http.post(sidecar.url, data=orjson.dumps(modern_request("tools/list")),
+                                     headers=headers) as response:
+                    assert response.content_type == "text/event-stream"
+                    assert await response.content.readuntil(b"\n\n") == first
+                    relayed_first.set()
+                    assert await response.read() == second
+                    framings[mode] = (response.headers.get("Content-Length"), response.headers.get("Transfer-Encoding"))
+    assert framings == {"whole": (str(len(first + second)), None), "live": (None, "chunked")}
