@@ -333,3 +333,49 @@ async def test_line_breaks_in_headers_are_refused_before_anything_is_sent(origin
             await pool.request("POST", {"X-Test": value}, b"{}")
     assert origin.connections == 0
     await pool.close()
+
+
+def self_signed(directory) -> tuple[str, str]:
+    """A certificate for localhost (and its key), PEM files in `directory`."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+async def test_https_origins_are_verified_against_the_trusted_certificates(tmp_path, monkeypatch) -> None:
+    import ssl
+
+    cert, key = self_signed(tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    server = await asyncio.start_server(echo_forever, "127.0.0.1", 0, ssl=server_tls)
+    url = f"https://localhost:{server.sockets[0].getsockname()[1]}/mcp"
+    try:
+        untrusting = ConnectionPool(url, limit=1, connect_timeout=2)
+        with pytest.raises(ConnectFailed, match="CERTIFICATE_VERIFY_FAILED"):
+            await untrusting.request("POST", {}, b"{}")
+        monkeypatch.setenv("SSL_CERT_FILE", cert)  # the default context trusts what OpenSSL is told to
+        trusting = ConnectionPool(url, limit=1, connect_timeout=2)
+        async with asyncio.timeout(5):
+            assert await (await trusting.request("POST", {}, b'{"tls":1}')).read() == b'{"tls":1}'
+        await trusting.close()
+    finally:
+        server.close()
