@@ -327,23 +327,28 @@ class ConnectionPool:
         return head_bytes + body if body else head_bytes
 
     async def _acquire(self) -> _Connection:
-        now = time.monotonic()
-        while self._idle:
-            connection = self._idle.pop()
-            if not connection.closed and now - connection.idle_since < self.keepalive_seconds:
-                return connection
-            connection.close()
-        if len(self._open) + self._opening >= self.limit:
-            waiter: asyncio.Future[_Connection | None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                handed = await waiter
-            except BaseException:
-                self._pass_on(waiter)
-                raise
-            if handed is not None:
-                return handed
-        return await self._connect()
+        while True:
+            now = time.monotonic()
+            while self._idle:
+                connection = self._idle.pop()
+                if not connection.closed and now - connection.idle_since < self.keepalive_seconds:
+                    return connection
+                connection.close()
+            if len(self._open) + self._opening < self.limit:
+                return await self._connect()
+            handed = await self._next_turn()
+            if handed is not None and not handed.closed:
+                return handed  # else it closed before this request could use it, or a slot freed up: look again
+
+    async def _next_turn(self) -> _Connection | None:
+        """Waits until a connection is handed over (or None: a slot may be free)."""
+        waiter: asyncio.Future[_Connection | None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        except BaseException:
+            self._pass_on(waiter)
+            raise
 
     async def _connect(self) -> _Connection:
         self._opening += 1

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from proxy.upstream.connection_pool import ConnectFailed, ConnectionBroken, ConnectionPool
+from tests.kit import wait_until
 
 pytestmark = pytest.mark.asyncio
 
@@ -127,6 +128,30 @@ async def test_concurrent_requests_never_exceed_the_connection_limit(origin_of) 
         bodies = await asyncio.gather(*(call(number) for number in range(12)))
     assert bodies == [b"%d" % number for number in range(12)]
     assert origin.most_open == 2
+    await pool.close()
+
+
+async def test_a_waiting_request_takes_the_slot_of_a_connection_that_broke(origin_of) -> None:
+    async def first_hangs_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _, body = await read_request(reader)
+        if body == b"first":
+            await second_waits.wait()
+            return  # hangs up without answering
+        writer.write(answer(body))
+
+    second_waits = asyncio.Event()
+    origin = await origin_of(first_hangs_up)
+    pool = ConnectionPool(origin.url, limit=1, connect_timeout=2)
+    async with asyncio.timeout(5):
+        first = asyncio.ensure_future(pool.request("POST", {}, b"first"))
+        await wait_until(lambda: pool._open)  # the first has the only slot
+        second = asyncio.ensure_future(pool.request("POST", {}, b"second"))
+        await wait_until(lambda: pool._waiters)  # the second queues behind the limit
+        second_waits.set()
+        assert await (await second).read() == b"second"
+        with pytest.raises(ConnectionBroken):
+            await first
+    assert origin.connections == 2
     await pool.close()
 
 
