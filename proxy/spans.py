@@ -22,7 +22,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-from opentelemetry.sdk.trace.sampling import Sampler
+from opentelemetry.sdk.trace.sampling import Sampler, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
@@ -40,6 +40,8 @@ class SpanRecorder:
                  scope_name: str) -> None:
         self.resource = resource
         self.root_sampler = root_sampler
+        # TraceIdRatioBased's own decision, without its SamplingResult and context lookups (the root has no parent).
+        self.ratio_bound = root_sampler.bound if type(root_sampler) is TraceIdRatioBased else None
         self.processors = tuple(processors)
         self.scope = InstrumentationScope(scope_name, "")  # no version, as Tracer.get_tracer(name) records it
         self.ids = RandomIdGenerator()
@@ -56,9 +58,13 @@ class SpanRecorder:
             recording = sampled = parent.trace_flags.sampled
         else:
             parent, trace_id, random_id = None, self.ids.generate_trace_id(), self.ids.is_trace_id_random()
-            sampling = self.root_sampler.should_sample(context, trace_id, name, kind, attributes, links)
-            sampled, recording, state = (sampling.decision.is_sampled(), sampling.decision.is_recording(),
-                                         sampling.trace_state)
+            if self.ratio_bound is not None:
+                recording = sampled = trace_id & TraceIdRatioBased.TRACE_ID_LIMIT < self.ratio_bound
+                state = None
+            else:
+                sampling = self.root_sampler.should_sample(context, trace_id, name, kind, attributes, links)
+                sampled, recording, state = (sampling.decision.is_sampled(), sampling.decision.is_recording(),
+                                             sampling.trace_state)
         span_id = self.ids.generate_span_id()
         span_context = SpanContext(trace_id, span_id, is_remote=False,
                                    trace_flags=FLAGS[bool(sampled), bool(random_id)], trace_state=state)
