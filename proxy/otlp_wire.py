@@ -133,12 +133,20 @@ class TraceRequestEncoder:
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
         """ExportTraceServiceRequest: 1 resource_spans. ResourceSpans: 1 resource, 2 scope_spans, 3 schema_url.
         ScopeSpans: 1 scope, 2 spans, 3 schema_url. Spans are grouped by resource and scope object, in order of
-        appearance (one provider has one of each: hashing a Resource serialises it to JSON, per span)."""
-        groups: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]] = {}
+        appearance (one provider has one of each: hashing a Resource serialises it to JSON, per span). A span of
+        the same resource and scope as the previous one (all of them, from one provider) goes to the same list."""
+        pairs: dict[tuple[int, int], tuple[Any, Any, list[bytes]]] = {}
+        last_resource = last_scope = encoded = None
         for span in spans:
             resource, scope = span.resource, span.instrumentation_scope or None
-            scopes = groups.setdefault(id(resource), (resource, {}))[1]
-            scopes.setdefault(id(scope), (scope, []))[1].append(_delimited(b"\x12", self.span(span)))
+            if encoded is None or resource is not last_resource or scope is not last_scope:
+                last_resource, last_scope = resource, scope
+                encoded = pairs.setdefault((id(resource), id(scope)), (resource, scope, []))[2]
+            body = self.recorded(span.recorded) if type(span) is FinishedSpan else self.span(span)
+            encoded += (b"\x12" + varint(len(body)), body)  # ScopeSpans.spans (2)
+        groups: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]] = {}
+        for resource, scope, of_scope in pairs.values():
+            groups.setdefault(id(resource), (resource, {}))[1][id(scope)] = (scope, of_scope)
         out = []
         for resource, scopes in groups.values():
             parts = [self._resource(resource)]
