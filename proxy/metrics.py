@@ -51,7 +51,9 @@ class BoundedLabels:
         self._seen: dict[str, set[str]] = {}
 
     def __call__(self, label: str, value: str) -> str:
-        seen = self._seen.setdefault(label, set())
+        seen = self._seen.get(label)
+        if seen is None:
+            seen = self._seen[label] = set()
         if value in seen:
             return value
         if len(seen) >= self.limit:

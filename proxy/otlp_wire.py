@@ -2,9 +2,11 @@
 
 The OTLP exporter builds a protobuf object per span, attribute and value before serialising them (about 50 us per
 span here, two spans per call, on the export thread and under the GIL). This writes the same bytes from the public
-ReadableSpan properties alone; `tests/unit/test_otlp_wire.py` decodes them with the opentelemetry-proto classes and
-compares them with the exporter's own encoding. Field numbers are those of opentelemetry-proto's trace.proto,
-common.proto and resource.proto; the grouping (resource, then scope) and the optional fields follow the exporter.
+ReadableSpan properties, or, for the sidecar's own spans (spans.FinishedSpan), from the RecordedSpan's plain slots
+(a property call per field cost more than the rest). `tests/unit/test_otlp_wire.py` decodes them with the
+opentelemetry-proto classes and compares them with the exporter's own encoding. Field numbers are those of
+opentelemetry-proto's trace.proto, common.proto and resource.proto; the grouping (resource, then scope) and the
+optional fields follow the exporter.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanContext, SpanKind, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceState
+
+from proxy.spans import UNSET, FinishedSpan, RecordedSpan
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,13 @@ _LINK_FLAGS_LOCAL = b"\x35" + struct.pack("<I", 0x100)  # Link.flags (6, fixed32
 _LINK_FLAGS_REMOTE = b"\x35" + struct.pack("<I", 0x300)
 _UNSET_STATUS = b"\x7a\x00"  # Span.status (15), an empty Status: the common case
 _FIXED64 = struct.Struct("<Q").pack
+# One call for the fields every span has: tag and length (two bytes, big-endian) before big-endian ids, a tag
+# before each little-endian fixed64 time.
+_IDS = struct.Struct(">HQQHQ").pack  # Span.trace_id (1, 16 bytes, as two halves) and span_id (2, 8 bytes)
+_PARENT = struct.Struct(">HQ").pack  # Span.parent_span_id (4, 8 bytes)
+_TIMES = struct.Struct("<BQBQ").pack  # Span.start_time_unix_nano (7) and end_time_unix_nano (8)
+_LOW64 = (1 << 64) - 1
+_KIND_BY_ID = {id(kind): field for kind, field in _KIND.items()}  # SpanKind hashes in Python (Enum.__hash__)
 _DOUBLE = struct.Struct("<d").pack
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _ENTRY_LIMIT = 4096  # encoded (tag, key, str or int value) attributes kept; all dropped when full
@@ -114,18 +125,28 @@ class TraceRequestEncoder:
     def __init__(self) -> None:
         self._entries: dict[tuple[bytes, str, str | int], bytes] = {}
         self._distinct: Counter[str] = Counter()  # values cached per key
+        self._keys: dict[str, bytes] = {}  # key -> KeyValue.key field and the tag of KeyValue.value
+        self._names: dict[tuple[str, bytes], bytes] = {}
         self._resources: dict[int, tuple[Any, bytes]] = {}  # id -> (the object, so the id stays its own; bytes)
         self._scopes: dict[int, tuple[Any, bytes]] = {}
 
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
         """ExportTraceServiceRequest: 1 resource_spans. ResourceSpans: 1 resource, 2 scope_spans, 3 schema_url.
         ScopeSpans: 1 scope, 2 spans, 3 schema_url. Spans are grouped by resource and scope object, in order of
-        appearance (one provider has one of each: hashing a Resource serialises it to JSON, per span)."""
-        groups: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]] = {}
+        appearance (one provider has one of each: hashing a Resource serialises it to JSON, per span). A span of
+        the same resource and scope as the previous one (all of them, from one provider) goes to the same list."""
+        pairs: dict[tuple[int, int], tuple[Any, Any, list[bytes]]] = {}
+        last_resource = last_scope = encoded = None
         for span in spans:
             resource, scope = span.resource, span.instrumentation_scope or None
-            scopes = groups.setdefault(id(resource), (resource, {}))[1]
-            scopes.setdefault(id(scope), (scope, []))[1].append(_delimited(b"\x12", self.span(span)))
+            if encoded is None or resource is not last_resource or scope is not last_scope:
+                last_resource, last_scope = resource, scope
+                encoded = pairs.setdefault((id(resource), id(scope)), (resource, scope, []))[2]
+            body = self.recorded(span.recorded) if type(span) is FinishedSpan else self.span(span)
+            encoded += (b"\x12" + varint(len(body)), body)  # ScopeSpans.spans (2)
+        groups: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]] = {}
+        for resource, scope, of_scope in pairs.values():
+            groups.setdefault(id(resource), (resource, {}))[1][id(scope)] = (scope, of_scope)
         out = []
         for resource, scopes in groups.values():
             parts = [self._resource(resource)]
@@ -141,6 +162,8 @@ class TraceRequestEncoder:
         """Span: 1 trace_id, 2 span_id, 3 trace_state, 4 parent_span_id, 5 name, 6 kind, 7 start and 8 end time
         (fixed64), 9 attributes, 10 dropped attributes, 11 events, 12 dropped events, 13 links, 14 dropped links,
         15 status, 16 flags (fixed32)."""
+        if type(span) is FinishedSpan:
+            return self.recorded(span.recorded)
         context = span.get_span_context()
         parent = span.parent
         parts = [b"\x0a\x10", context.trace_id.to_bytes(16, "big"), b"\x12\x08", context.span_id.to_bytes(8, "big")]
@@ -174,6 +197,35 @@ class TraceRequestEncoder:
         parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
         return b"".join(parts)
 
+    def recorded(self, span: RecordedSpan) -> bytes:
+        """The same Span message from a RecordedSpan's slots: no events, no dropped counts (the recorder keeps
+        none), names with their kind encoded once."""
+        trace_id, span_id, state = span.ids
+        parts = [_IDS(0x0A10, trace_id >> 64, trace_id & _LOW64, 0x1208, span_id)]
+        if state:
+            parts.append(_string(b"\x1a", _trace_state_header(state)))
+        parent = span.parent
+        if parent is not None:
+            parts.append(_PARENT(0x2208, parent.span_id))
+        parts.append(self._name_and_kind(span.name, _KIND_BY_ID[id(span.kind)]))
+        parts.append(_TIMES(0x39, span.start_time, 0x41, span.end_time))
+        parts.append(self.attributes(b"\x4a", span.attributes))
+        for link in span.links:
+            parts.append(_delimited(b"\x6a", self._link(link.context, link.attributes, link.dropped_attributes)))
+        status = span.status
+        parts.append(_UNSET_STATUS if status is UNSET else _delimited(b"\x7a", _status(status)))
+        parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
+        return b"".join(parts)
+
+    def _name_and_kind(self, name: str, kind: bytes) -> bytes:
+        """Span.name (5) and the encoded kind (6), kept per pair: names repeat (method and tool)."""
+        encoded = self._names.get((name, kind))
+        if encoded is None:
+            if len(self._names) >= _ENTRY_LIMIT:
+                self._names.clear()
+            encoded = self._names[name, kind] = _string(b"\x2a", name) + kind
+        return encoded
+
     def _link(self, context: SpanContext, attributes: Any, dropped: int) -> bytes:
         """Link: 1 trace_id, 2 span_id, 4 attributes, 5 dropped attributes, 6 flags (fixed32). Like the exporter,
         no trace_state (3)."""
@@ -201,14 +253,16 @@ class TraceRequestEncoder:
 
     def _entry(self, tag: bytes, key: str, value: Any) -> bytes | None:
         """One KeyValue field (tag, length, key and value), or None if the value is unencodable."""
-        try:
-            encoded_value = any_value(value)
-        except UnencodableValue as error:
-            log.error("Failed to encode key %s: %s", key, error)
-            return None
-        key_value = _string(b"\x0a", key) + b"\x12" + varint(len(encoded_value)) + encoded_value
-        entry = tag + varint(len(key_value)) + key_value
         kind = type(value)
+        entry = _short_string(tag, self._key(key), value) if kind is str else None
+        if entry is None:
+            try:
+                encoded_value = any_value(value)
+            except UnencodableValue as error:
+                log.error("Failed to encode key %s: %s", key, error)
+                return None
+            key_value = self._key(key) + varint(len(encoded_value)) + encoded_value
+            entry = tag + varint(len(key_value)) + key_value
         if (kind is str or kind is int) and self._distinct[key] < _DISTINCT_LIMIT:
             if len(self._entries) >= _ENTRY_LIMIT:
                 self._entries.clear()
@@ -216,6 +270,15 @@ class TraceRequestEncoder:
             self._distinct[key] += 1
             self._entries[tag, key, value] = entry
         return entry
+
+    def _key(self, key: str) -> bytes:
+        """KeyValue.key (1) and the tag of KeyValue.value (2), kept per key (ids miss the entry cache)."""
+        encoded = self._keys.get(key)
+        if encoded is None:
+            if len(self._keys) >= _ENTRY_LIMIT:
+                self._keys.clear()
+            encoded = self._keys[key] = _string(b"\x0a", key) + b"\x12"
+        return encoded
 
     def _resource(self, resource: Any) -> bytes:
         """ResourceSpans.resource (1). Resource: 1 attributes."""
@@ -239,7 +302,21 @@ class TraceRequestEncoder:
 
 
 def _trace_state(context: SpanContext) -> str:
-    return ",".join(f"{key}={value}" for key, value in context.trace_state.items())
+    return _trace_state_header(context.trace_state)
+
+
+def _trace_state_header(state: TraceState) -> str:
+    return ",".join(f"{key}={value}" for key, value in state.items())
+
+
+def _short_string(tag: bytes, key: bytes, text: str) -> bytes | None:
+    """A KeyValue field with a string value, in one formatting step when every length fits in one byte (ids,
+    the common miss); None otherwise. `key` is the key field and the value's tag (see _key)."""
+    data = text.encode()
+    size = len(key) + len(data) + 3  # + the AnyValue's length, its string tag and the string's length
+    if size >= 0x80:
+        return None
+    return b"%b%c%b%c\n%c%b" % (tag, size, key, len(data) + 2, len(data), data)
 
 
 def _status(status: Any) -> bytes:

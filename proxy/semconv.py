@@ -49,9 +49,12 @@ UPSTREAM_NAME = PREFIX + "upstream.name"
 POLICY_DENIAL_REASON = PREFIX + "policy.reason"
 
 
+TARGET_ATTRIBUTES = {"tools/call": GEN_AI_TOOL_NAME, "prompts/get": GEN_AI_PROMPT_NAME}
+
+
 def target_attribute(method: str | None) -> str | None:
     """The semconv attribute naming a method's target, if the method has one we put in span names."""
-    return {"tools/call": GEN_AI_TOOL_NAME, "prompts/get": GEN_AI_PROMPT_NAME}.get(method or "")
+    return TARGET_ATTRIBUTES.get(method or "")
 
 
 def span_name(ctx: CallContext, resource_uri_in_name: bool = False) -> str:

@@ -5,6 +5,11 @@ _CERTIFICATE, _CLIENT_CERTIFICATE, _CLIENT_KEY), and the same delivery rules: 2x
 504 and connection errors are retried with exponential backoff (2^n s, +-20% jitter, or the server's Retry-After)
 up to 6 attempts within the timeout; a connection error is first retried at once (a stale pooled connection);
 shutdown stops the waiting. Only the encoding differs (see otlp_wire); it runs on the batch processor's thread.
+
+A POST through `Session.post` re-reads the environment (proxies, CA bundle, netrc), merges cookies and hooks and
+prepares the request again: about 0.8 ms of CPU per export here, more than encoding a hundred spans. The request is
+prepared once instead, the environment settings merged once, and each export goes straight to the session's
+adapter (the same urllib3 pool, TLS and proxy handling, and exceptions); cookies the collector sets are still kept.
 """
 
 from __future__ import annotations
@@ -66,7 +71,15 @@ class OtlpSpanExporter(SpanExporter):
         self._session.verify = verify
         if cert is not None:
             self._session.cert = cert
+        self._adapter = self._session.get_adapter(endpoint)
+        # What Session.post resolves per request: env proxies, REQUESTS_CA_BUNDLE, the session's TLS files.
+        self._send_settings = self._session.merge_environment_settings(endpoint, {}, None, None, None)
+        self._prepared = self._prepare()
         self._stopped = threading.Event()
+
+    def _prepare(self) -> requests.PreparedRequest:
+        """The POST without its body, with what the session adds (netrc auth, the collector's cookies)."""
+        return self._session.prepare_request(requests.Request("POST", self.endpoint, headers=self.headers))
 
     @classmethod
     def from_env(cls, endpoint: str, headers: Mapping[str, str], env: Mapping[str, str],
@@ -121,11 +134,18 @@ class OtlpSpanExporter(SpanExporter):
         return response, error
 
     def _request(self, body: bytes, timeout: float) -> tuple[requests.Response | None, Exception | None]:
+        request = self._prepared.copy()
+        request.body = body
+        request.headers["Content-Length"] = str(len(body))
         try:
-            return self._session.post(self.endpoint, data=body, headers=self.headers, timeout=timeout,
-                                      allow_redirects=False), None
+            response = self._adapter.send(request, timeout=timeout, **self._send_settings)
+            response.content  # noqa: B018 (read to the end: the connection goes back to the pool)
         except Exception as error:  # reported by deliver(); the thread must go on
             return None, error
+        if "set-cookie" in response.headers:  # as Session.send: keep them for the next requests
+            requests.cookies.extract_cookies_to_jar(self._session.cookies, request, response.raw)
+            self._prepared = self._prepare()
+        return response, None
 
     def _compress(self, body: bytes) -> bytes:
         if self.compression == "gzip":

@@ -6,8 +6,9 @@ spans have a fixed shape (attributes come from semconv: str, int, float, bool or
 recorder keeps what the SDK would keep and nothing more: the SpanContext is decided as the Tracer decides it
 (ParentBased sampling around the SDK's root sampler, the SDK id generator, W3C random-trace-id flag, the parent's
 tracestate), attributes stay a dict, and `end()` builds one ReadableSpan (the SDK's public constructor) for the
-processors' `on_end`. The OTEL_SPAN_ATTRIBUTE_* limits apply as in the SDK. Processors do not get `on_start` (the
-batch and simple processors ignore it).
+processors' `on_end`: a FinishedSpan, which also carries the RecordedSpan, whose plain slots the OTLP encoder reads
+instead of a property call per field. The OTEL_SPAN_ATTRIBUTE_* limits apply as in the SDK. Processors do not get
+`on_start` (the batch and simple processors ignore it).
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-from opentelemetry.sdk.trace.sampling import Sampler
+from opentelemetry.sdk.trace.sampling import Sampler, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 UNSET = Status(StatusCode.UNSET)
 FLAGS = {(sampled, random_id): TraceFlags((TraceFlags.SAMPLED if sampled else 0)
@@ -39,6 +40,8 @@ class SpanRecorder:
                  scope_name: str) -> None:
         self.resource = resource
         self.root_sampler = root_sampler
+        # TraceIdRatioBased's own decision, without its SamplingResult and context lookups (the root has no parent).
+        self.ratio_bound = root_sampler.bound if type(root_sampler) is TraceIdRatioBased else None
         self.processors = tuple(processors)
         self.scope = InstrumentationScope(scope_name, "")  # no version, as Tracer.get_tracer(name) records it
         self.ids = RandomIdGenerator()
@@ -55,21 +58,30 @@ class SpanRecorder:
             recording = sampled = parent.trace_flags.sampled
         else:
             parent, trace_id, random_id = None, self.ids.generate_trace_id(), self.ids.is_trace_id_random()
-            sampling = self.root_sampler.should_sample(context, trace_id, name, kind, attributes, links)
-            sampled, recording, state = (sampling.decision.is_sampled(), sampling.decision.is_recording(),
-                                         sampling.trace_state)
-        span_context = SpanContext(trace_id, self.ids.generate_span_id(), is_remote=False,
+            if self.ratio_bound is not None:
+                recording = sampled = trace_id & TraceIdRatioBased.TRACE_ID_LIMIT < self.ratio_bound
+                state = None
+            else:
+                sampling = self.root_sampler.should_sample(context, trace_id, name, kind, attributes, links)
+                sampled, recording, state = (sampling.decision.is_sampled(), sampling.decision.is_recording(),
+                                             sampling.trace_state)
+        span_id = self.ids.generate_span_id()
+        span_context = SpanContext(trace_id, span_id, is_remote=False,
                                    trace_flags=FLAGS[bool(sampled), bool(random_id)], trace_state=state)
-        return RecordedSpan(self if recording else None, name, kind, span_context, parent, attributes, tuple(links))
+        return RecordedSpan(self if recording else None, name, kind, span_context, parent, attributes, tuple(links),
+                            (trace_id, span_id, state))
 
     def finish(self, span: RecordedSpan, status: Status) -> None:
         attributes = span.attributes
         if self.max_length is not None or (self.max_attributes is not None and len(attributes) > self.max_attributes):
-            attributes = self._limited(attributes)
-        readable = ReadableSpan(
+            attributes = span.attributes = self._limited(attributes)
+        span.status = status
+        span.end_time = time.time_ns()
+        readable = FinishedSpan(
             name=span.name, context=span.context, parent=span.parent, resource=self.resource, attributes=attributes,
-            links=span.links, kind=span.kind, status=status, start_time=span.start_time, end_time=time.time_ns(),
+            links=span.links, kind=span.kind, status=status, start_time=span.start_time, end_time=span.end_time,
             instrumentation_scope=self.scope)
+        readable.recorded = span
         for processor in self.processors:
             processor.on_end(readable)
 
@@ -89,15 +101,25 @@ class SpanRecorder:
             processor.shutdown()
 
 
+class FinishedSpan(ReadableSpan):
+    """The ReadableSpan of a RecordedSpan (`recorded`, with the same fields) once it ended."""
+
+    recorded: RecordedSpan
+
+
 class RecordedSpan:
     """One started span: its context for propagation, its attributes until it ends. Not recording (sampled out):
-    it still has a context, and `end()` does nothing."""
+    it still has a context, and `end()` does nothing. `ids` are the context's (trace id, span id, trace state),
+    `status` and `end_time` are set when it ends."""
 
-    __slots__ = ("attributes", "context", "kind", "links", "name", "parent", "recorder", "start_time")
+    __slots__ = ("attributes", "context", "end_time", "ids", "kind", "links", "name", "parent", "recorder",
+                 "start_time", "status")
 
     def __init__(self, recorder: SpanRecorder | None, name: str, kind: SpanKind, context: SpanContext,
-                 parent: SpanContext | None, attributes: dict[str, Any], links: tuple[Link, ...]) -> None:
+                 parent: SpanContext | None, attributes: dict[str, Any], links: tuple[Link, ...],
+                 ids: tuple[int, int, TraceState]) -> None:
         self.recorder = recorder
+        self.ids = ids
         self.name = name
         self.kind = kind
         self.context = context

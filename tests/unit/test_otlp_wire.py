@@ -4,6 +4,7 @@ exporter's own encoder builds from the same spans."""
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -25,6 +26,8 @@ from opentelemetry.trace import (
 )
 
 from proxy.otlp_wire import TraceRequestEncoder, any_value, varint
+from proxy.spans import FinishedSpan
+from tests.unit.test_spans import recorder as span_recorder
 
 REMOTE = SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, is_remote=True,
                      trace_flags=TraceFlags(1), trace_state=TraceState([("vendor", "v1"), ("other", "x")]))
@@ -72,6 +75,22 @@ def test_encoding_matches_the_otlp_exporters_own() -> None:
     server = next(span for span in resource_spans.scope_spans[0].spans if span.kind == 2)
     assert server.parent_span_id.hex() == "b7ad6b7169203331"
     assert (server.trace_state, server.flags) == ("vendor=v1,other=x", 0x300)
+
+
+@pytest.mark.parametrize("parent", [None, set_span_in_context(NonRecordingSpan(REMOTE))])
+def test_the_sidecars_own_spans_encode_from_their_slots_as_the_exporter_encodes_them(parent: Any) -> None:
+    recorder, exporter = span_recorder()  # one recorder: one resource and scope object, grouped as the exporter does
+    server = recorder.start("tools/call add", SpanKind.SERVER, {"id": "x" * 200, "port": 9, "same": "x"}, parent,
+                            [Link(LINKED)])
+    client = recorder.start("tools/call add", SpanKind.CLIENT, {"same": "x", "strs": ("a", "b")},
+                            server.in_context(parent))
+    client.end({"http.response.status_code": 502}, "upstream said no", error=True)
+    server.end({"http.response.status_code": 200, "d": 1.5, "t": True})
+    spans = list(exporter.get_finished_spans())
+    assert {type(span) for span in spans} == {FinishedSpan}  # the fast path, not the properties
+    encoder = TraceRequestEncoder()
+    for _ in range(2):
+        assert ExportTraceServiceRequest.FromString(encoder.encode(spans)) == encode_spans(spans)
 
 
 def test_many_distinct_values_of_a_key_encode_the_same_cached_or_not() -> None:

@@ -93,3 +93,17 @@ def test_a_parent_that_was_not_sampled_is_followed_as_the_sdk_follows_it() -> No
     assert exporter.get_finished_spans() == () and not theirs.is_recording()
     assert (ours.context.trace_flags, ours.context.trace_state, ours.context.trace_id) == \
         (theirs.get_span_context().trace_flags, theirs.get_span_context().trace_state, REMOTE.trace_id)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.25, 1.0])
+def test_roots_are_sampled_as_the_ratio_sampler_decides(ratio: float) -> None:
+    spans, exporter = recorder(ratio)
+    roots = [spans.start("s", SpanKind.SERVER, {}) for _ in range(200)]
+    sampler = TraceIdRatioBased(ratio)
+    decided = [sampler.should_sample(None, root.context.trace_id, "s").decision.is_sampled() for root in roots]
+    assert [root.context.trace_flags.sampled for root in roots] == decided
+    assert ratio != 0.25 or 0 < sum(decided) < 200
+    for root in roots:
+        root.end({})
+    assert len(exporter.get_finished_spans()) == sum(decided)
+    assert not any(root.context.trace_state for root in roots)  # a root has no tracestate to carry
