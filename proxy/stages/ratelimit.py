@@ -80,7 +80,7 @@ class RateLimitStage:
             return await call_next(ctx)
         caller = caller_of(ctx)
         if _is_mrtr_retry(ctx) and await self.store.redeem_retry(round_trip_key(caller, ctx.target)):
-            return self._watch_round_trip(ctx, await call_next(ctx), caller)
+            return await self._watch_round_trip(ctx, await call_next(ctx), caller)
         checks, cost = self._checks(ctx, caller)
         if not checks:
             return await call_next(ctx)
@@ -95,7 +95,7 @@ class RateLimitStage:
             raise _refusal(ctx, decision, headers)
         reply = await call_next(ctx)
         reply.headers.update(headers)
-        return self._watch_round_trip(ctx, reply, caller)
+        return await self._watch_round_trip(ctx, reply, caller)
 
     def _checks(self, ctx: CallContext, caller: Caller) -> tuple[list[Check], int]:
         obligation = ctx.obligations.get("rate_limit") or {}
@@ -112,7 +112,7 @@ class RateLimitStage:
             specs = [self.by_name[name] for name in names]
         return [(spec, spec.key_for(caller)) for spec in specs], cost
 
-    def _watch_round_trip(self, ctx: CallContext, reply: Reply, caller: Caller) -> Reply:
+    async def _watch_round_trip(self, ctx: CallContext, reply: Reply, caller: Caller) -> Reply:
         """A charged 2026-07-28 call answered `input_required` earns one free retry."""
         if ctx.era is not mcp.Era.MODERN:
             return reply
@@ -122,7 +122,16 @@ class RateLimitStage:
             if isinstance(result, dict) and result.get("resultType") == "input_required":
                 await self.store.grant_retry(round_trip_key(caller, ctx.target))
 
-        reply.add_result_hook(grant_on_input_required)
+        if reply.events is not None:  # a stream: its final response is known only once it comes
+            reply.add_result_hook(grant_on_input_required)
+            return reply
+        # A whole answer is here already: read it now, and parse the body only when it may ask for input (a hook
+        # would have the transport parse every reply just for this).
+        message = reply.message
+        if message is None and reply.body and b"input_required" in reply.body:
+            message = reply.parsed_body()
+        if message is not None:
+            await grant_on_input_required(message)
         return reply
 
 
@@ -145,17 +154,16 @@ def _record(ctx: CallContext, decision: Decision) -> None:
         return
     ctx.record.rate_limit = {"bucket": deciding.spec.name, "remaining": deciding.remaining,
                              "limit": deciding.spec.capacity,
-                             "retry_after_seconds": math.ceil(decision.retry_after)}
+                             "retry_after_seconds": 0 if decision.allowed else math.ceil(deciding.retry_after)}
 
 
 def rate_limit_headers(decision: Decision) -> dict[str, str]:
     """RateLimit / RateLimit-Policy (draft-ietf-httpapi-ratelimit-headers), and Retry-After on a refusal."""
     if not decision.states:
         return {}
-    policies = ", ".join(f'"{state.spec.name}";q={state.spec.capacity};w={state.spec.window_seconds}'
-                         for state in decision.states)
-    limits = ", ".join(f'"{state.spec.name}";r={state.remaining};t={math.ceil(state.reset_after)}'
-                       for state in decision.states)
+    policies = ", ".join([state.spec.policy_item for state in decision.states])
+    limits = ", ".join([f'"{state.spec.name}";r={state.remaining};t={math.ceil(state.reset_after)}'
+                        for state in decision.states])
     headers = {"RateLimit-Policy": policies, "RateLimit": limits}
     if not decision.allowed:
         headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after)))
