@@ -6,13 +6,13 @@ The input and decision shapes are documented in policies/README.md and policies/
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from proxy.context import CallContext
+from proxy.policy.projection import MAPPINGS
 
 INPUT_VERSION = 1
 DECISION_RULE = "decision"  # data.mcp.decision: {allow, reasons, obligations}
@@ -123,7 +123,7 @@ def decision_from(value: Any, revision: str | None, decision_id: str | None = No
     """Validate what data.mcp.decision returned; anything undefined or ill-typed denies."""
     if value is None:
         return Decision.deny("policy decision is undefined", revision, decision_id)
-    if not isinstance(value, Mapping) or not isinstance(value.get("allow"), bool):
+    if not isinstance(value, MAPPINGS) or not isinstance(value.get("allow"), bool):
         return Decision.deny("policy decision is ill-typed: expected an object with a boolean allow", revision,
                              decision_id)
     reasons = value.get("reasons", [])
@@ -143,7 +143,7 @@ def decision_from(value: Any, revision: str | None, decision_id: str | None = No
 
 def obligations_problem(obligations: Any) -> str | None:
     """Why obligations break the contract the later stages rely on, or None."""
-    if not isinstance(obligations, Mapping):
+    if not isinstance(obligations, MAPPINGS):
         return "obligations must be an object"
     for key, value in obligations.items():
         check = _OBLIGATION_CHECKS.get(key)
@@ -156,7 +156,7 @@ def obligations_problem(obligations: Any) -> str | None:
 
 
 def _rate_limit(value: Any) -> str | None:
-    if not isinstance(value, Mapping) or set(value) - {"buckets", "cost"}:
+    if not isinstance(value, MAPPINGS) or set(value) - {"buckets", "cost"}:
         return "expected {buckets, cost}"
     buckets = value.get("buckets")
     if buckets is not None and not (isinstance(buckets, list) and all(isinstance(b, str) for b in buckets)):
@@ -168,7 +168,7 @@ def _rate_limit(value: Any) -> str | None:
 
 
 def _cache(value: Any) -> str | None:
-    if not isinstance(value, Mapping) or set(value) - {"scope", "ttl_seconds", "key_claims"}:
+    if not isinstance(value, MAPPINGS) or set(value) - {"scope", "ttl_seconds", "key_claims"}:
         return "expected {scope, ttl_seconds, key_claims}"
     if "scope" in value and value["scope"] not in CACHE_SCOPES:
         return "scope must be public, private or none"

@@ -18,6 +18,8 @@ from functools import lru_cache
 from typing import Any
 
 Path = tuple[str, ...]
+# For isinstance(): dict first, an exact check that spares nearly every call the Mapping ABC's slower one.
+MAPPINGS = (dict, Mapping)
 
 _INPUT_REF = re.compile(r"(?<![\w.])input\b((?:\s*\.\s*[A-Za-z_]\w*)*)")
 _NAME = re.compile(r"[A-Za-z_]\w*")
@@ -63,7 +65,7 @@ def _overlaps(path: Path, field: Path) -> bool:
 
 def project(document: Any, paths: tuple[Path, ...] | None) -> Any:
     """The part of `document` under `paths`; a value met on the way that is not an object is kept whole."""
-    if paths is None or not isinstance(document, Mapping):
+    if paths is None or not isinstance(document, MAPPINGS):
         return document
     return _take(document, _tree(paths))
 
@@ -86,7 +88,7 @@ def _take(source: Mapping[str, Any], tree: dict[str, Any]) -> dict[str, Any]:
     for key, subtree in tree.items():
         if key in source:
             value = source[key]
-            if subtree is None or not (type(value) is dict or isinstance(value, Mapping)):
+            if subtree is None or not isinstance(value, MAPPINGS):
                 result[key] = value
             else:
                 result[key] = _take(value, subtree)
