@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
+
 from proxy.context import CallContext
 from proxy.policy.projection import MAPPINGS
 
@@ -120,25 +122,53 @@ def policy_input(ctx: CallContext, upstream: str, tool: Any = None,
 
 
 def decision_from(value: Any, revision: str | None, decision_id: str | None = None) -> Decision:
-    """Validate what data.mcp.decision returned; anything undefined or ill-typed denies."""
+    """Validate what data.mcp.decision returned; anything undefined or ill-typed denies.
+
+    Memoised policy results repeat the same few decisions: one seen well-typed before skips the checks (its allow and
+    reasons are remembered by its JSON; the obligations are still the caller's own fresh copy)."""
+    key = _decision_key(value)
+    known = _WELL_TYPED.get(key) if key is not None else None
+    if known is None:
+        problem = decision_problem(value)
+        if problem is not None:
+            return Decision.deny(problem, revision, decision_id)
+        reasons = value.get("reasons", [])
+        reasons = (reasons,) if isinstance(reasons, str) else tuple(reasons)
+        known = value["allow"], reasons or (() if value["allow"] else ("denied by policy",))
+        if key is not None:
+            if len(_WELL_TYPED) >= _WELL_TYPED_MAX_ENTRIES:
+                _WELL_TYPED.clear()
+            _WELL_TYPED[key] = known
+    # Positional: a keyword call of a dataclass __init__ costs about twice as much.
+    return Decision(known[0], known[1], dict(value.get("obligations", {})), revision, decision_id)
+
+
+_WELL_TYPED: dict[bytes, tuple[bool, tuple[str, ...]]] = {}  # a decision's JSON -> its allow and reasons
+_WELL_TYPED_MAX_ENTRIES = 1024
+
+
+def _decision_key(value: Any) -> bytes | None:
+    """The value's JSON, when it names the value exactly (orjson writes NaN and infinities as null)."""
+    if type(value) is not dict:
+        return None
+    try:
+        key = orjson.dumps(value)
+    except TypeError:
+        return None
+    return None if b"null" in key else key
+
+
+def decision_problem(value: Any) -> str | None:
+    """Why a data.mcp.decision value breaks the contract, or None."""
     if value is None:
-        return Decision.deny("policy decision is undefined", revision, decision_id)
+        return "policy decision is undefined"
     if not isinstance(value, MAPPINGS) or not isinstance(value.get("allow"), bool):
-        return Decision.deny("policy decision is ill-typed: expected an object with a boolean allow", revision,
-                             decision_id)
+        return "policy decision is ill-typed: expected an object with a boolean allow"
     reasons = value.get("reasons", [])
-    if isinstance(reasons, str):
-        reasons = [reasons]
-    if not isinstance(reasons, list) or not all(isinstance(reason, str) for reason in reasons):
-        return Decision.deny("policy decision is ill-typed: reasons must be a list of strings", revision, decision_id)
-    obligations = value.get("obligations", {})
-    problem = obligations_problem(obligations)
-    if problem is not None:
-        return Decision.deny(f"policy decision is ill-typed: {problem}", revision, decision_id)
-    if not value["allow"] and not reasons:
-        reasons = ["denied by policy"]
-    return Decision(allow=value["allow"], reasons=tuple(reasons), obligations=dict(obligations), revision=revision,
-                    decision_id=decision_id)
+    if not isinstance(reasons, str | list) or not all(isinstance(reason, str) for reason in reasons):
+        return "policy decision is ill-typed: reasons must be a list of strings"
+    problem = obligations_problem(value.get("obligations", {}))
+    return None if problem is None else f"policy decision is ill-typed: {problem}"
 
 
 def obligations_problem(obligations: Any) -> str | None:
