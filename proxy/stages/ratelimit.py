@@ -17,6 +17,7 @@ from proxy.config import BucketConfig, RateLimitsConfig
 from proxy.context import CallContext
 from proxy.errors import LimiterUnavailable, RateLimited
 from proxy.limits import (
+    CLAIM_PREFIX,
     BucketSpec,
     BucketStore,
     Caller,
@@ -31,6 +32,7 @@ from proxy.pipeline import Deps, Handler
 from proxy.reply import Reply
 
 MRTR_RETRY_PARAMS = ("inputResponses", "requestState")
+MAX_REMEMBERED_CALLERS = 4096
 
 
 def spec_of(bucket: BucketConfig) -> BucketSpec:
@@ -51,6 +53,10 @@ class RateLimitStage:
         self.by_name = {spec.name: spec for spec in specs}
         self.store = store
         self.default_cost = default_cost
+        # The checks of a caller, remembered when no bucket reads claims (the key parts then say it all): matching
+        # and keying every bucket again is most of this stage's own work.
+        self._remembered: dict[tuple[Any, ...], tuple[Check, ...]] | None = None if any(
+            spec.claims or any(part.startswith(CLAIM_PREFIX) for part in spec.key) for spec in specs) else {}
 
     @classmethod
     def from_config(cls, config: RateLimitsConfig, deps: Deps) -> RateLimitStage | None:
@@ -97,12 +103,26 @@ class RateLimitStage:
         reply.headers.update(headers)
         return await self._watch_round_trip(ctx, reply, caller)
 
-    def _checks(self, ctx: CallContext, caller: Caller) -> tuple[list[Check], int]:
+    def _checks(self, ctx: CallContext, caller: Caller) -> tuple[tuple[Check, ...], int]:
         obligation = ctx.obligations.get("rate_limit") or {}
         cost = obligation.get("cost", self.default_cost)
         if not isinstance(cost, int) or isinstance(cost, bool) or cost < 0:
             raise LimiterUnavailable(f"Policy asked for an invalid rate limit cost {cost!r}.")
         names = obligation.get("buckets")
+        remembered = self._remembered
+        if remembered is None:
+            return self._matched_checks(names, caller), cost
+        key = (None if names is None else tuple(names), caller.subject, caller.method, caller.tool, caller.session,
+               caller.client)
+        checks = remembered.get(key)
+        if checks is None:
+            checks = self._matched_checks(names, caller)
+            if len(remembered) >= MAX_REMEMBERED_CALLERS:
+                remembered.clear()
+            remembered[key] = checks
+        return checks, cost
+
+    def _matched_checks(self, names: Any, caller: Caller) -> tuple[Check, ...]:
         if names is None:
             specs = [spec for spec in self.specs if spec.applies(caller)]
         else:
@@ -110,7 +130,7 @@ class RateLimitStage:
             if unknown:
                 raise LimiterUnavailable(f"Policy named rate limit buckets that are not configured: {unknown}.")
             specs = [self.by_name[name] for name in names]
-        return [(spec, spec.key_for(caller)) for spec in specs], cost
+        return tuple([(spec, spec.key_for(caller)) for spec in specs])
 
     async def _watch_round_trip(self, ctx: CallContext, reply: Reply, caller: Caller) -> Reply:
         """A charged 2026-07-28 call answered `input_required` earns one free retry."""
