@@ -112,13 +112,25 @@ def policy_input(ctx: CallContext, upstream: str, tool: Any = None,
             "id": ctx.request_id,
             "session_id": ctx.session_id,
             "client_address": ctx.client_address,
-            # +00:00 rather than Z: rego-cpp's time.parse_rfc3339_ns rejects the Z suffix.
-            "time": datetime.fromtimestamp(now_ns / 1e9, UTC).isoformat(timespec="microseconds"),
+            "time": rfc3339(now_ns),
             "time_ns": now_ns,
             "headers": dict(ctx.headers),
         },
         "upstream": {"name": upstream},
     }
+
+
+def rfc3339(now_ns: int) -> str:
+    """UTC time with microseconds, as datetime.isoformat writes it; +00:00 rather than Z, because rego-cpp's
+    time.parse_rfc3339_ns rejects the Z suffix. The date and time of day are formatted once per second."""
+    global _second  # a one-entry cache
+    seconds, nanoseconds = divmod(now_ns, 1_000_000_000)
+    if _second[0] != seconds:
+        _second = seconds, datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{_second[1]}.{nanoseconds // 1000:06d}+00:00"
+
+
+_second: tuple[int, str] = (-1, "")
 
 
 def decision_from(value: Any, revision: str | None, decision_id: str | None = None) -> Decision:
