@@ -55,12 +55,14 @@ def narrow(call: Mapping[str, Any], names_for: Callable[[dict[str, Any]], Any]) 
     if not isinstance(tool, MAPPINGS):
         argument_names(names_for(dict(call)))
         return call
-    names = argument_names(names_for(_with_tool(call, {key: value for key, value in tool.items()
-                                                       if key != "arguments"})))
+    bare = dict(tool)
+    bare.pop("arguments", None)
+    names = argument_names(names_for(_with_tool(call, bare)))
     arguments = tool.get("arguments")
     if names is None or not isinstance(arguments, MAPPINGS):
         return call
-    kept = {name: arguments[name] for name in names if name in arguments}  # in name order: one memo key per value
+    # In name order: one memo key per value.
+    kept = {name: arguments[name] for name in names if name in arguments} if names else {}
     return _with_tool(call, {**tool, "arguments": kept})
 
 
@@ -81,6 +83,8 @@ def argument_names(value: Any) -> tuple[str, ...] | None:
     """The names the entrypoint returned, sorted; None for all arguments. Raises IllTypedNames."""
     if value is None:
         return None
+    if value == []:  # the common answer: no argument matters
+        return ()
     if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
         raise IllTypedNames(f"data.mcp.{RULE} is ill-typed: expected a set of argument names (strings)")
     return None if ALL in value else tuple(sorted(set(value)))
