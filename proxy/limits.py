@@ -114,8 +114,8 @@ class Decision(NamedTuple):
     @property
     def deciding(self) -> BucketState | None:
         """The bucket to report: the one that refused longest, or the one with the fewest tokens left."""
-        if not self.states:
-            return None
+        if len(self.states) < 2:
+            return self.states[0] if self.states else None
         if not self.allowed:
             return max((state for state in self.states if state.limited), key=lambda state: state.retry_after)
         return min(self.states, key=lambda state: state.remaining / state.spec.capacity)
