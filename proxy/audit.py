@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import UTC, datetime
 from typing import IO, Any
 
 import orjson
@@ -13,6 +12,7 @@ from opentelemetry.trace import SpanContext
 from proxy.config import AuditConfig
 from proxy.context import CallContext
 from proxy.reply import Reply
+from proxy.timestamps import utc_text
 
 REDACTED = "[redacted]"
 
@@ -98,5 +98,5 @@ class AuditLog:
 def audit_line(event: dict[str, Any]) -> bytes:
     """One JSON line: the event's fields, `event: mcp.audit` and an ISO UTC `ts` (like structlog's TimeStamper)."""
     event["event"] = "mcp.audit"
-    event["ts"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    event["ts"] = utc_text(time.time_ns(), zone="Z", always_fraction=False)
     return orjson.dumps(event, default=repr) + b"\n"

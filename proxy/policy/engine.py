@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,6 +14,7 @@ import orjson
 
 from proxy.context import CallContext
 from proxy.policy.projection import MAPPINGS
+from proxy.timestamps import utc_text
 
 INPUT_VERSION = 1
 DECISION_RULE = "decision"  # data.mcp.decision: {allow, reasons, obligations}
@@ -112,25 +112,12 @@ def policy_input(ctx: CallContext, upstream: str, tool: Any = None,
             "id": ctx.request_id,
             "session_id": ctx.session_id,
             "client_address": ctx.client_address,
-            "time": rfc3339(now_ns),
+            "time": utc_text(now_ns),  # +00:00 rather than Z: rego-cpp's time.parse_rfc3339_ns rejects Z
             "time_ns": now_ns,
             "headers": dict(ctx.headers),
         },
         "upstream": {"name": upstream},
     }
-
-
-def rfc3339(now_ns: int) -> str:
-    """UTC time with microseconds, as datetime.isoformat writes it; +00:00 rather than Z, because rego-cpp's
-    time.parse_rfc3339_ns rejects the Z suffix. The date and time of day are formatted once per second."""
-    global _second  # a one-entry cache
-    seconds, nanoseconds = divmod(now_ns, 1_000_000_000)
-    if _second[0] != seconds:
-        _second = seconds, datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{_second[1]}.{nanoseconds // 1000:06d}+00:00"
-
-
-_second: tuple[int, str] = (-1, "")
 
 
 def decision_from(value: Any, revision: str | None, decision_id: str | None = None) -> Decision:
