@@ -123,8 +123,8 @@ class CallContext:
 
     def evolve(self, **changes: Any) -> CallContext:
         """A copy with some fields changed. Every stage that derives a context pays this, so the copy is straight-line
-        code generated once (_copy_fields): 2.9 us here, against 5.2 for a loop over the fields and 7 for
-        dataclasses.replace."""
+        code generated once (_copy_fields): 2.9 us here, against 5.2 for a loop over the fields (dataclasses.replace
+        costs more still)."""
         if "message" in changes and "body" not in changes:
             changes["body"] = None
         copy = object.__new__(CallContext)
