@@ -11,8 +11,8 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
 
 from proxy.context import claim_at
 
@@ -51,8 +51,9 @@ class Caller:
         if name.startswith(CLAIM_PREFIX):
             value = self.claim(name[len(CLAIM_PREFIX):])
         else:
-            value = {"subject": self.subject, "tool": self.tool, "method": self.method,
-                     "session": self.session, "client": self.client}[name]
+            if name not in KEY_PARTS:
+                raise KeyError(name)
+            value = getattr(self, name)  # the KEY_PARTS are field names
         return MISSING if value is None or value == "" else str(value)
 
 
@@ -67,11 +68,15 @@ class BucketSpec:
     methods: frozenset[str] | None = None  # applies only to these methods (None: all)
     tools: frozenset[str] | None = None  # applies only to tools/call of these tools (None: all)
     claims: Mapping[str, frozenset[str]] | None = None  # applies when each claim has one of the values ("-": none)
+    # Seconds an empty bucket takes to fill (the `w` of RateLimit-Policy), and its item in that header: worked out
+    # once, not on every call.
+    window_seconds: int = field(init=False, repr=False, compare=False)
+    policy_item: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def window_seconds(self) -> int:
-        """Seconds an empty bucket takes to fill: the `w` of RateLimit-Policy."""
-        return max(1, math.ceil(self.capacity / self.rate))
+    def __post_init__(self) -> None:
+        window = max(1, math.ceil(self.capacity / self.rate))
+        object.__setattr__(self, "window_seconds", window)
+        object.__setattr__(self, "policy_item", f'"{self.name}";q={self.capacity};w={window}')
 
     def applies(self, caller: Caller) -> bool:
         if self.methods is not None and caller.method not in self.methods:
@@ -84,12 +89,12 @@ class BucketSpec:
 
     def key_for(self, caller: Caller) -> str:
         """The bucket's storage key for this caller."""
-        return f"{self.name}:{_joined(caller.part(part) for part in self.key)}" if self.key else self.name
+        return f"{self.name}:{_joined([caller.part(part) for part in self.key])}" if self.key else self.name
 
 
-@dataclass(frozen=True, slots=True)
-class BucketState:
-    """One bucket after a check: whole tokens left, and seconds until `cost` fits and until it is full."""
+class BucketState(NamedTuple):
+    """One bucket after a check: whole tokens left, and seconds until `cost` fits and until it is full.
+    (Made on every call for every bucket: a NamedTuple is built several times faster than a frozen dataclass.)"""
 
     spec: BucketSpec
     remaining: int
@@ -101,8 +106,7 @@ class BucketState:
         return self.retry_after > 0
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     allowed: bool
     states: tuple[BucketState, ...]
     degraded: bool = False  # the store was unreachable and the call was let through (fail_open)
@@ -110,8 +114,8 @@ class Decision:
     @property
     def deciding(self) -> BucketState | None:
         """The bucket to report: the one that refused longest, or the one with the fewest tokens left."""
-        if not self.states:
-            return None
+        if len(self.states) < 2:
+            return self.states[0] if self.states else None
         if not self.allowed:
             return max((state for state in self.states if state.limited), key=lambda state: state.retry_after)
         return min(self.states, key=lambda state: state.remaining / state.spec.capacity)
@@ -133,7 +137,13 @@ def round_trip_key(caller: Caller, target: str | None) -> str:
 
 def _joined(values: Iterable[str]) -> str:
     """Values joined by `|`, with `|` and `\\` escaped so different values never give the same key."""
-    return "|".join(value.replace("\\", "\\\\").replace("|", "\\|") for value in values)
+    return "|".join([_escaped(value) for value in values])
+
+
+def _escaped(value: str) -> str:
+    if "|" not in value and "\\" not in value:  # nearly always: no copies
+        return value
+    return value.replace("\\", "\\\\").replace("|", "\\|")
 
 
 class BucketStore(Protocol):
@@ -173,17 +183,18 @@ class MemoryBuckets:
 
     def take_now(self, checks: Sequence[Check], cost: int) -> Decision:
         now = self.clock()
-        levels = [self._level(spec, self.buckets.get(key), now) for spec, key in checks]
-        allowed = all(level >= cost for level in levels)
+        buckets = self.buckets
+        levels = [self._level(spec, buckets.get(key), now) for spec, key in checks]
+        allowed = min(levels, default=cost) >= cost
         states = []
         for (spec, key), level in zip(checks, levels, strict=True):
             if allowed:
                 level -= cost
-            self.buckets[key] = (level, now, spec)
-            self.buckets.move_to_end(key)
+            buckets[key] = (level, now, spec)
+            buckets.move_to_end(key)
             retry = 0.0 if allowed or level >= cost else (cost - level) / spec.rate
             states.append(BucketState(spec, int(level), retry, (spec.capacity - level) / spec.rate))
-        if len(self.buckets) > self.max_keys:
+        if len(buckets) > self.max_keys:
             self._evict(now)
         return Decision(allowed, tuple(states))
 

@@ -6,13 +6,15 @@ The input and decision shapes are documented in policies/README.md and policies/
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
+
 from proxy.context import CallContext
+from proxy.policy.projection import MAPPINGS
+from proxy.timestamps import utc_text
 
 INPUT_VERSION = 1
 DECISION_RULE = "decision"  # data.mcp.decision: {allow, reasons, obligations}
@@ -110,8 +112,7 @@ def policy_input(ctx: CallContext, upstream: str, tool: Any = None,
             "id": ctx.request_id,
             "session_id": ctx.session_id,
             "client_address": ctx.client_address,
-            # +00:00 rather than Z: rego-cpp's time.parse_rfc3339_ns rejects the Z suffix.
-            "time": datetime.fromtimestamp(now_ns / 1e9, UTC).isoformat(timespec="microseconds"),
+            "time": utc_text(now_ns),  # +00:00 rather than Z: rego-cpp's time.parse_rfc3339_ns rejects Z
             "time_ns": now_ns,
             "headers": dict(ctx.headers),
         },
@@ -120,30 +121,58 @@ def policy_input(ctx: CallContext, upstream: str, tool: Any = None,
 
 
 def decision_from(value: Any, revision: str | None, decision_id: str | None = None) -> Decision:
-    """Validate what data.mcp.decision returned; anything undefined or ill-typed denies."""
+    """Validate what data.mcp.decision returned; anything undefined or ill-typed denies.
+
+    Memoised policy results repeat the same few decisions: one seen well-typed before skips the checks (its allow and
+    reasons are remembered by its JSON; the obligations are still the caller's own fresh copy)."""
+    key = _decision_key(value)
+    known = _WELL_TYPED.get(key) if key is not None else None
+    if known is None:
+        problem = decision_problem(value)
+        if problem is not None:
+            return Decision.deny(problem, revision, decision_id)
+        reasons = value.get("reasons", [])
+        reasons = (reasons,) if isinstance(reasons, str) else tuple(reasons)
+        known = value["allow"], reasons or (() if value["allow"] else ("denied by policy",))
+        if key is not None:
+            if len(_WELL_TYPED) >= _WELL_TYPED_MAX_ENTRIES:
+                _WELL_TYPED.clear()
+            _WELL_TYPED[key] = known
+    # Positional: a keyword call of a dataclass __init__ costs about twice as much.
+    return Decision(known[0], known[1], dict(value.get("obligations", {})), revision, decision_id)
+
+
+_WELL_TYPED: dict[bytes, tuple[bool, tuple[str, ...]]] = {}  # a decision's JSON -> its allow and reasons
+_WELL_TYPED_MAX_ENTRIES = 1024
+
+
+def _decision_key(value: Any) -> bytes | None:
+    """The value's JSON, when it names the value exactly (orjson writes NaN and infinities as null)."""
+    if type(value) is not dict:
+        return None
+    try:
+        key = orjson.dumps(value)
+    except TypeError:
+        return None
+    return None if b"null" in key else key
+
+
+def decision_problem(value: Any) -> str | None:
+    """Why a data.mcp.decision value breaks the contract, or None."""
     if value is None:
-        return Decision.deny("policy decision is undefined", revision, decision_id)
-    if not isinstance(value, Mapping) or not isinstance(value.get("allow"), bool):
-        return Decision.deny("policy decision is ill-typed: expected an object with a boolean allow", revision,
-                             decision_id)
+        return "policy decision is undefined"
+    if not isinstance(value, MAPPINGS) or not isinstance(value.get("allow"), bool):
+        return "policy decision is ill-typed: expected an object with a boolean allow"
     reasons = value.get("reasons", [])
-    if isinstance(reasons, str):
-        reasons = [reasons]
-    if not isinstance(reasons, list) or not all(isinstance(reason, str) for reason in reasons):
-        return Decision.deny("policy decision is ill-typed: reasons must be a list of strings", revision, decision_id)
-    obligations = value.get("obligations", {})
-    problem = obligations_problem(obligations)
-    if problem is not None:
-        return Decision.deny(f"policy decision is ill-typed: {problem}", revision, decision_id)
-    if not value["allow"] and not reasons:
-        reasons = ["denied by policy"]
-    return Decision(allow=value["allow"], reasons=tuple(reasons), obligations=dict(obligations), revision=revision,
-                    decision_id=decision_id)
+    if not isinstance(reasons, str | list) or not all(isinstance(reason, str) for reason in reasons):
+        return "policy decision is ill-typed: reasons must be a list of strings"
+    problem = obligations_problem(value.get("obligations", {}))
+    return None if problem is None else f"policy decision is ill-typed: {problem}"
 
 
 def obligations_problem(obligations: Any) -> str | None:
     """Why obligations break the contract the later stages rely on, or None."""
-    if not isinstance(obligations, Mapping):
+    if not isinstance(obligations, MAPPINGS):
         return "obligations must be an object"
     for key, value in obligations.items():
         check = _OBLIGATION_CHECKS.get(key)
@@ -156,7 +185,7 @@ def obligations_problem(obligations: Any) -> str | None:
 
 
 def _rate_limit(value: Any) -> str | None:
-    if not isinstance(value, Mapping) or set(value) - {"buckets", "cost"}:
+    if not isinstance(value, MAPPINGS) or set(value) - {"buckets", "cost"}:
         return "expected {buckets, cost}"
     buckets = value.get("buckets")
     if buckets is not None and not (isinstance(buckets, list) and all(isinstance(b, str) for b in buckets)):
@@ -168,7 +197,7 @@ def _rate_limit(value: Any) -> str | None:
 
 
 def _cache(value: Any) -> str | None:
-    if not isinstance(value, Mapping) or set(value) - {"scope", "ttl_seconds", "key_claims"}:
+    if not isinstance(value, MAPPINGS) or set(value) - {"scope", "ttl_seconds", "key_claims"}:
         return "expected {scope, ttl_seconds, key_claims}"
     if "scope" in value and value["scope"] not in CACHE_SCOPES:
         return "scope must be public, private or none"

@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from proxy.policy.projection import MAPPINGS
+
 RULE = "argument_names"
 ENTRYPOINT = "mcp/" + RULE
 ALL = "*"
@@ -39,9 +41,9 @@ def defines_argument_names(blanked_sources: Iterable[str]) -> bool:
 
 def call_tool(document: Any) -> Mapping[str, Any] | None:
     """input.mcp.tool when `document` is a tools/call's input (a tool with an arguments object), else None."""
-    mcp = document.get("mcp") if isinstance(document, Mapping) else None
-    tool = mcp.get("tool") if isinstance(mcp, Mapping) else None
-    return tool if isinstance(tool, Mapping) and isinstance(tool.get("arguments"), Mapping) else None
+    mcp = document.get("mcp") if isinstance(document, MAPPINGS) else None
+    tool = mcp.get("tool") if isinstance(mcp, MAPPINGS) else None
+    return tool if isinstance(tool, MAPPINGS) and isinstance(tool.get("arguments"), MAPPINGS) else None
 
 
 def narrow(call: Mapping[str, Any], names_for: Callable[[dict[str, Any]], Any]) -> Any:
@@ -49,16 +51,18 @@ def narrow(call: Mapping[str, Any], names_for: Callable[[dict[str, Any]], Any]) 
     down to the names `names_for` returns for the input without them. The names are asked for in every case: an
     ill-typed answer denies even a call with nothing to cut."""
     mcp = call.get("mcp")
-    tool = mcp.get("tool") if isinstance(mcp, Mapping) else None
-    if not isinstance(tool, Mapping):
+    tool = mcp.get("tool") if isinstance(mcp, MAPPINGS) else None
+    if not isinstance(tool, MAPPINGS):
         argument_names(names_for(dict(call)))
         return call
-    names = argument_names(names_for(_with_tool(call, {key: value for key, value in tool.items()
-                                                       if key != "arguments"})))
+    bare = dict(tool)
+    bare.pop("arguments", None)
+    names = argument_names(names_for(_with_tool(call, bare)))
     arguments = tool.get("arguments")
-    if names is None or not isinstance(arguments, Mapping):
+    if names is None or not isinstance(arguments, MAPPINGS):
         return call
-    kept = {name: arguments[name] for name in names if name in arguments}  # in name order: one memo key per value
+    # In name order: one memo key per value.
+    kept = {name: arguments[name] for name in names if name in arguments} if names else {}
     return _with_tool(call, {**tool, "arguments": kept})
 
 
@@ -79,6 +83,8 @@ def argument_names(value: Any) -> tuple[str, ...] | None:
     """The names the entrypoint returned, sorted; None for all arguments. Raises IllTypedNames."""
     if value is None:
         return None
+    if value == []:  # the common answer: no argument matters
+        return ()
     if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
         raise IllTypedNames(f"data.mcp.{RULE} is ill-typed: expected a set of argument names (strings)")
     return None if ALL in value else tuple(sorted(set(value)))

@@ -12,12 +12,15 @@ request (the time, the request id) and no module calls a built-in whose answer d
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 Path = tuple[str, ...]
+# For isinstance(): dict first, an exact check that spares nearly every call the Mapping ABC's slower one.
+MAPPINGS = (dict, Mapping)
+MAX_WRITTEN_DEPTH = 8  # see _taker
 
 _INPUT_REF = re.compile(r"(?<![\w.])input\b((?:\s*\.\s*[A-Za-z_]\w*)*)")
 _NAME = re.compile(r"[A-Za-z_]\w*")
@@ -63,15 +66,27 @@ def _overlaps(path: Path, field: Path) -> bool:
 
 def project(document: Any, paths: tuple[Path, ...] | None) -> Any:
     """The part of `document` under `paths`; a value met on the way that is not an object is kept whole."""
-    if paths is None or not isinstance(document, Mapping):
+    if paths is None or not isinstance(document, MAPPINGS):
         return document
-    return _take(document, _tree(paths))
+    return _taker(paths)(document)
 
 
 @lru_cache(maxsize=64)
+def _taker(paths: tuple[Path, ...]) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """A function that takes the paths out of a document, written out as straight-line code once per set of paths:
+    about half the time of walking the paths as a tree on every decision. Deeper paths are walked: Python allows
+    20 nested blocks, and each level of the tree takes two."""
+    tree = _tree(paths)
+    if max(map(len, paths), default=0) > MAX_WRITTEN_DEPTH:
+        return lambda source: _take(source, tree)
+    lines = ["def take(source0):", "    result0 = {}", *_take_lines(tree, 0, "    "), "    return result0"]
+    namespace: dict[str, Any] = {"MAPPINGS": MAPPINGS}
+    exec("\n".join(lines), namespace)  # the text holds only the paths' names, written as Python string literals
+    return namespace["take"]
+
+
 def _tree(paths: tuple[Path, ...]) -> dict[str, Any]:
-    """The paths as nested keys, None where a subtree is kept whole: walked once per document, not once per path
-    (about 4 us less per decision for the shipped policies)."""
+    """The paths as nested keys, None where a subtree is kept whole."""
     tree: dict[str, Any] = {}
     for path in paths:
         node = tree
@@ -81,12 +96,34 @@ def _tree(paths: tuple[Path, ...]) -> dict[str, Any]:
     return tree
 
 
+def _take_lines(tree: dict[str, Any], depth: int, indent: str) -> list[str]:
+    """Code copying `tree` from source<depth> into result<depth>: a subtree is taken from an object and kept whole
+    from any other value."""
+    source, result, child = f"source{depth}", f"result{depth}", depth + 1
+    lines = []
+    for key, subtree in tree.items():
+        name = repr(key)
+        lines.append(f"{indent}if {name} in {source}:")
+        if subtree is None:
+            lines.append(f"{indent}    {result}[{name}] = {source}[{name}]")
+            continue
+        inner = indent + "        "
+        lines += [f"{indent}    source{child} = {source}[{name}]",
+                  f"{indent}    if isinstance(source{child}, MAPPINGS):",
+                  f"{inner}result{child} = {{}}",
+                  *_take_lines(subtree, child, inner),
+                  f"{inner}{result}[{name}] = result{child}",
+                  f"{indent}    else:",
+                  f"{indent}        {result}[{name}] = source{child}"]
+    return lines
+
+
 def _take(source: Mapping[str, Any], tree: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, subtree in tree.items():
         if key in source:
             value = source[key]
-            if subtree is None or not (type(value) is dict or isinstance(value, Mapping)):
+            if subtree is None or not isinstance(value, MAPPINGS):
                 result[key] = value
             else:
                 result[key] = _take(value, subtree)

@@ -17,6 +17,7 @@ from proxy.config import BucketConfig, RateLimitsConfig
 from proxy.context import CallContext
 from proxy.errors import LimiterUnavailable, RateLimited
 from proxy.limits import (
+    CLAIM_PREFIX,
     BucketSpec,
     BucketStore,
     Caller,
@@ -28,9 +29,10 @@ from proxy.limits import (
 )
 from proxy.limits_redis import RedisBuckets
 from proxy.pipeline import Deps, Handler
-from proxy.reply import Reply
+from proxy.reply import Reply, ResultHook
 
 MRTR_RETRY_PARAMS = ("inputResponses", "requestState")
+MAX_REMEMBERED_CALLERS = 4096
 
 
 def spec_of(bucket: BucketConfig) -> BucketSpec:
@@ -51,6 +53,10 @@ class RateLimitStage:
         self.by_name = {spec.name: spec for spec in specs}
         self.store = store
         self.default_cost = default_cost
+        # The checks of a caller, remembered when no bucket reads claims (the key parts then say it all): matching
+        # and keying every bucket again is most of this stage's own work.
+        self._remembered: dict[tuple[Any, ...], tuple[Check, ...]] | None = None if any(
+            spec.claims or any(part.startswith(CLAIM_PREFIX) for part in spec.key) for spec in specs) else {}
 
     @classmethod
     def from_config(cls, config: RateLimitsConfig, deps: Deps) -> RateLimitStage | None:
@@ -80,7 +86,7 @@ class RateLimitStage:
             return await call_next(ctx)
         caller = caller_of(ctx)
         if _is_mrtr_retry(ctx) and await self.store.redeem_retry(round_trip_key(caller, ctx.target)):
-            return self._watch_round_trip(ctx, await call_next(ctx), caller)
+            return await self._watch_round_trip(ctx, await call_next(ctx), caller)
         checks, cost = self._checks(ctx, caller)
         if not checks:
             return await call_next(ctx)
@@ -95,14 +101,28 @@ class RateLimitStage:
             raise _refusal(ctx, decision, headers)
         reply = await call_next(ctx)
         reply.headers.update(headers)
-        return self._watch_round_trip(ctx, reply, caller)
+        return await self._watch_round_trip(ctx, reply, caller)
 
-    def _checks(self, ctx: CallContext, caller: Caller) -> tuple[list[Check], int]:
+    def _checks(self, ctx: CallContext, caller: Caller) -> tuple[tuple[Check, ...], int]:
         obligation = ctx.obligations.get("rate_limit") or {}
         cost = obligation.get("cost", self.default_cost)
         if not isinstance(cost, int) or isinstance(cost, bool) or cost < 0:
             raise LimiterUnavailable(f"Policy asked for an invalid rate limit cost {cost!r}.")
         names = obligation.get("buckets")
+        remembered = self._remembered
+        if remembered is None:
+            return self._matched_checks(names, caller), cost
+        key = (None if names is None else tuple(names), caller.subject, caller.method, caller.tool, caller.session,
+               caller.client)
+        checks = remembered.get(key)
+        if checks is None:
+            checks = self._matched_checks(names, caller)
+            if len(remembered) >= MAX_REMEMBERED_CALLERS:
+                remembered.clear()
+            remembered[key] = checks
+        return checks, cost
+
+    def _matched_checks(self, names: Any, caller: Caller) -> tuple[Check, ...]:
         if names is None:
             specs = [spec for spec in self.specs if spec.applies(caller)]
         else:
@@ -110,26 +130,41 @@ class RateLimitStage:
             if unknown:
                 raise LimiterUnavailable(f"Policy named rate limit buckets that are not configured: {unknown}.")
             specs = [self.by_name[name] for name in names]
-        return [(spec, spec.key_for(caller)) for spec in specs], cost
+        return tuple([(spec, spec.key_for(caller)) for spec in specs])
 
-    def _watch_round_trip(self, ctx: CallContext, reply: Reply, caller: Caller) -> Reply:
+    async def _watch_round_trip(self, ctx: CallContext, reply: Reply, caller: Caller) -> Reply:
         """A charged 2026-07-28 call answered `input_required` earns one free retry."""
         if ctx.era is not mcp.Era.MODERN:
             return reply
+        if reply.events is not None:  # a stream: its final response is known only once it comes
+            reply.add_result_hook(self._granter(ctx, caller))
+            return reply
+        # A whole answer is here already: read it now, and parse the body only when it may ask for input (a hook
+        # would have the transport parse every reply just for this).
+        message = reply.message
+        if message is None and reply.body and b"input_required" in reply.body:
+            message = reply.parsed_body()
+        if message is not None and _asks_for_input(message):
+            await self.store.grant_retry(round_trip_key(caller, ctx.target))
+        return reply
 
+    def _granter(self, ctx: CallContext, caller: Caller) -> ResultHook:
         async def grant_on_input_required(message: dict[str, Any]) -> None:
-            result = message.get("result")
-            if isinstance(result, dict) and result.get("resultType") == "input_required":
+            if _asks_for_input(message):
                 await self.store.grant_retry(round_trip_key(caller, ctx.target))
 
-        reply.add_result_hook(grant_on_input_required)
-        return reply
+        return grant_on_input_required
+
+
+def _asks_for_input(message: dict[str, Any]) -> bool:
+    result = message.get("result")
+    return isinstance(result, dict) and result.get("resultType") == "input_required"
 
 
 def caller_of(ctx: CallContext) -> Caller:
-    return Caller(subject=ctx.principal.subject, claims=ctx.principal.claims, method=ctx.method,
-                  tool=ctx.target if ctx.method == "tools/call" else None, session=ctx.session_id,
-                  client=ctx.client_address)
+    method = ctx.method  # positional: a keyword call of a dataclass __init__ costs about twice as much
+    return Caller(ctx.principal.subject, ctx.principal.claims, method, ctx.target if method == "tools/call" else None,
+                  ctx.session_id, ctx.client_address)
 
 
 def _is_mrtr_retry(ctx: CallContext) -> bool:
@@ -145,17 +180,16 @@ def _record(ctx: CallContext, decision: Decision) -> None:
         return
     ctx.record.rate_limit = {"bucket": deciding.spec.name, "remaining": deciding.remaining,
                              "limit": deciding.spec.capacity,
-                             "retry_after_seconds": math.ceil(decision.retry_after)}
+                             "retry_after_seconds": 0 if decision.allowed else math.ceil(deciding.retry_after)}
 
 
 def rate_limit_headers(decision: Decision) -> dict[str, str]:
     """RateLimit / RateLimit-Policy (draft-ietf-httpapi-ratelimit-headers), and Retry-After on a refusal."""
     if not decision.states:
         return {}
-    policies = ", ".join(f'"{state.spec.name}";q={state.spec.capacity};w={state.spec.window_seconds}'
-                         for state in decision.states)
-    limits = ", ".join(f'"{state.spec.name}";r={state.remaining};t={math.ceil(state.reset_after)}'
-                       for state in decision.states)
+    policies = ", ".join([state.spec.policy_item for state in decision.states])
+    limits = ", ".join([f'"{state.spec.name}";r={state.remaining};t={math.ceil(state.reset_after)}'
+                        for state in decision.states])
     headers = {"RateLimit-Policy": policies, "RateLimit": limits}
     if not decision.allowed:
         headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after)))

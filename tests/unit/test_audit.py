@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import structlog
 from opentelemetry.trace import SpanContext, TraceFlags
 
 from proxy.audit import REDACTED, AuditLog, audit_event, redact
 from proxy.config import AuditConfig
 from proxy.context import Principal
+from proxy.logs import configure_logging
 from proxy.reply import Reply
 from tests.kit import make_ctx
 
@@ -60,3 +62,17 @@ def test_file_sink_writes_one_json_line_per_event_and_flushes(tmp_path: Path) ->
     assert [event["method"] for event in events] == ["tools/call", "tools/list"]
     assert events[0]["event"] == "mcp.audit" and "ts" in events[0]
     assert b"1234" not in path.read_bytes()
+
+
+def test_events_are_written_whatever_the_log_level(tmp_path: Path) -> None:
+    """The audit trail is not a log: `logging.level: warning` (structlog filtering info away) must not drop it."""
+    saved = structlog.get_config()
+    configure_logging("error")
+    try:
+        path = tmp_path / "audit.jsonl"
+        log = AuditLog(AuditConfig(sink="file", path=str(path)))
+        log.record(decided_ctx(), Reply.json({}))
+        log.close()
+    finally:
+        structlog.configure(**saved)
+    assert [orjson.loads(line)["method"] for line in path.read_bytes().splitlines()] == ["tools/call"]

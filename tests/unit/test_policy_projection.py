@@ -61,6 +61,25 @@ def test_project_keeps_subtrees_and_non_objects_whole() -> None:
     assert project(document, None) is document
 
 
+def test_deep_paths_are_projected_like_short_ones() -> None:
+    """Paths deeper than the written-out code goes are walked instead, with the same result."""
+    names = [f"k{i}" for i in range(12)]
+    document: dict = {"other": 1}
+    node = document
+    for name in names:
+        node[name] = {"sibling": True}
+        node = node[name]
+    node["leaf"] = "x"
+    deep, short = (*names, "leaf"), tuple(names[:3])
+    expected_leaf: dict = {"leaf": "x"}
+    for name in reversed(names):
+        expected_leaf = {name: expected_leaf}
+    assert project(document, (deep,)) == expected_leaf
+    assert project(document, (short,)) == {"k0": {"k1": {"k2": document["k0"]["k1"]["k2"]}}}
+    flat = {"k0": "not an object"}
+    assert project(flat, (deep,)) == project(flat, (short,)) == flat
+
+
 def shipped_documents() -> list[tuple[str, dict]]:
     def who(*roles: str) -> Principal:
         return Principal(subject="s", issuer="i", claims={"plan": "pro"}, roles=frozenset(roles), scopes=frozenset())

@@ -93,6 +93,31 @@ async def test_per_plan_buckets_apply_by_claim() -> None:
     assert counts == {"free": 1, "pro": 3}
 
 
+async def test_a_callers_plan_change_moves_it_to_the_other_bucket() -> None:
+    """The same subject, first on the free plan then on pro: buckets that read claims are matched on every call."""
+    free = BucketSpec("free", capacity=1, rate=0.01, key=("subject",), claims={"plan": frozenset({"free"})})
+    pro = BucketSpec("pro", capacity=5, rate=0.01, key=("subject",), claims={"plan": frozenset({"pro"})})
+    limited = stage(free, pro)
+    first, second = make_ctx(**as_user("ann", plan="free")), make_ctx(**as_user("ann", plan="pro"))
+    await run(limited, first)
+    await run(limited, second)
+    assert [first.record.rate_limit["bucket"], second.record.rate_limit["bucket"]] == ["free", "pro"]
+
+
+async def test_remembered_checks_keep_callers_and_methods_apart() -> None:
+    limited = stage(BucketSpec("per_user", capacity=1, rate=0.01, key=("subject",)))
+    calls = [make_ctx(**as_user(user)) for user in ("ann", "bob", "ann")]
+    for ctx in calls:
+        await run(limited, ctx)
+    assert [ctx.record.outcome for ctx in calls] == ["allowed", "allowed", "limited"]
+    listing = BucketSpec("listing", capacity=5, rate=0.01, methods=frozenset({"tools/list"}))
+    limited = stage(BucketSpec("per_user", capacity=5, rate=0.01, key=("subject",)), listing)
+    prompts = await run(limited, make_ctx("prompts/list", target=None, **as_user("cid")))
+    tools = await run(limited, make_ctx("tools/list", target=None, **as_user("cid")))
+    assert prompts.headers["RateLimit-Policy"] == '"per_user";q=5;w=500'  # listing is for tools/list only
+    assert tools.headers["RateLimit-Policy"] == '"per_user";q=5;w=500, "listing";q=5;w=500'
+
+
 async def test_obligations_choose_buckets_and_cost() -> None:
     cheap, other = BucketSpec("cheap", capacity=10, rate=0.01), BucketSpec("other", capacity=1, rate=0.01)
     limited = stage(cheap, other)
