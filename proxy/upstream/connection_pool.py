@@ -67,7 +67,8 @@ class Response:
     async def read(self) -> bytes:
         """The whole body."""
         self._whole = True
-        self._connection.resume()
+        if not self._done:  # once done, the connection may already serve another request
+            self._connection.resume()
         while not self._done:
             await self._wait()
         if self._error is not None:
@@ -83,7 +84,7 @@ class Response:
         if self._chunks:
             chunk = self._chunks.popleft()
             self._unread -= len(chunk)
-            if self._unread < RESUME_BELOW_BYTES:
+            if not self._done and self._unread < RESUME_BELOW_BYTES:
                 self._connection.resume()
             return chunk
         if self._error is not None:
