@@ -1,8 +1,10 @@
-"""The aiohttp applications: the MCP listener and the admin listener, with every resource in cleanup_ctx."""
+"""The sidecar's two applications: the MCP listener's routes with the resources behind them, and the admin app."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -12,6 +14,7 @@ from proxy.catalog import ToolCatalog
 from proxy.config import Config
 from proxy.context import CallContext
 from proxy.errors import ProxyError
+from proxy.listener import Routes
 from proxy.pipeline import Deps, Handler, Lifecycle, Stage, build_chain
 from proxy.reply import Reply
 from proxy.stages import build_stages
@@ -20,11 +23,36 @@ from proxy.transport import oauth_metadata, sse
 from proxy.transport.streamable_http import StreamableHttpHandler
 from proxy.upstream import Upstream, create_upstream
 
-DEPS = web.AppKey("deps", Deps)
-STAGES = web.AppKey("stages", list)
+
+@dataclass(eq=False)
+class McpApp:
+    """The MCP listener's routes, and what they need running behind them."""
+
+    deps: Deps
+    stages: list[Stage]
+    routes: Routes
+    legacy_sse: sse.LegacySseHandler
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[McpApp]:
+        """The upstream and every stage with a lifecycle started; on exit closed in reverse, telemetry last (the
+        spans of the calls drained before are flushed too)."""
+        lifecycles = [stage for stage in self.stages if isinstance(stage, Lifecycle)]
+        await self.deps.upstream.start()
+        started: list[Lifecycle] = []
+        try:
+            for item in lifecycles:
+                await item.start()
+                started.append(item)
+            yield self
+        finally:
+            for item in reversed(started):
+                await item.close()
+            await self.deps.upstream.close()
+            await self.deps.telemetry.shutdown()
 
 
-def create_app(config: Config, upstream: Upstream | None = None) -> web.Application:
+def create_app(config: Config, upstream: Upstream | None = None) -> McpApp:
     upstream = upstream if upstream is not None else create_upstream(config)
     catalog = ToolCatalog(upstream, ttl_seconds=config.upstream.catalog_ttl_seconds)
     approvals = ApprovalBook(max_pending=config.approval.max_pending)
@@ -39,25 +67,21 @@ def create_app(config: Config, upstream: Upstream | None = None) -> web.Applicat
     legacy_sse = sse.LegacySseHandler(config.server, chain, config.upstream.queue_limit, config.upstream.max_sessions,
                                       authenticate=getattr(auth, "principal_of", None))
 
-    app = web.Application(client_max_size=config.server.max_body_bytes + 1)
+    routes = Routes()
     path = config.server.mcp_path
-    app.router.add_post(path, handler.post)
-    app.router.add_get(path, handler.get, allow_head=False)
-    app.router.add_delete(path, handler.delete)
-    oauth_metadata.add_routes(app, config)
-    app.router.add_get(sse.SSE_PATH, legacy_sse.stream, allow_head=False)  # 2024-11-05 clients
-    app.router.add_post(sse.MESSAGES_PATH, legacy_sse.post)
-    app.on_shutdown.append(legacy_sse.shutdown)
-    app[DEPS] = deps
-    app[STAGES] = stages
-    app.cleanup_ctx.append(_resources(upstream, stages, deps.telemetry))
-    return app
+    routes.add("POST", path, handler.post)
+    routes.add("GET", path, handler.get)
+    routes.add("DELETE", path, handler.delete)
+    oauth_metadata.add_routes(routes, config)
+    routes.add("GET", sse.SSE_PATH, legacy_sse.stream)  # 2024-11-05 clients
+    routes.add("POST", sse.MESSAGES_PATH, legacy_sse.post)
+    return McpApp(deps=deps, stages=stages, routes=routes, legacy_sse=legacy_sse)
 
 
-def create_apps(config: Config, upstream: Upstream | None = None) -> tuple[web.Application, web.Application]:
+def create_apps(config: Config, upstream: Upstream | None = None) -> tuple[McpApp, web.Application]:
     """The MCP app and its admin app, sharing one set of dependencies."""
     app = create_app(config, upstream)
-    return app, create_admin_app(app[DEPS])
+    return app, create_admin_app(app.deps)
 
 
 def forward_to(upstream: Upstream, telemetry: Telemetry, catalog: ToolCatalog | None = None) -> Handler:
@@ -90,23 +114,3 @@ def forward_to(upstream: Upstream, telemetry: Telemetry, catalog: ToolCatalog | 
         return catalog.watch(reply) if catalog is not None else reply
 
     return forward_traced
-
-
-def _resources(upstream: Upstream, stages: Sequence[Stage], telemetry: Telemetry):
-    lifecycles = [stage for stage in stages if isinstance(stage, Lifecycle)]
-
-    async def lifespan(app: web.Application) -> AsyncIterator[None]:
-        await upstream.start()
-        started: list[Lifecycle] = []
-        try:
-            for item in lifecycles:
-                await item.start()
-                started.append(item)
-            yield
-        finally:
-            for item in reversed(started):
-                await item.close()
-            await upstream.close()
-            await telemetry.shutdown()  # last: spans of the calls drained above are flushed too
-
-    return lifespan

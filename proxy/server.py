@@ -14,43 +14,53 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import structlog
 from aiohttp import web
 
-from proxy.app import create_apps
+from proxy.app import McpApp, create_apps
 from proxy.config import Config, parse_host_port
+from proxy.listener import HttpServer
 
 log = structlog.get_logger("proxy.server")
 
 
-async def serve(config: Config, started: asyncio.Event | None = None) -> None:
-    """Listen until SIGTERM/SIGINT, then stop accepting, let calls in flight finish, and close everything."""
+@contextlib.asynccontextmanager
+async def running(config: Config, grace_seconds: float | None = None) -> AsyncIterator[tuple[McpApp, web.Application]]:
+    """Both listeners up, on their resources; on exit: stop accepting, end the legacy SSE streams, let calls in
+    flight finish within the grace period, then close everything."""
+    grace = config.server.shutdown_grace_seconds if grace_seconds is None else grace_seconds
+    reuse_port = config.server.workers > 1
     app, admin = create_apps(config)
-    grace = config.server.shutdown_grace_seconds
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=grace, access_log=None)
-    admin_runner = web.AppRunner(admin, shutdown_timeout=1, access_log=None)
-    await runner.setup()
-    await admin_runner.setup()
-    try:
-        await _listen(runner, config.server.listen, reuse_port=config.server.workers > 1)
-        await _listen(admin_runner, config.server.admin_listen, reuse_port=config.server.workers > 1)
+    async with app.running():
+        listener = HttpServer(app.routes, max_body_bytes=config.server.max_body_bytes)
+        admin_runner = web.AppRunner(admin, shutdown_timeout=1, access_log=None)
+        await admin_runner.setup()
+        try:
+            host, port = parse_host_port(config.server.listen)
+            await listener.listen(host, port, reuse_port=reuse_port)
+            host, port = parse_host_port(config.server.admin_listen)
+            await web.TCPSite(admin_runner, host, port, reuse_port=reuse_port or None).start()
+            yield app, admin
+        finally:
+            listener.stop_accepting()
+            await app.legacy_sse.shutdown()  # long-lived streams would hold the drain for the whole grace period
+            await listener.drain(grace)
+            await admin_runner.cleanup()
+
+
+async def serve(config: Config, started: asyncio.Event | None = None) -> None:
+    """Listen until SIGTERM/SIGINT, then drain gracefully (see `running`)."""
+    async with running(config):
         log.info("sidecar.listening", listen=config.server.listen, admin=config.server.admin_listen,
                  upstream=config.upstream.name)
         if started is not None:
             started.set()
         await _until_signalled()
-        log.info("sidecar.stopping", grace_seconds=grace)
-    finally:
-        await admin_runner.cleanup()
-        await runner.cleanup()
-        log.info("sidecar.stopped")
-
-
-async def _listen(runner: web.AppRunner, address: str, reuse_port: bool) -> None:
-    host, port = parse_host_port(address)
-    await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
+        log.info("sidecar.stopping", grace_seconds=config.server.shutdown_grace_seconds)
+    log.info("sidecar.stopped")
 
 
 async def _until_signalled() -> None:

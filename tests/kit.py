@@ -20,9 +20,10 @@ from typing import Any
 from aiohttp import web
 
 from proxy import mcp
-from proxy.app import create_apps
+from proxy.app import McpApp
 from proxy.config import Config, load_config
 from proxy.context import CallContext
+from proxy.server import running
 
 ROOT = Path(__file__).resolve().parent.parent
 MODERN_META = {"io.modelcontextprotocol/protocolVersion": mcp.MODERN_VERSION,
@@ -105,7 +106,7 @@ def make_config(upstream_url: str = "http://127.0.0.1:9/mcp", **dotted: Any) -> 
 @dataclass
 class RunningSidecar:
     config: Config
-    app: web.Application
+    app: McpApp
     admin: web.Application
 
     @property
@@ -119,19 +120,9 @@ class RunningSidecar:
 
 @contextlib.asynccontextmanager
 async def run_sidecar(config: Config) -> AsyncIterator[RunningSidecar]:
-    """The sidecar in this process on real sockets, torn down (cleanup_ctx included) on exit."""
-    app, admin = create_apps(config)
-    runners = [web.AppRunner(app, handler_cancellation=True, shutdown_timeout=2),
-               web.AppRunner(admin, shutdown_timeout=1)]
-    try:
-        for runner, address in zip(runners, (config.server.listen, config.server.admin_listen), strict=True):
-            await runner.setup()
-            host, port = address.rsplit(":", 1)
-            await web.TCPSite(runner, host, int(port)).start()
+    """The sidecar in this process on real sockets, drained and torn down on exit (2 s grace)."""
+    async with running(config, grace_seconds=2) as (app, admin):
         yield RunningSidecar(config, app, admin)
-    finally:
-        for runner in reversed(runners):
-            await runner.cleanup()
 
 
 def modern_headers(method: str, name: str | None = None) -> dict[str, str]:

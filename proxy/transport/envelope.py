@@ -7,17 +7,16 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import web
-
 from proxy import jsonrpc, mcp
 from proxy.config import ServerConfig, parse_host_port
 from proxy.context import CallContext
 from proxy.errors import BadMessage, HeaderMismatch, OriginRejected, PayloadTooLarge, UnsupportedMediaType
+from proxy.listener import HttpRequest
 
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
-def check_origin(request: web.Request, server: ServerConfig) -> None:
+def check_origin(request: HttpRequest, server: ServerConfig) -> None:
     """Browsers send Origin; only configured origins and the sidecar's own may call (DNS-rebinding protection)."""
     origin = request.headers.get("Origin")
     if origin is None or "*" in server.allowed_origins or origin in server.allowed_origins:
@@ -47,23 +46,13 @@ def own_origins(listen: str, public_url: str | None) -> frozenset[str]:
     return frozenset(origins)
 
 
-async def read_body(request: web.Request, server: ServerConfig) -> bytes:
-    if request.content_length is not None and request.content_length > server.max_body_bytes:
+def read_body(request: HttpRequest, server: ServerConfig) -> bytes:
+    """The POSTed JSON body (the listener has received it whole, or noted that it passed the limit)."""
+    if request.body_too_large:
         raise PayloadTooLarge(f"Request body exceeds {server.max_body_bytes} bytes")
-    content_type = request.content_type
-    if content_type != "application/json":
+    if request.content_type != "application/json":
         raise UnsupportedMediaType("Content-Type must be application/json")
-    content = request.content
-    body = await content.read(server.max_body_bytes + 1)
-    # read() may return less than asked: loop until EOF or the limit (a small body is usually whole at once).
-    while len(body) <= server.max_body_bytes and not content.at_eof():
-        chunk = await content.read(server.max_body_bytes + 1 - len(body))
-        if not chunk:
-            break
-        body += chunk
-    if len(body) > server.max_body_bytes:
-        raise PayloadTooLarge(f"Request body exceeds {server.max_body_bytes} bytes")
-    return body
+    return request.body
 
 
 def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -92,7 +81,7 @@ def _forwarded_name(name: str) -> str:
     return forwarded
 
 
-def message_context(request: web.Request, body: bytes) -> CallContext:
+def message_context(request: HttpRequest, body: bytes) -> CallContext:
     """Parse one POSTed message and describe it."""
     try:
         message = jsonrpc.parse_message(body)
@@ -113,14 +102,14 @@ def check_mirrored_headers(ctx: CallContext) -> None:
             raise HeaderMismatch(problem)
 
 
-def stream_context(request: web.Request, kind: mcp.Kind) -> CallContext:
+def stream_context(request: HttpRequest, kind: mcp.Kind) -> CallContext:
     """A GET (legacy server-to-client stream) or DELETE (legacy session end): no body, no method."""
     headers = forwarded_headers(request.headers)
     version = headers.get(mcp.HEADER_PROTOCOL_VERSION) or mcp.LEGACY_DEFAULT_VERSION
     return _context(request, kind, {}, None, headers, version, mcp.era_of(version), http_method=request.method)
 
 
-def _context(request: web.Request, kind: mcp.Kind, message: dict[str, Any], body: bytes | None,
+def _context(request: HttpRequest, kind: mcp.Kind, message: dict[str, Any], body: bytes | None,
              headers: dict[str, str], version: str, era: mcp.Era, http_method: str = "POST") -> CallContext:
     method = message.get("method")
     params = mcp.params_of(message)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import web
-
 from proxy.config import Config
+from proxy.listener import HttpRequest, HttpResponse, Routes
 from proxy.stages.auth import WELL_KNOWN
 
 
@@ -25,14 +24,14 @@ def protected_resource_metadata(config: Config) -> dict[str, Any]:
     return document
 
 
-def add_routes(app: web.Application, config: Config) -> None:
+def add_routes(routes: Routes, config: Config) -> None:
     """Both the root and the path form (clients try `/.well-known/oauth-protected-resource/mcp` first)."""
     if config.auth.mode == "off":
         return
-    body = protected_resource_metadata(config)
+    document = HttpResponse.json(protected_resource_metadata(config), headers={"Cache-Control": "max-age=3600"})
 
-    async def serve(request: web.Request) -> web.Response:
-        return web.json_response(body, headers={"Cache-Control": "max-age=3600"})
+    async def serve(request: HttpRequest) -> HttpResponse:
+        return document
 
-    app.router.add_get(WELL_KNOWN, serve, allow_head=False)
-    app.router.add_get(WELL_KNOWN + config.server.mcp_path.rstrip("/"), serve, allow_head=False)
+    routes.add("GET", WELL_KNOWN, serve)
+    routes.add("GET", WELL_KNOWN + config.server.mcp_path.rstrip("/"), serve)

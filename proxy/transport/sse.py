@@ -17,13 +17,13 @@ from typing import Any
 
 import orjson
 import structlog
-from aiohttp import web
 
 from proxy import jsonrpc, mcp
 from proxy.auth.sessions import Owner, owner_of
 from proxy.config import ServerConfig
 from proxy.context import CallContext, CallRecord, Principal
 from proxy.errors import ProxyError, UpstreamError, error_reply
+from proxy.listener import HttpRequest, HttpResponse, ResponseStream
 from proxy.mailbox import Mailbox, MailboxClosed
 from proxy.pipeline import Handler
 from proxy.reply import EVENT_STREAM, Reply
@@ -47,15 +47,15 @@ class LegacyClient:
     upstream_session: str | None = None
     protocol_version: str = mcp.LEGACY_DEFAULT_VERSION
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    transport: asyncio.Transport | None = None
+    stream: ResponseStream | None = None  # the client's open SSE stream
     latest: CallContext | None = None  # the client's latest message: who it is, for the sidecar's own requests
     owner: Owner | None = None  # who opened the stream (auth on): only they may post to it
 
     def send(self, data: str) -> None:
         if not self.outbox.put(data) and self.outbox.overflowed:
             log.warning("sse.client_too_slow", session=self.id[:8], limit=self.outbox.limit)
-            if self.transport is not None:
-                self.transport.abort()  # the stream's writer may be stuck in a write to this very client
+            if self.stream is not None:
+                self.stream.abort()  # the stream's writer may be stuck in a write to this very client
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -94,26 +94,25 @@ class LegacySseHandler:
         self._clients: dict[str, LegacyClient] = {}
         self._cleanups: set[asyncio.Task[None]] = set()
 
-    async def stream(self, request: web.Request) -> web.StreamResponse:
+    async def stream(self, request: HttpRequest) -> HttpResponse | ResponseStream:
         try:
             envelope.check_origin(request, self.server)
         except ProxyError as error:
-            return web.Response(status=error.http_status, text=error.message)
+            return HttpResponse.text(error.http_status, error.message)
         owner = None
         if self.authenticate is not None:  # a stream holds a slot of max_streams: only for a valid token
             try:
                 owner = owner_of(await self.authenticate(envelope.stream_context(request, mcp.Kind.STREAM)))
             except ProxyError as error:
-                return web.Response(status=error.http_status, text=error.message, headers=error.headers)
+                return HttpResponse.text(error.http_status, error.message, error.headers)
         if len(self._clients) >= self.max_streams:
             log.warning("sse.stream_limit", max_streams=self.max_streams)
-            return web.Response(status=503, text=f"Too many SSE sessions: at most {self.max_streams} at once")
-        client = LegacyClient(secrets.token_hex(16), Mailbox(self.queue_limit), request.remote,
-                              transport=request.transport, owner=owner)
+            return HttpResponse.text(503, f"Too many SSE sessions: at most {self.max_streams} at once")
+        response = await request.stream(200, {"Content-Type": EVENT_STREAM, **STREAM_HEADERS})
+        client = LegacyClient(secrets.token_hex(16), Mailbox(self.queue_limit), request.remote, stream=response,
+                              owner=owner)
         self._clients[client.id] = client
-        response = web.StreamResponse(headers={"Content-Type": EVENT_STREAM, **STREAM_HEADERS})
         try:
-            await response.prepare(request)
             await response.write(encode_event(f"{MESSAGES_PATH}?session_id={client.id}", event="endpoint"))
             while True:
                 await response.write(encode_event(await client.outbox.get()))
@@ -125,22 +124,22 @@ class LegacySseHandler:
             self._forget(client)
         return response
 
-    async def post(self, request: web.Request) -> web.StreamResponse:
+    async def post(self, request: HttpRequest) -> HttpResponse:
         client = self._clients.get(request.query.get("session_id", ""))
         if client is None:
-            return web.Response(status=404, text="Could not find session")
+            return HttpResponse.text(404, "Could not find session")
         try:
             envelope.check_origin(request, self.server)
-            ctx = envelope.message_context(request, await envelope.read_body(request, self.server))
+            ctx = envelope.message_context(request, envelope.read_body(request, self.server))
         except ProxyError as error:
-            return web.Response(status=error.http_status, text=error.message)
+            return HttpResponse.text(error.http_status, error.message)
         if not await self._opened_by(client, ctx):
-            return web.Response(status=404, text="Could not find session")  # as for an unknown session
+            return HttpResponse.text(404, "Could not find session")  # as for an unknown session
         ctx = ctx.evolve(headers={**ctx.headers, **client.upstream_headers()}, session_id=client.upstream_session,
                          protocol_version=client.protocol_version, era=mcp.Era.LEGACY)
         client.latest = ctx
         client.spawn(self._deliver(client, ctx))
-        return web.Response(status=202, text="Accepted")
+        return HttpResponse.text(202, "Accepted")
 
     async def _opened_by(self, client: LegacyClient, ctx: CallContext) -> bool:
         """False when the post carries another caller's valid token; a bad token is left to the chain (401)."""
@@ -151,7 +150,7 @@ class LegacySseHandler:
         except ProxyError:
             return True
 
-    async def shutdown(self, app: web.Application) -> None:
+    async def shutdown(self) -> None:
         """End every stream so a graceful stop need not wait for long-lived GETs."""
         for client in list(self._clients.values()):
             client.outbox.close(MailboxClosed("sidecar stopping"))

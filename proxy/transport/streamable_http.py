@@ -7,13 +7,12 @@ from collections.abc import AsyncIterator
 
 import orjson
 import structlog
-from aiohttp import web
-from multidict import CIMultiDict
 
 from proxy import jsonrpc, mcp
 from proxy.config import ServerConfig
 from proxy.context import CallContext
 from proxy.errors import ProxyError, UpstreamError, error_reply
+from proxy.listener import HttpRequest, HttpResponse, ResponseStream
 from proxy.pipeline import Handler
 from proxy.reply import Reply
 from proxy.sse_codec import encode_event
@@ -23,6 +22,7 @@ from proxy.transport.reply_writer import final_body, final_response, hooked_even
 log = structlog.get_logger("proxy.transport")
 
 STREAM_HEADERS = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache, no-transform"}
+_STREAM_HEADER_NAMES = frozenset(name.lower() for name in STREAM_HEADERS)
 
 
 class StreamableHttpHandler:
@@ -32,11 +32,11 @@ class StreamableHttpHandler:
         self.server = server
         self.chain = chain
 
-    async def post(self, request: web.Request) -> web.StreamResponse:
+    async def post(self, request: HttpRequest) -> HttpResponse | ResponseStream:
         ctx = None
         try:
             envelope.check_origin(request, self.server)
-            body = await envelope.read_body(request, self.server)
+            body = envelope.read_body(request, self.server)
             ctx = envelope.message_context(request, body)
             envelope.check_mirrored_headers(ctx)
         except ProxyError as error:
@@ -44,20 +44,20 @@ class StreamableHttpHandler:
             return await write_reply(request, ctx, error_reply(error, ctx))
         return await self._run(request, ctx)
 
-    async def get(self, request: web.Request) -> web.StreamResponse:
+    async def get(self, request: HttpRequest) -> HttpResponse | ResponseStream:
         return await self._bodiless(request, mcp.Kind.STREAM)
 
-    async def delete(self, request: web.Request) -> web.StreamResponse:
+    async def delete(self, request: HttpRequest) -> HttpResponse | ResponseStream:
         return await self._bodiless(request, mcp.Kind.SESSION_END)
 
-    async def _bodiless(self, request: web.Request, kind: mcp.Kind) -> web.StreamResponse:
+    async def _bodiless(self, request: HttpRequest, kind: mcp.Kind) -> HttpResponse | ResponseStream:
         try:
             envelope.check_origin(request, self.server)
         except ProxyError as error:
             return await write_reply(request, None, error_reply(error, None))
         return await self._run(request, envelope.stream_context(request, kind))
 
-    async def _run(self, request: web.Request, ctx: CallContext) -> web.StreamResponse:
+    async def _run(self, request: HttpRequest, ctx: CallContext) -> HttpResponse | ResponseStream:
         try:
             reply = await self.chain(ctx)
         except Exception:
@@ -68,29 +68,25 @@ class StreamableHttpHandler:
         return await write_reply(request, ctx, reply)
 
 
-async def write_reply(request: web.Request, ctx: CallContext | None, reply: Reply) -> web.StreamResponse:
+async def write_reply(request: HttpRequest, ctx: CallContext | None, reply: Reply) -> HttpResponse | ResponseStream:
     """Write a Reply to the client; runs result hooks on the final response and the reply's done callbacks."""
     try:
         if reply.events is not None:
             return await _write_stream(request, ctx, reply)
-        body = await final_body(ctx, reply)
-        return web.Response(status=reply.status, body=body, headers=reply.headers)
+        return HttpResponse(reply.status, await final_body(ctx, reply), reply.headers)
     finally:
         await reply.finish()
 
 
-async def _write_stream(request: web.Request, ctx: CallContext | None, reply: Reply) -> web.StreamResponse:
-    headers = CIMultiDict(reply.headers)
+async def _write_stream(request: HttpRequest, ctx: CallContext | None, reply: Reply) -> HttpResponse | ResponseStream:
+    headers = {name: value for name, value in reply.headers.items() if name.lower() not in _STREAM_HEADER_NAMES}
     headers.update(STREAM_HEADERS)
     async with contextlib.aclosing(_relayed(ctx, reply)) as chunks:
         if reply.stream_buffered:  # the whole stream is already here: one sized write instead of chunks
-            return web.Response(status=reply.status, body=b"".join([chunk async for chunk in chunks]),
-                                headers=headers)
-        response = web.StreamResponse(status=reply.status, headers=headers)
-        await response.prepare(request)
+            return HttpResponse(reply.status, b"".join([chunk async for chunk in chunks]), headers)
+        response = await request.stream(reply.status, headers)
         async for chunk in chunks:
             await response.write(chunk)
-    await response.write_eof()
     return response
 
 

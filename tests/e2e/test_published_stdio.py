@@ -13,7 +13,6 @@ import structlog.testing
 from mcp import Client
 from mcp.types import CreateMessageResult, TextContent
 
-from proxy.app import DEPS
 from tests.kit import ROOT, make_config, run_sidecar, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -102,7 +101,7 @@ async def test_the_child_gets_a_minimal_environment(everything: Path, monkeypatc
 async def test_server_everything_stderr_reaches_the_sidecar_logs(everything: Path) -> None:
     with structlog.testing.capture_logs() as logs:
         async with run_sidecar(everything_config(everything)) as sidecar:
-            upstream = sidecar.app[DEPS].upstream
+            upstream = sidecar.app.deps.upstream
             await upstream.shared.acquire(15)
             assert upstream.shared.era == "legacy"  # the sidecar did the initialize handshake itself
             await wait_until(lambda: any(entry["event"] == "upstream.stderr" for entry in logs))

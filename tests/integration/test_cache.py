@@ -13,7 +13,6 @@ import pytest
 from mcp import Client, MCPError
 
 import proxy.app
-from proxy.app import DEPS
 from proxy.context import CallContext, Principal
 from proxy.pipeline import Handler
 from proxy.reply import Reply
@@ -147,7 +146,7 @@ async def test_list_changed_on_the_legacy_get_stream_invalidates(stateful_upstre
     async with run_sidecar(config) as sidecar, Client(sidecar.url, mode="legacy", cache=None) as client:
         first = await lookup(client, key)
         assert await lookup(client, key) == first
-        stage = sidecar.app[DEPS].cache
+        stage = sidecar.app.deps.cache
         assert stage is not None
         assert (await client.call_tool("change_tools", {})).content[0].text == "announced"
         await wait_until(lambda: stage.counts["invalidations"] == 1)  # the GET stream is not ordered with the call

@@ -15,7 +15,6 @@ from mcp import Client, ClientSession
 from mcp.client.sse import sse_client
 from mcp.types import ElicitResult
 
-from proxy.app import DEPS
 from tests.integration.test_sdk_matrix import session_transcript
 from tests.integration.test_stdio_upstream import stdio_config
 from tests.kit import (
@@ -94,7 +93,7 @@ def sidecar_sse_url(sidecar: Any) -> str:
 async def test_legacy_sse_client_through_the_sidecar_to_a_stdio_server() -> None:
     async with run_sidecar(stdio_config()) as sidecar:
         seen = await legacy_transcript(sidecar_sse_url(sidecar))
-        upstream = sidecar.app[DEPS].upstream
+        upstream = sidecar.app.deps.upstream
         await wait_until(lambda: len(upstream.sessions) == 0)  # the client left: its session child was ended
     assert {key: seen[key] for key in EXPECTED} == EXPECTED
     assert "slow_count" in seen["tools"]
@@ -129,7 +128,7 @@ async def test_the_sse_upstream_reconnects_after_its_stream_drops() -> None:
     config = make_config(None, upstream__sse_url=f"http://127.0.0.1:{port}/sse", upstream__restart_backoff_seconds=0.1,
                          upstream__restart_backoff_max_seconds=0.5)
     async with run_sidecar(config) as sidecar:
-        upstream = sidecar.app[DEPS].upstream
+        upstream = sidecar.app.deps.upstream
         with sse_server(port):
             await upstream.shared.acquire(10)
             before = upstream.restarts

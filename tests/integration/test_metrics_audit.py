@@ -15,7 +15,6 @@ import yaml
 from mcp import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.app import DEPS
 from proxy.telemetry import Telemetry
 from tests.kit import child_env, free_port, make_config, make_ctx, modern_headers, modern_request, run_sidecar
 from tests.otlp_kit import SERVER, otlp_receiver
@@ -47,7 +46,7 @@ async def test_metrics_move_as_calls_are_made(stateless_upstream: str) -> None:
             await client.call_tool("add", {"a": 1, "b": 2})
             await client.call_tool("add", {"a": 3, "b": 4})
             await client.call_tool("fail", {})
-        sidecar.app[DEPS].metrics.count("policy_reload_failures")
+        sidecar.app.deps.metrics.count("policy_reload_failures")
         after = await scrape(http, sidecar.admin_url)
 
     calls = "mcp_sidecar_calls_total"

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
-from proxy.app import STAGES
 from tests.integration.policy_support import POLICIES, copy_policies, user
 from tests.kit import make_config, run_sidecar
 
@@ -39,7 +38,7 @@ def config_for(upstream: str, directory: Path):
 
 
 def policy_stage(sidecar):
-    return next(stage for stage in sidecar.app[STAGES] if stage.name == "policy")
+    return next(stage for stage in sidecar.app.stages if stage.name == "policy")
 
 
 def memo_of(sidecar):

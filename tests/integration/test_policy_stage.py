@@ -12,7 +12,6 @@ import orjson
 import pytest
 from mcp import Client
 
-from proxy.app import STAGES
 from tests.integration.policy_support import copy_policies, user
 from tests.kit import child_env, free_port, make_config, modern_headers, modern_request, run_sidecar, wait_until
 
@@ -29,7 +28,7 @@ async def post(url: str, message: dict, headers: dict) -> tuple[int, bytes]:
 
 
 def policy_stage(sidecar):
-    return next(stage for stage in sidecar.app[STAGES] if stage.name == "policy")
+    return next(stage for stage in sidecar.app.stages if stage.name == "policy")
 
 
 async def metrics_text(sidecar) -> str:

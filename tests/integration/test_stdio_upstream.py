@@ -14,7 +14,6 @@ import pytest
 from mcp import Client
 from mcp.types import ElicitResult
 
-from proxy.app import DEPS
 from tests.integration.test_sdk_matrix import MODES, session_transcript
 from tests.kit import ROOT, make_config, modern_headers, modern_request, run_sidecar, wait_until
 
@@ -28,7 +27,7 @@ def stdio_config(command: list[str] | None = None, env: dict[str, str] | None = 
 
 
 def upstream_of(sidecar):
-    return sidecar.app[DEPS].upstream
+    return sidecar.app.deps.upstream
 
 
 def alive(pid: int) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 import jwt
 import pytest
 
-from proxy.app import STAGES, create_app
+from proxy.app import create_app
 from proxy.config import Config
 from proxy.context import ANONYMOUS, CallContext
 from proxy.errors import Forbidden, Unauthenticated
@@ -31,7 +31,7 @@ def stage_for(tmp_path: Path, **dotted: Any) -> tuple[AuthStage, str]:
 
 def built_stage(config: Config) -> AuthStage:
     """The auth stage as the app builds it (nothing is started, no socket is opened)."""
-    stages = [stage for stage in create_app(config)[STAGES] if isinstance(stage, AuthStage)]
+    stages = [stage for stage in create_app(config).stages if isinstance(stage, AuthStage)]
     assert len(stages) == 1
     return stages[0]
 
@@ -93,4 +93,4 @@ async def test_malformed_authorization_headers(tmp_path: Path, header: str) -> N
 
 
 def test_off_builds_no_stage() -> None:
-    assert not [stage for stage in create_app(make_config())[STAGES] if stage.name == "auth"]
+    assert not [stage for stage in create_app(make_config()).stages if stage.name == "auth"]

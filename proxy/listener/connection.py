@@ -1,0 +1,321 @@
+"""One client connection of the MCP listener: requests parsed by httptools (llhttp), answered one at a time and in
+order (pipelined requests wait their turn), each answer a task that a disconnect cancels."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import httptools
+import structlog
+from multidict import CIMultiDict
+
+from proxy.listener.messages import LAST_CHUNK, HeaderInjection, HttpRequest, HttpResponse, chunk, response_head
+
+if TYPE_CHECKING:
+    from proxy.listener.server import HttpServer
+
+log = structlog.get_logger("proxy.listener")
+
+MAX_TARGET_BYTES = 8 * 1024
+MAX_HEADER_BYTES = 64 * 1024
+MAX_HEADERS = 128
+MAX_WAITING = 8  # pipelined requests parsed ahead of the one being answered; past this, reading pauses
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class _Refused(Exception):
+    """A request the listener answers itself, then closes the connection."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.response = HttpResponse.text(status, text)
+
+
+class ResponseStream:
+    """A streamed (chunked) response; its head is already sent. Writes wait while the client's socket is full."""
+
+    __slots__ = ("_send", "abort", "finished")
+
+    def __init__(self, send: Callable[[bytes], Awaitable[None]], abort: Callable[[], None]) -> None:
+        self._send = send
+        self.abort = abort  # drop the connection at once, even while a write waits for the client
+        self.finished = False
+
+    async def write(self, data: bytes) -> None:
+        """Raises ConnectionResetError once the client is gone."""
+        if data:
+            await self._send(chunk(data))
+
+    async def finish(self) -> None:
+        if not self.finished:
+            self.finished = True
+            await self._send(LAST_CHUNK)
+
+
+class HttpConnection(asyncio.Protocol):
+    def __init__(self, server: HttpServer) -> None:
+        self._server = server
+        self._loop = server.loop
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._remote: str | None = None
+        self._target = b""
+        self._headers: list[tuple[str, str]] = []
+        self._header_bytes = 0
+        self._receiving: HttpRequest | None = None  # headers parsed, body arriving
+        self._body: list[bytes] = []
+        self._body_bytes = 0
+        self._waiting: deque[HttpRequest] = deque()
+        self._answering: asyncio.Task[None] | None = None
+        self._current: HttpRequest | None = None  # the request being answered
+        self._stream: ResponseStream | None = None  # its streamed response, once opened
+        self._final: HttpRequest | None = None  # the connection closes after answering this one
+        self._refusal: HttpResponse | None = None  # the parser's refusal, sent once the answers owed are written
+        self._input_done = False  # nothing more is parsed: after an upgrade, an error, or the final request
+        self._reading_paused = False
+        self._writing_paused = False
+        self._drained: asyncio.Future[None] | None = None
+        self.last_active = self._loop.time()
+
+    @property
+    def idle(self) -> bool:
+        return self._answering is None and self._receiving is None
+
+    # asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # uvloop's transports do not subclass asyncio's
+        peer = transport.get_extra_info("peername")
+        self._remote = peer[0] if isinstance(peer, tuple) else None
+        self._server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._server.forget(self)
+        self._waiting.clear()
+        if self._answering is not None:
+            self._answering.cancel()  # the client went away: stop working for it (closes upstream streams too)
+        self._wake_writer(ConnectionResetError("the client closed the connection"))
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = self._loop.time()
+        if self._input_done:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:  # another protocol follows (WebSocket, h2c): answer this request, no more
+            self._input_done = True
+        except httptools.HttpParserError as error:
+            cause = error.__context__
+            refused = cause if isinstance(cause, _Refused) else _Refused(400, f"Bad Request: {error}")
+            self._refuse(refused.response)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._wake_writer(None)
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._target = b""
+        self._headers = []
+        self._header_bytes = 0
+        self._body = []
+        self._body_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._target += url
+        if len(self._target) > MAX_TARGET_BYTES:
+            raise _Refused(414, "URI Too Long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > MAX_HEADER_BYTES or len(self._headers) >= MAX_HEADERS:
+            raise _Refused(431, "Request Header Fields Too Large")
+        self._headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        request = HttpRequest(parser.get_method().decode("ascii"), self._target, CIMultiDict(self._headers),
+                              self._remote)
+        self._receiving = request
+        length = request.content_length
+        if length is not None and length > self._server.max_body_bytes:
+            request.body_too_large = True
+        if "Expect" in request.headers and request.headers["Expect"].lower() == "100-continue":
+            if request.body_too_large:  # answer now instead of inviting a body that would be refused
+                self._input_done = True
+                self._receiving = None
+                self._accept(request, final=True)
+            elif self._answering is None and self._transport is not None:
+                self._transport.write(CONTINUE)
+
+    def on_body(self, body: bytes) -> None:
+        request = self._receiving
+        if request is None or request.body_too_large:
+            return
+        self._body_bytes += len(body)
+        if self._body_bytes > self._server.max_body_bytes:
+            request.body_too_large = True  # the rest is read and dropped: the handler answers 413
+            self._body = []
+        else:
+            self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        request = self._receiving
+        if request is None:
+            return
+        self._receiving = None
+        body = self._body
+        request.body = body[0] if len(body) == 1 else b"".join(body)
+        parser = self._parser
+        final = not parser.should_keep_alive() or parser.should_upgrade() or self._server.draining
+        if final:
+            self._input_done = True
+        self._accept(request, final)
+
+    # answering
+
+    def _accept(self, request: HttpRequest, final: bool) -> None:
+        if final:
+            self._final = request
+        if self._answering is None:
+            self._answer(request)
+            return
+        self._waiting.append(request)
+        if len(self._waiting) >= MAX_WAITING and not self._reading_paused and self._transport is not None:
+            self._reading_paused = True
+            self._transport.pause_reading()
+
+    def _answer(self, request: HttpRequest) -> None:
+        request.stream_opener = self._open_stream
+        self._current = request
+        self._stream = None
+        self._answering = self._loop.create_task(self._respond(request))
+
+    async def _respond(self, request: HttpRequest) -> None:
+        try:
+            response = await self._server.handle(request)
+            if isinstance(response, ResponseStream):
+                await response.finish()
+            elif self._stream is not None:
+                raise RuntimeError("a handler opened a stream and returned another response")
+            else:
+                self._write(request, response)
+        except asyncio.CancelledError:
+            return  # the client went away, or a forced shutdown
+        except ConnectionError:
+            return
+        except Exception:
+            log.exception("listener.handler_failed", method=request.method, path=request.path)
+            if self._stream is not None:  # the head is sent: cutting the connection is the only signal left
+                self._abort()
+                return
+            self._write(request, HttpResponse.text(500, "Internal Server Error"))
+        self._answering = self._current = None
+        self._next(request)
+
+    def _write(self, request: HttpRequest, response: HttpResponse) -> None:
+        transport = self._transport
+        if transport is None:
+            return
+        body = response.body
+        try:
+            head = response_head(response.status, response.headers, length=len(body),
+                                 keep_alive=request is not self._final)
+        except HeaderInjection as error:
+            log.error("listener.bad_response_header", error=str(error), path=request.path)
+            body = b"Internal Server Error"
+            head = response_head(500, {"Content-Type": "text/plain"}, length=len(body),
+                                 keep_alive=request is not self._final)
+        if request.method == "HEAD" or not body:
+            transport.write(head)
+        elif len(body) < 65536:
+            transport.write(head + body)
+        else:
+            transport.writelines((head, body))
+
+    def _next(self, answered: HttpRequest) -> None:
+        self.last_active = self._loop.time()
+        transport = self._transport
+        if transport is None:
+            return
+        if answered is self._final:
+            transport.close()
+        elif self._waiting:
+            self._answer(self._waiting.popleft())
+            if self._reading_paused and len(self._waiting) < MAX_WAITING:
+                self._reading_paused = False
+                transport.resume_reading()
+        elif self._refusal is not None:
+            self._write_refusal(self._refusal)
+
+    async def _open_stream(self, status: int, headers: dict[str, str]) -> ResponseStream:
+        if self._transport is None:
+            raise ConnectionResetError("the client closed the connection")
+        final = self._final is not None and not self._waiting and self._receiving is None
+        self._transport.write(response_head(status, headers, length=None, keep_alive=not final))
+        self._stream = ResponseStream(self._send, self._abort)
+        return self._stream
+
+    async def _send(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("the client closed the connection")
+        transport.write(data)
+        if self._writing_paused:
+            if self._drained is None:
+                self._drained = self._loop.create_future()
+            await self._drained
+
+    def _wake_writer(self, error: Exception | None) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            if error is None:
+                drained.set_result(None)
+            else:
+                drained.set_exception(error)
+
+    # closing
+
+    def _refuse(self, response: HttpResponse) -> None:
+        """Answer a request the parser rejected, after the answers still owed for earlier ones, and close."""
+        self._input_done = True
+        self._receiving = None
+        if self._answering is None:
+            self._write_refusal(response)
+        else:
+            self._refusal = response
+
+    def _write_refusal(self, response: HttpResponse) -> None:
+        if self._transport is not None:
+            head = response_head(response.status, response.headers, length=len(response.body), keep_alive=False)
+            self._transport.write(head + response.body)
+            self._transport.close()
+
+    def _abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def drain(self) -> None:
+        """The server stops: close now if idle, else after the answer in progress (requests queued are dropped)."""
+        self._waiting.clear()
+        self._input_done = True
+        if self._transport is None:
+            return
+        if self._answering is None:
+            self._transport.close()
+        else:
+            self._final = self._current
+
+    def cancel(self) -> None:
+        """Past the grace period: stop the answer in progress and drop the connection."""
+        if self._answering is not None:
+            self._answering.cancel()
+        self._abort()

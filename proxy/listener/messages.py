@@ -1,0 +1,120 @@
+"""What the MCP listener's handlers see and return: a received request, a whole response, and the bytes of a
+response head. Pure data and formatting, no sockets."""
+
+from __future__ import annotations
+
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from multidict import CIMultiDict
+
+_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+
+
+class HttpRequest:
+    """One request, its body whole: the listener calls a handler once the body has arrived."""
+
+    __slots__ = ("_query", "body", "body_too_large", "headers", "method", "path", "query_string", "remote",
+                 "stream_opener")
+
+    def __init__(self, method: str, target: bytes, headers: CIMultiDict[str], remote: str | None) -> None:
+        self.method = method
+        path, _, query = target.partition(b"?")
+        self.path = path.decode("utf-8", "surrogateescape")
+        self.query_string = query.decode("utf-8", "surrogateescape")
+        self.headers = headers
+        self.remote = remote
+        self.body = b""
+        self.body_too_large = False  # the body passed the listener's limit: `body` holds only its start
+        self.stream_opener: Any = None  # set by the connection: opens a streamed response (see `stream`)
+        self._query: dict[str, str] | None = None
+
+    @property
+    def query(self) -> dict[str, str]:
+        """Query parameters, the first value of each name."""
+        if self._query is None:
+            query: dict[str, str] = {}
+            for name, value in parse_qsl(self.query_string, keep_blank_values=True):
+                query.setdefault(name, value)
+            self._query = query
+        return self._query
+
+    @property
+    def content_length(self) -> int | None:
+        value = self.headers.get("Content-Length")
+        return int(value) if value is not None and value.isdigit() else None
+
+    @property
+    def content_type(self) -> str:
+        """The media type alone, lower case ("" when absent), as in `application/json; charset=utf-8`."""
+        value = self.headers.get("Content-Type")
+        return value.split(";", 1)[0].strip().lower() if value else ""
+
+    async def stream(self, status: int, headers: dict[str, str]) -> Any:
+        """Send the head of a streamed (chunked) response now; the handler then writes to it and returns it."""
+        return await self.stream_opener(status, headers)
+
+
+class HttpResponse:
+    """A whole response, written to the client in one write."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int = 200, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers if headers is not None else {}
+
+    @classmethod
+    def text(cls, status: int, text: str, headers: dict[str, str] | None = None) -> HttpResponse:
+        return cls(status, text.encode(), {"Content-Type": "text/plain; charset=utf-8", **(headers or {})})
+
+    @classmethod
+    def json(cls, document: Any, status: int = 200, headers: dict[str, str] | None = None) -> HttpResponse:
+        return cls(status, orjson.dumps(document), {"Content-Type": "application/json", **(headers or {})})
+
+
+_date: tuple[int, bytes] = (-1, b"")
+
+
+def http_date() -> bytes:
+    """The Date header's value, formatted once per second."""
+    global _date
+    now = int(time.time())
+    cached = _date
+    if cached[0] != now:
+        cached = _date = now, formatdate(now, usegmt=True).encode()
+    return cached[1]
+
+
+class HeaderInjection(ValueError):
+    """A response header's name or value holds a line break: sending it would split the response."""
+
+
+def response_head(status: int, headers: dict[str, str], *, length: int | None, keep_alive: bool) -> bytes:
+    """Status line and headers, ending in the blank line. `length` None means a chunked body follows."""
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))]
+    for name, value in headers.items():
+        if "\n" in value or "\r" in value or "\n" in name or "\r" in name or ":" in name:
+            raise HeaderInjection(f"response header {name!r} holds a line break")
+        lines.append(f"{name}: {value}\r\n".encode())
+    if length is None:
+        lines.append(b"Transfer-Encoding: chunked\r\n")
+    else:
+        lines.append(b"Content-Length: %d\r\n" % length)
+    if not keep_alive:
+        lines.append(b"Connection: close\r\n")
+    lines.append(b"Date: %s\r\nServer: mcp-sidecar\r\n\r\n" % http_date())
+    return b"".join(lines)
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of a chunked body."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
