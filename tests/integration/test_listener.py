@@ -1,0 +1,449 @@
+"""The MCP listener's HTTP/1.1 server on its own, over real sockets with byte-level clients: framing, limits,
+keep-alive, pipelining, Expect, back-pressure, errors, drain and the idle sweep."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from proxy.listener import HttpRequest, HttpResponse, HttpServer, ResponseStream, Routes
+from proxy.listener import connection as listener_connection
+from proxy.listener import server as listener_server
+from tests.kit import wait_until
+
+MAX_BODY = 1024
+WAIT = 5.0
+BIG = 1024 * 1024  # one /big answer
+STREAM_CHUNK = 64 * 1024
+STREAM_CHUNKS = 48
+HIGH_WATER = 64 * 1024  # asyncio's (and uvloop's) default write-buffer high-water mark
+
+
+class Handlers:
+    """Small handlers and what they saw; `release` holds /slow's answer until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.cancelled = asyncio.Event()
+        self.buffered: list[int] = []  # the connection's unsent bytes, seen before each /big answer or stream write
+        self.server: HttpServer | None = None
+
+    def routes(self) -> Routes:
+        routes = Routes()
+        routes.add("POST", "/echo", self.echo)
+        routes.add("GET", "/echo", self.echo)
+        routes.add("GET", "/doc", self.doc)
+        routes.add("HEAD", "/doc", self.doc)
+        routes.add("GET", "/slow", self.slow)
+        routes.add("GET", "/stream", self.stream)
+        routes.add("GET", "/big", self.big)
+        routes.add("GET", "/fail", self.fail)
+        routes.add("GET", "/split", self.split)
+        routes.add("GET", "/refused-upstream", self.refused_upstream)
+        routes.add("GET", "/leaked-cancel", self.leaked_cancel)
+        return routes
+
+    async def echo(self, request: HttpRequest) -> HttpResponse:
+        self.calls.append(f"echo {request.query_string}".strip())
+        if request.body_too_large:
+            return HttpResponse.text(413, "Payload Too Large")
+        return HttpResponse(200, request.body, {"X-Method": request.method})
+
+    async def doc(self, request: HttpRequest) -> HttpResponse:
+        return HttpResponse.text(200, "a document")
+
+    async def slow(self, request: HttpRequest) -> HttpResponse:
+        self.calls.append("slow")
+        self.started.set()
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        return HttpResponse.text(200, "slow answer")
+
+    async def stream(self, request: HttpRequest) -> ResponseStream:
+        stream = await request.stream(200, {"Content-Type": "application/octet-stream"})
+        for index in range(STREAM_CHUNKS):
+            self.buffered.append(self._unsent())
+            await stream.write(bytes([index]) * STREAM_CHUNK)
+        return stream
+
+    async def big(self, request: HttpRequest) -> HttpResponse:
+        self.buffered.append(self._unsent())
+        return HttpResponse(200, request.query_string.encode() * (BIG // len(request.query_string)))
+
+    async def fail(self, request: HttpRequest) -> HttpResponse:
+        raise RuntimeError("a handler bug")
+
+    async def split(self, request: HttpRequest) -> HttpResponse:
+        return HttpResponse(200, b"x", {"X-Note": "fine\r\nSet-Cookie: session=stolen"})
+
+    async def refused_upstream(self, request: HttpRequest) -> HttpResponse:
+        raise ConnectionRefusedError("the handler's own upstream refused")  # not the client's connection
+
+    async def leaked_cancel(self, request: HttpRequest) -> HttpResponse:
+        raise asyncio.CancelledError  # as from awaiting a task that something else cancelled
+
+    def _unsent(self) -> int:
+        assert self.server is not None
+        # white box: the transport's buffer is the only measure of what the server holds for a slow reader
+        return max(connection._transport.get_write_buffer_size()  # type: ignore[union-attr]
+                   for connection in self.server.connections if connection._transport is not None)
+
+
+@dataclass
+class Listening:
+    server: HttpServer
+    handlers: Handlers
+    port: int
+
+
+@contextlib.asynccontextmanager
+async def serve(keepalive_seconds: float = 75.0) -> AsyncIterator[Listening]:
+    handlers = Handlers()
+    server = HttpServer(handlers.routes(), max_body_bytes=MAX_BODY, keepalive_seconds=keepalive_seconds)
+    handlers.server = server
+    await server.listen("127.0.0.1", 0)
+    try:
+        yield Listening(server, handlers, server.ports[0])
+    finally:
+        handlers.release.set()
+        await server.drain(1.0)
+
+
+@pytest.fixture
+async def listening() -> AsyncIterator[Listening]:
+    async with serve() as served:
+        yield served
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]  # names in lower case
+    body: bytes
+
+
+def request(method: str, target: str, body: bytes = b"", version: str = "1.1", **headers: str) -> bytes:
+    """A request's bytes; keyword headers use underscores for dashes (Content_Type=...)."""
+    lines = [f"{method} {target} HTTP/{version}", "Host: test"]
+    lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
+    if body and "Transfer_Encoding" not in headers:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def connect(listening: Listening) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.wait_for(asyncio.open_connection("127.0.0.1", listening.port), WAIT)
+
+
+async def read_reply(reader: asyncio.StreamReader, head_only: bool = False) -> Reply:
+    """One response, framed by its Content-Length or chunked encoding (a HEAD answer has no body)."""
+    async with asyncio.timeout(WAIT):
+        head = await reader.readuntil(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")[:-2]
+        headers = {}
+        for line in lines:
+            name, _, value = line.partition(":")
+            headers[name.lower()] = value.strip()
+        if head_only:
+            body = b""
+        elif headers.get("transfer-encoding") == "chunked":
+            body = await _read_chunks(reader)
+        else:
+            body = await reader.readexactly(int(headers["content-length"]))
+    return Reply(int(status_line.split(" ")[1]), headers, body)
+
+
+async def _read_chunks(reader: asyncio.StreamReader) -> bytes:
+    parts = []
+    while size := int((await reader.readuntil(b"\r\n"))[:-2], 16):
+        parts.append((await reader.readexactly(size + 2))[:-2])
+    assert await reader.readexactly(2) == b"\r\n"
+    return b"".join(parts)
+
+
+async def assert_closed(reader: asyncio.StreamReader) -> None:
+    """The server closed the connection, with nothing more sent."""
+    try:
+        rest = await asyncio.wait_for(reader.read(), WAIT)
+    except ConnectionResetError:
+        return
+    assert rest == b""
+
+
+async def exchange(listening: Listening, data: bytes) -> tuple[Reply, asyncio.StreamReader]:
+    reader, writer = await connect(listening)
+    writer.write(data)
+    return await read_reply(reader), reader
+
+
+# keep-alive and closing
+
+
+async def test_keep_alive_serves_several_requests_on_one_connection(listening: Listening) -> None:
+    reader, writer = await connect(listening)
+    for number in range(3):
+        writer.write(request("POST", "/echo", f"call {number}".encode()))
+        reply = await read_reply(reader)
+        assert (reply.status, reply.body) == (200, f"call {number}".encode())
+        assert "connection" not in reply.headers
+    assert len(listening.server.connections) == 1
+
+
+async def test_connection_close_is_answered_then_closed(listening: Listening) -> None:
+    reply, reader = await exchange(listening, request("GET", "/echo", Connection="close"))
+    assert reply.status == 200
+    assert reply.headers["connection"] == "close"
+    await assert_closed(reader)
+
+
+async def test_http_1_0_closes_after_its_answer(listening: Listening) -> None:
+    reply, reader = await exchange(listening, request("GET", "/echo", version="1.0"))
+    assert reply.status == 200
+    assert reply.headers["connection"] == "close"
+    await assert_closed(reader)
+
+
+async def test_pipelined_requests_are_answered_one_at_a_time_in_order(listening: Listening) -> None:
+    reader, writer = await connect(listening)
+    writer.write(request("GET", "/slow") + request("POST", "/echo?n=2", b"second") + request("GET", "/echo?n=3"))
+    await asyncio.wait_for(listening.handlers.started.wait(), WAIT)
+    assert listening.handlers.calls == ["slow"]  # the next ones wait for the answer in progress
+    listening.handlers.release.set()
+    replies = [await read_reply(reader) for _ in range(3)]
+    assert [reply.body for reply in replies] == [b"slow answer", b"second", b""]
+    assert listening.handlers.calls == ["slow", "echo n=2", "echo n=3"]
+
+
+async def test_head_answer_carries_the_length_but_no_body(listening: Listening) -> None:
+    reader, writer = await connect(listening)
+    writer.write(request("HEAD", "/doc") + request("GET", "/doc"))
+    head = await read_reply(reader, head_only=True)
+    assert (head.status, head.headers["content-length"]) == (200, str(len(b"a document")))
+    following = await read_reply(reader)  # would be garbled had the HEAD answer carried a body
+    assert (following.status, following.body) == (200, b"a document")
+
+
+# malformed requests and limits
+
+
+async def test_a_bad_request_line_gets_400_after_the_answers_owed_and_closes(listening: Listening) -> None:
+    reader, writer = await connect(listening)
+    writer.write(request("GET", "/echo?n=1") + b"NOT A REQUEST LINE\r\n\r\n")
+    assert (await read_reply(reader)).status == 200
+    refused = await read_reply(reader)
+    assert (refused.status, refused.headers["connection"]) == (400, "close")
+    await assert_closed(reader)
+
+
+async def test_a_too_long_target_gets_414(listening: Listening) -> None:
+    target = "/echo?" + "q" * listener_connection.MAX_TARGET_BYTES
+    reply, reader = await exchange(listening, request("GET", target))
+    assert reply.status == 414
+    await assert_closed(reader)
+    assert listening.handlers.calls == []
+
+
+async def test_too_many_headers_get_431(listening: Listening) -> None:
+    headers = {f"X_Header_{number}": "v" for number in range(listener_connection.MAX_HEADERS + 1)}
+    reply, reader = await exchange(listening, request("GET", "/echo", **headers))
+    assert reply.status == 431
+    await assert_closed(reader)
+
+
+async def test_too_large_headers_get_431(listening: Listening, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(listener_connection, "MAX_HEADER_BYTES", 2048)
+    reply, reader = await exchange(listening, request("GET", "/echo", X_Large="v" * 1500, X_Larger="w" * 1500))
+    assert reply.status == 431
+    await assert_closed(reader)
+    assert listening.handlers.calls == []
+
+
+@pytest.mark.parametrize("smuggled", [
+    # Content-Length and chunked together: which one frames the body?
+    b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    # two different lengths
+    b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nbody",
+    # chunked not last: the body's end is unknown
+    b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+    # a space before the colon hides the header from some parsers
+    b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+    # a length that is not a number
+    b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: +4\r\n\r\nbody",
+], ids=["length-and-chunked", "two-lengths", "chunked-not-last", "space-before-colon", "signed-length"])
+async def test_ambiguous_framing_is_refused_not_guessed(listening: Listening, smuggled: bytes) -> None:
+    reply, reader = await exchange(listening, smuggled + request("GET", "/echo?smuggled"))
+    assert reply.status == 400
+    await assert_closed(reader)
+    assert listening.handlers.calls == []
+
+
+# bodies
+
+
+async def test_a_chunked_request_body_arrives_whole(listening: Listening) -> None:
+    body = b"5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\nX-Trailer: t\r\n\r\n"
+    reader, writer = await connect(listening)
+    writer.write(request("POST", "/echo", body, Transfer_Encoding="chunked") + request("GET", "/echo?after"))
+    assert (await read_reply(reader)).body == b"hello world"
+    assert (await read_reply(reader)).status == 200  # the framing held: the next request is parsed as one
+
+
+async def test_a_body_over_the_limit_by_length_is_flagged_and_the_connection_stays_in_step(
+        listening: Listening) -> None:
+    reader, writer = await connect(listening)
+    writer.write(request("POST", "/echo", b"x" * (MAX_BODY + 1)) + request("POST", "/echo", b"small"))
+    assert (await read_reply(reader)).status == 413
+    assert (await read_reply(reader)).body == b"small"
+
+
+async def test_a_chunked_body_over_the_limit_is_flagged(listening: Listening) -> None:
+    piece = b"y" * (MAX_BODY // 2 + 1)
+    body = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for _ in range(3)) + b"0\r\n\r\n"
+    reader, writer = await connect(listening)
+    writer.write(request("POST", "/echo", body, Transfer_Encoding="chunked") + request("POST", "/echo", b"small"))
+    assert (await read_reply(reader)).status == 413
+    assert (await read_reply(reader)).body == b"small"
+
+
+async def test_expect_100_continue_invites_the_body_then_answers(listening: Listening) -> None:
+    reader, writer = await connect(listening)
+    head = request("POST", "/echo", Expect="100-continue", Content_Length="5")
+    writer.write(head)
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(b"hello")
+    assert (await read_reply(reader)).body == b"hello"
+
+
+async def test_expect_100_continue_over_the_limit_is_answered_without_inviting_the_body(
+        listening: Listening) -> None:
+    reply, reader = await exchange(listening, request("POST", "/echo", Expect="100-continue",
+                                                      Content_Length=str(MAX_BODY + 1)))
+    assert reply.status == 413  # the first thing back: no 100 Continue came before it
+    assert reply.headers["connection"] == "close"
+    await assert_closed(reader)
+
+
+# routing and handler outcomes
+
+
+async def test_an_unknown_path_gets_404_and_a_wrong_method_405_with_allow(listening: Listening) -> None:
+    reader, writer = await connect(listening)
+    writer.write(request("GET", "/nowhere") + request("DELETE", "/echo"))
+    assert (await read_reply(reader)).status == 404
+    wrong = await read_reply(reader)
+    assert (wrong.status, wrong.headers["allow"]) == (405, "GET, POST")
+
+
+async def test_a_handler_exception_gets_500_and_the_connection_stays_usable(listening: Listening) -> None:
+    reader, writer = await connect(listening)
+    writer.write(request("GET", "/fail"))
+    assert (await read_reply(reader)).status == 500
+    writer.write(request("POST", "/echo", b"still here"))
+    assert (await read_reply(reader)).body == b"still here"
+
+
+async def test_a_line_break_in_a_response_header_gives_500_not_a_split_response(listening: Listening) -> None:
+    reader, writer = await connect(listening)
+    writer.write(request("GET", "/split") + request("GET", "/echo?after"))
+    reply = await read_reply(reader)
+    assert reply.status == 500
+    assert "set-cookie" not in reply.headers
+    assert (await read_reply(reader)).status == 200
+
+
+async def test_an_upgrade_request_is_answered_and_the_connection_closed(listening: Listening) -> None:
+    upgrade = request("GET", "/echo?upgrade", Connection="Upgrade", Upgrade="websocket")
+    reply, reader = await exchange(listening, upgrade + b"\x81\x05hello" + request("GET", "/echo?after"))
+    assert (reply.status, reply.headers["connection"]) == (200, "close")
+    await assert_closed(reader)  # what followed the upgrade was not taken for requests
+    assert listening.handlers.calls == ["echo upgrade"]
+
+
+async def test_a_client_disconnect_cancels_its_running_handler(listening: Listening) -> None:
+    _reader, writer = await connect(listening)
+    writer.write(request("GET", "/slow"))
+    await asyncio.wait_for(listening.handlers.started.wait(), WAIT)
+    writer.close()
+    await asyncio.wait_for(listening.handlers.cancelled.wait(), WAIT)
+    await wait_until(lambda: not listening.server.connections, WAIT)
+
+
+# back-pressure
+
+
+async def test_a_streamed_response_reaches_a_slow_reader_whole_without_piling_up(listening: Listening) -> None:
+    reader, writer = await connect(listening)
+    writer.write(request("GET", "/stream"))
+    async with asyncio.timeout(WAIT):
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert b"Transfer-Encoding: chunked" in head
+        received = bytearray()
+        while piece := await reader.read(4096):  # small reads: the client drains slower than the server writes
+            received += piece
+            if received.endswith(b"\r\n0\r\n\r\n"):
+                break
+    expected = b"".join(b"%x\r\n%s\r\n" % (STREAM_CHUNK, bytes([index]) * STREAM_CHUNK)
+                        for index in range(STREAM_CHUNKS)) + b"0\r\n\r\n"
+    assert bytes(received) == expected
+    assert max(listening.handlers.buffered) <= HIGH_WATER  # each write waited for the client to take the last
+
+
+# shutdown and idle connections
+
+
+async def test_drain_lets_the_answer_in_progress_finish_then_closes(listening: Listening) -> None:
+    busy_reader, busy_writer = await connect(listening)
+    idle_reader, idle_writer = await connect(listening)
+    idle_writer.write(request("GET", "/echo"))
+    await read_reply(idle_reader)
+    busy_writer.write(request("GET", "/slow"))
+    await asyncio.wait_for(listening.handlers.started.wait(), WAIT)
+    draining = asyncio.create_task(listening.server.drain(WAIT))
+    await assert_closed(idle_reader)  # nothing in progress there: closed at once
+    with pytest.raises(OSError):
+        await connect(listening)  # no longer accepting
+    assert not draining.done()
+    listening.handlers.release.set()
+    reply = await read_reply(busy_reader)
+    assert (reply.status, reply.body, reply.headers["connection"]) == (200, b"slow answer", "close")
+    await assert_closed(busy_reader)
+    await asyncio.wait_for(draining, WAIT)
+    assert not listening.handlers.cancelled.is_set()
+
+
+async def test_drain_cancels_what_is_still_running_past_the_grace(listening: Listening) -> None:
+    reader, writer = await connect(listening)
+    writer.write(request("GET", "/slow"))
+    await asyncio.wait_for(listening.handlers.started.wait(), WAIT)
+    await asyncio.wait_for(listening.server.drain(0.1), WAIT)
+    await asyncio.wait_for(listening.handlers.cancelled.wait(), WAIT)
+    await assert_closed(reader)
+
+
+@pytest.fixture
+async def sweeping(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Listening]:
+    monkeypatch.setattr(listener_server, "SWEEP_SECONDS", 0.05)
+    async with serve(keepalive_seconds=0.2) as served:
+        yield served
+
+
+async def test_the_sweep_closes_idle_keep_alive_connections_not_busy_ones(sweeping: Listening) -> None:
+    busy_reader, busy_writer = await connect(sweeping)
+    busy_writer.write(request("GET", "/slow"))  # active before the idle one, still answering after it is closed
+    await asyncio.wait_for(sweeping.handlers.started.wait(), WAIT)
+    idle_reader, idle_writer = await connect(sweeping)
+    idle_writer.write(request("GET", "/echo"))
+    await read_reply(idle_reader)
+    await assert_closed(idle_reader)
+    sweeping.handlers.release.set()
+    assert (await read_reply(busy_reader)).body == b"slow answer"
