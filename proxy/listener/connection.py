@@ -65,6 +65,9 @@ class HttpConnection(asyncio.Protocol):
         self._target = b""
         self._headers: list[tuple[str, str]] = []
         self._header_bytes = 0
+        self._in_head = False  # a request's head has begun and is not yet whole
+        self._head_bytes = 0  # its bytes that arrived after the read it began in
+        self._head_fed = 0  # of the read being parsed: its length if it began inside a head
         self._receiving: HttpRequest | None = None  # headers parsed, body arriving
         self._body: list[bytes] = []
         self._body_bytes = 0
@@ -104,6 +107,7 @@ class HttpConnection(asyncio.Protocol):
         self.last_active = self._loop.time()
         if self._input_done:
             return
+        self._head_fed = len(data) if self._in_head else 0
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:  # another protocol follows (WebSocket, h2c): answer this request, no more
@@ -112,6 +116,16 @@ class HttpConnection(asyncio.Protocol):
             cause = error.__context__
             refused = cause if isinstance(cause, _Refused) else _Refused(400, f"Bad Request: {error}")
             self._refuse(refused.response)
+        else:
+            if self._in_head:
+                self._count_head_bytes()
+
+    def _count_head_bytes(self) -> None:
+        """httptools holds a header back until its line ends, so `on_header` never sees an endless one: bound the
+        head by the reads it spans instead (all but the one it began in, whose share of it is unknown)."""
+        self._head_bytes += self._head_fed
+        if self._head_bytes > MAX_TARGET_BYTES + 2 * MAX_HEADER_BYTES:  # room for separators and spaces
+            self._refuse(_Refused(431, "Request Header Fields Too Large").response)
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -123,6 +137,8 @@ class HttpConnection(asyncio.Protocol):
     # httptools callbacks
 
     def on_message_begin(self) -> None:
+        self._in_head = True
+        self._head_bytes = self._head_fed = 0
         self._target = b""
         self._headers = []
         self._header_bytes = 0
@@ -141,6 +157,7 @@ class HttpConnection(asyncio.Protocol):
         self._headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         parser = self._parser
         request = HttpRequest(parser.get_method().decode("ascii"), self._target, CIMultiDict(self._headers),
                               self._remote)

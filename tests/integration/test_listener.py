@@ -267,6 +267,22 @@ async def test_too_large_headers_get_431(listening: Listening, monkeypatch: pyte
     assert listening.handlers.calls == []
 
 
+async def test_a_header_line_that_never_ends_is_refused(listening: Listening, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parser collects a header whole before reporting it: the listener must stop an endless one itself."""
+    monkeypatch.setattr(listener_connection, "MAX_HEADER_BYTES", 2048)
+    monkeypatch.setattr(listener_connection, "MAX_TARGET_BYTES", 512)
+    reader, writer = await connect(listening)
+    writer.write(b"GET /echo HTTP/1.1\r\nX-Endless: ")
+    await wait_until(lambda: listening.server.connections, WAIT)
+    connection = next(iter(listening.server.connections))
+    begun = connection.last_active
+    await wait_until(lambda: connection.last_active != begun, WAIT)  # that much is parsed: the rest comes later
+    writer.write(b"v" * 16 * 1024)  # no line end
+    reply = await read_reply(reader)
+    assert reply.status == 431
+    await assert_closed(reader)
+
+
 @pytest.mark.parametrize("smuggled", [
     # Content-Length and chunked together: which one frames the body?
     b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
