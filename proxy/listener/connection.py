@@ -225,11 +225,9 @@ class HttpConnection(asyncio.Protocol):
                 raise RuntimeError("a handler opened a stream and returned another response")
             else:
                 self._write(request, response)
-        except asyncio.CancelledError:
-            return  # the client went away, or a forced shutdown
-        except ConnectionError:
-            return
-        except Exception:
+        except (asyncio.CancelledError, Exception) as error:
+            if self._ended(error):
+                return  # the client went away, or a forced shutdown
             log.exception("listener.handler_failed", method=request.method, path=request.path)
             if self._stream is not None:  # the head is sent: cutting the connection is the only signal left
                 self._abort()
@@ -237,6 +235,14 @@ class HttpConnection(asyncio.Protocol):
             self._write(request, HttpResponse.text(500, "Internal Server Error"))
         self._answering = self._current = None
         self._next(request)
+
+    def _ended(self, error: BaseException) -> bool:
+        """Whether `error` stopped the answer from outside (this task cancelled, the client's connection gone),
+        rather than being the handler's own failure, such as its upstream refusing or a task it awaited cancelled."""
+        if isinstance(error, asyncio.CancelledError):
+            task = asyncio.current_task()
+            return task is None or task.cancelling() > 0
+        return isinstance(error, ConnectionError) and (self._transport is None or self._transport.is_closing())
 
     def _write(self, request: HttpRequest, response: HttpResponse) -> None:
         transport = self._transport

@@ -368,6 +368,17 @@ async def test_a_handler_exception_gets_500_and_the_connection_stays_usable(list
     assert (await read_reply(reader)).body == b"still here"
 
 
+@pytest.mark.parametrize("path", ["/refused-upstream", "/leaked-cancel"])
+async def test_a_handler_failure_that_looks_like_a_disconnect_still_gets_500(listening: Listening, path: str) -> None:
+    """A ConnectionError or CancelledError out of a handler while the client is still there is the handler's
+    failure: the client gets its 500, not silence on a connection that never answers again."""
+    reader, writer = await connect(listening)
+    writer.write(request("GET", path))
+    assert (await read_reply(reader)).status == 500
+    writer.write(request("POST", "/echo", b"still here"))
+    assert (await read_reply(reader)).body == b"still here"
+
+
 async def test_a_line_break_in_a_response_header_gives_500_not_a_split_response(listening: Listening) -> None:
     reader, writer = await connect(listening)
     writer.write(request("GET", "/split") + request("GET", "/echo?after"))
