@@ -225,6 +225,8 @@ class HttpConnection(asyncio.Protocol):
                 raise RuntimeError("a handler opened a stream and returned another response")
             else:
                 self._write(request, response)
+                if self._writing_paused:  # the next answer waits for the client to take this one: no piling up
+                    await self._writable()
         except (asyncio.CancelledError, Exception) as error:
             if self._ended(error):
                 return  # the client went away, or a forced shutdown
@@ -292,6 +294,10 @@ class HttpConnection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             raise ConnectionResetError("the client closed the connection")
         transport.write(data)
+        await self._writable()
+
+    async def _writable(self) -> None:
+        """Return once the client's socket takes writes again; raises ConnectionResetError if the client goes."""
         if self._writing_paused:
             if self._drained is None:
                 self._drained = self._loop.create_future()

@@ -425,6 +425,17 @@ async def test_a_streamed_response_reaches_a_slow_reader_whole_without_piling_up
     assert max(listening.handlers.buffered) <= HIGH_WATER  # each write waited for the client to take the last
 
 
+async def test_pipelined_answers_wait_for_a_client_that_does_not_read(listening: Listening) -> None:
+    """A client that pipelines requests and reads nothing must not make the server buffer answer after answer."""
+    count = 24
+    reader, writer = await connect(listening)
+    writer.write(b"".join(request("GET", f"/big?{index:02d}") for index in range(count)))
+    for index in range(count):
+        reply = await read_reply(reader)
+        assert reply.body == f"{index:02d}".encode() * (BIG // 2)
+    assert max(listening.handlers.buffered) <= HIGH_WATER
+
+
 # shutdown and idle connections
 
 
