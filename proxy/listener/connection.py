@@ -85,7 +85,8 @@ class HttpConnection(asyncio.Protocol):
 
     @property
     def idle(self) -> bool:
-        return self._answering is None and self._receiving is None
+        """No answer in progress. A request still arriving counts: one that stalls is closed after as long a silence."""
+        return self._answering is None
 
     # asyncio callbacks
 

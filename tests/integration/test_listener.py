@@ -485,3 +485,14 @@ async def test_the_sweep_closes_idle_keep_alive_connections_not_busy_ones(sweepi
     await assert_closed(idle_reader)
     sweeping.handlers.release.set()
     assert (await read_reply(busy_reader)).body == b"slow answer"
+
+
+@pytest.mark.parametrize("partial", [
+    b"GET /echo HTTP/1.1\r\nHo",  # a head that stops midway
+    b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nten bytes.",  # a body that stops midway
+], ids=["head", "body"])
+async def test_the_sweep_closes_a_connection_whose_request_stalls(sweeping: Listening, partial: bytes) -> None:
+    reader, writer = await connect(sweeping)
+    writer.write(partial)
+    await assert_closed(reader)
+    assert sweeping.handlers.calls == []
