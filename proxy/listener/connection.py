@@ -159,6 +159,8 @@ class HttpConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        if self._input_done:  # a request after the connection's last one, in the same read: never answered
+            return
         parser = self._parser
         request = HttpRequest(parser.get_method().decode("ascii"), self._target, CIMultiDict(self._headers),
                               self._remote)

@@ -212,6 +212,15 @@ async def test_http_1_0_closes_after_its_answer(listening: Listening) -> None:
     await assert_closed(reader)
 
 
+async def test_nothing_after_a_request_with_connection_close_is_processed(listening: Listening) -> None:
+    reader, writer = await connect(listening)
+    writer.write(request("GET", "/echo?last", Connection="close") + request("GET", "/echo?after"))
+    reply = await read_reply(reader)
+    assert (reply.status, reply.headers["connection"]) == (200, "close")
+    await assert_closed(reader)
+    assert listening.handlers.calls == ["echo last"]
+
+
 async def test_pipelined_requests_are_answered_one_at_a_time_in_order(listening: Listening) -> None:
     reader, writer = await connect(listening)
     writer.write(request("GET", "/slow") + request("POST", "/echo?n=2", b"second") + request("GET", "/echo?n=3"))
@@ -347,6 +356,16 @@ async def test_expect_100_continue_over_the_limit_is_answered_without_inviting_t
     assert reply.status == 413  # the first thing back: no 100 Continue came before it
     assert reply.headers["connection"] == "close"
     await assert_closed(reader)
+
+
+async def test_a_client_that_sends_the_refused_body_anyway_gets_no_further_answers(listening: Listening) -> None:
+    """The answer to an oversized Expect request is the last on the connection, whatever follows it."""
+    oversized = request("POST", "/echo?oversized", Expect="100-continue", Content_Length=str(MAX_BODY + 1))
+    reply, reader = await exchange(listening, oversized + b"z" * (MAX_BODY + 1)
+                                   + request("GET", "/echo?after", Connection="close"))
+    assert (reply.status, reply.headers["connection"]) == (413, "close")
+    await assert_closed(reader)
+    assert listening.handlers.calls == ["echo oversized"]
 
 
 # routing and handler outcomes
