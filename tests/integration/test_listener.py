@@ -16,9 +16,9 @@ from proxy.listener import HttpRequest, HttpResponse, HttpServer, ResponseStream
 from proxy.listener import connection as listener_connection
 from proxy.listener import server as listener_server
 from tests.kit import wait_until
+from tests.raw_http import WAIT, assert_closed, connect, exchange, read_reply, request
 
 MAX_BODY = 1024
-WAIT = 5.0
 BIG = 1024 * 1024  # one /big answer
 STREAM_CHUNK = 64 * 1024
 STREAM_CHUNKS = 48
@@ -126,72 +126,11 @@ async def listening() -> AsyncIterator[Listening]:
         yield served
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]  # names in lower case
-    body: bytes
-
-
-def request(method: str, target: str, body: bytes = b"", version: str = "1.1", **headers: str) -> bytes:
-    """A request's bytes; keyword headers use underscores for dashes (Content_Type=...)."""
-    lines = [f"{method} {target} HTTP/{version}", "Host: test"]
-    lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
-    if body and "Transfer_Encoding" not in headers:
-        lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-async def connect(listening: Listening) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.wait_for(asyncio.open_connection("127.0.0.1", listening.port), WAIT)
-
-
-async def read_reply(reader: asyncio.StreamReader, head_only: bool = False) -> Reply:
-    """One response, framed by its Content-Length or chunked encoding (a HEAD answer has no body)."""
-    async with asyncio.timeout(WAIT):
-        head = await reader.readuntil(b"\r\n\r\n")
-        status_line, *lines = head.decode("latin-1").split("\r\n")[:-2]
-        headers = {}
-        for line in lines:
-            name, _, value = line.partition(":")
-            headers[name.lower()] = value.strip()
-        if head_only:
-            body = b""
-        elif headers.get("transfer-encoding") == "chunked":
-            body = await _read_chunks(reader)
-        else:
-            body = await reader.readexactly(int(headers["content-length"]))
-    return Reply(int(status_line.split(" ")[1]), headers, body)
-
-
-async def _read_chunks(reader: asyncio.StreamReader) -> bytes:
-    parts = []
-    while size := int((await reader.readuntil(b"\r\n"))[:-2], 16):
-        parts.append((await reader.readexactly(size + 2))[:-2])
-    assert await reader.readexactly(2) == b"\r\n"
-    return b"".join(parts)
-
-
-async def assert_closed(reader: asyncio.StreamReader) -> None:
-    """The server closed the connection, with nothing more sent."""
-    try:
-        rest = await asyncio.wait_for(reader.read(), WAIT)
-    except ConnectionResetError:
-        return
-    assert rest == b""
-
-
-async def exchange(listening: Listening, data: bytes) -> tuple[Reply, asyncio.StreamReader]:
-    reader, writer = await connect(listening)
-    writer.write(data)
-    return await read_reply(reader), reader
-
-
 # keep-alive and closing
 
 
 async def test_keep_alive_serves_several_requests_on_one_connection(listening: Listening) -> None:
-    reader, writer = await connect(listening)
+    reader, writer = await connect(listening.port)
     for number in range(3):
         writer.write(request("POST", "/echo", f"call {number}".encode()))
         reply = await read_reply(reader)
@@ -201,21 +140,21 @@ async def test_keep_alive_serves_several_requests_on_one_connection(listening: L
 
 
 async def test_connection_close_is_answered_then_closed(listening: Listening) -> None:
-    reply, reader = await exchange(listening, request("GET", "/echo", Connection="close"))
+    reply, reader = await exchange(listening.port, request("GET", "/echo", Connection="close"))
     assert reply.status == 200
     assert reply.headers["connection"] == "close"
     await assert_closed(reader)
 
 
 async def test_http_1_0_closes_after_its_answer(listening: Listening) -> None:
-    reply, reader = await exchange(listening, request("GET", "/echo", version="1.0"))
+    reply, reader = await exchange(listening.port, request("GET", "/echo", version="1.0"))
     assert reply.status == 200
     assert reply.headers["connection"] == "close"
     await assert_closed(reader)
 
 
 async def test_nothing_after_a_request_with_connection_close_is_processed(listening: Listening) -> None:
-    reader, writer = await connect(listening)
+    reader, writer = await connect(listening.port)
     writer.write(request("GET", "/echo?last", Connection="close") + request("GET", "/echo?after"))
     reply = await read_reply(reader)
     assert (reply.status, reply.headers["connection"]) == (200, "close")
@@ -224,7 +163,7 @@ async def test_nothing_after_a_request_with_connection_close_is_processed(listen
 
 
 async def test_pipelined_requests_are_answered_one_at_a_time_in_order(listening: Listening) -> None:
-    reader, writer = await connect(listening)
+    reader, writer = await connect(listening.port)
     writer.write(request("GET", "/slow") + request("POST", "/echo?n=2", b"second") + request("GET", "/echo?n=3"))
     await asyncio.wait_for(listening.handlers.started.wait(), WAIT)
     assert listening.handlers.calls == ["slow"]  # the next ones wait for the answer in progress
@@ -235,7 +174,7 @@ async def test_pipelined_requests_are_answered_one_at_a_time_in_order(listening:
 
 
 async def test_head_answer_carries_the_length_but_no_body(listening: Listening) -> None:
-    reader, writer = await connect(listening)
+    reader, writer = await connect(listening.port)
     writer.write(request("HEAD", "/doc") + request("GET", "/doc"))
     head = await read_reply(reader, head_only=True)
     assert (head.status, head.headers["content-length"]) == (200, str(len(b"a document")))
@@ -247,7 +186,7 @@ async def test_head_answer_carries_the_length_but_no_body(listening: Listening) 
 
 
 async def test_a_bad_request_line_gets_400_after_the_answers_owed_and_closes(listening: Listening) -> None:
-    reader, writer = await connect(listening)
+    reader, writer = await connect(listening.port)
     writer.write(request("GET", "/echo?n=1") + b"NOT A REQUEST LINE\r\n\r\n")
     assert (await read_reply(reader)).status == 200
     refused = await read_reply(reader)
@@ -257,7 +196,7 @@ async def test_a_bad_request_line_gets_400_after_the_answers_owed_and_closes(lis
 
 async def test_a_too_long_target_gets_414(listening: Listening) -> None:
     target = "/echo?" + "q" * listener_connection.MAX_TARGET_BYTES
-    reply, reader = await exchange(listening, request("GET", target))
+    reply, reader = await exchange(listening.port, request("GET", target))
     assert reply.status == 414
     await assert_closed(reader)
     assert listening.handlers.calls == []
@@ -265,14 +204,14 @@ async def test_a_too_long_target_gets_414(listening: Listening) -> None:
 
 async def test_too_many_headers_get_431(listening: Listening) -> None:
     headers = {f"X_Header_{number}": "v" for number in range(listener_connection.MAX_HEADERS + 1)}
-    reply, reader = await exchange(listening, request("GET", "/echo", **headers))
+    reply, reader = await exchange(listening.port, request("GET", "/echo", **headers))
     assert reply.status == 431
     await assert_closed(reader)
 
 
 async def test_too_large_headers_get_431(listening: Listening, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(listener_connection, "MAX_HEADER_BYTES", 2048)
-    reply, reader = await exchange(listening, request("GET", "/echo", X_Large="v" * 1500, X_Larger="w" * 1500))
+    reply, reader = await exchange(listening.port, request("GET", "/echo", X_Large="v" * 1500, X_Larger="w" * 1500))
     assert reply.status == 431
     await assert_closed(reader)
     assert listening.handlers.calls == []
@@ -282,7 +221,7 @@ async def test_a_header_line_that_never_ends_is_refused(listening: Listening, mo
     """The parser collects a header whole before reporting it: the listener must stop an endless one itself."""
     monkeypatch.setattr(listener_connection, "MAX_HEADER_BYTES", 2048)
     monkeypatch.setattr(listener_connection, "MAX_TARGET_BYTES", 512)
-    reader, writer = await connect(listening)
+    reader, writer = await connect(listening.port)
     writer.write(b"GET /echo HTTP/1.1\r\nX-Endless: ")
     await wait_until(lambda: listening.server.connections, WAIT)
     connection = next(iter(listening.server.connections))
@@ -306,7 +245,7 @@ async def test_a_header_line_that_never_ends_is_refused(listening: Listening, mo
     b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: +4\r\n\r\nbody",
 ], ids=["length-and-chunked", "two-lengths", "chunked-not-last", "space-before-colon", "signed-length"])
 async def test_ambiguous_framing_is_refused_not_guessed(listening: Listening, smuggled: bytes) -> None:
-    reply, reader = await exchange(listening, smuggled + request("GET", "/echo?smuggled"))
+    reply, reader = await exchange(listening.port, smuggled + request("GET", "/echo?smuggled"))
     assert reply.status == 400
     await assert_closed(reader)
     assert listening.handlers.calls == []
@@ -317,7 +256,7 @@ async def test_ambiguous_framing_is_refused_not_guessed(listening: Listening, sm
 
 async def test_a_chunked_request_body_arrives_whole(listening: Listening) -> None:
     body = b"5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\nX-Trailer: t\r\n\r\n"
-    reader, writer = await connect(listening)
+    reader, writer = await connect(listening.port)
     writer.write(request("POST", "/echo", body, Transfer_Encoding="chunked") + request("GET", "/echo?after"))
     assert (await read_reply(reader)).body == b"hello world"
     assert (await read_reply(reader)).status == 200  # the framing held: the next request is parsed as one
@@ -325,7 +264,7 @@ async def test_a_chunked_request_body_arrives_whole(listening: Listening) -> Non
 
 async def test_a_body_over_the_limit_by_length_is_flagged_and_the_connection_stays_in_step(
         listening: Listening) -> None:
-    reader, writer = await connect(listening)
+    reader, writer = await connect(listening.port)
     writer.write(request("POST", "/echo", b"x" * (MAX_BODY + 1)) + request("POST", "/echo", b"small"))
     assert (await read_reply(reader)).status == 413
     assert (await read_reply(reader)).body == b"small"
@@ -334,14 +273,14 @@ async def test_a_body_over_the_limit_by_length_is_flagged_and_the_connection_sta
 async def test_a_chunked_body_over_the_limit_is_flagged(listening: Listening) -> None:
     piece = b"y" * (MAX_BODY // 2 + 1)
     body = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for _ in range(3)) + b"0\r\n\r\n"
-    reader, writer = await connect(listening)
+    reader, writer = await connect(listening.port)
     writer.write(request("POST", "/echo", body, Transfer_Encoding="chunked") + request("POST", "/echo", b"small"))
     assert (await read_reply(reader)).status == 413
     assert (await read_reply(reader)).body == b"small"
 
 
 async def test_expect_100_continue_invites_the_body_then_answers(listening: Listening) -> None:
-    reader, writer = await connect(listening)
+    reader, writer = await connect(listening.port)
     head = request("POST", "/echo", Expect="100-continue", Content_Length="5")
     writer.write(head)
     interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
@@ -352,7 +291,7 @@ async def test_expect_100_continue_invites_the_body_then_answers(listening: List
 
 async def test_expect_100_continue_over_the_limit_is_answered_without_inviting_the_body(
         listening: Listening) -> None:
-    reply, reader = await exchange(listening, request("POST", "/echo", Expect="100-continue",
+    reply, reader = await exchange(listening.port, request("POST", "/echo", Expect="100-continue",
                                                       Content_Length=str(MAX_BODY + 1)))
     assert reply.status == 413  # the first thing back: no 100 Continue came before it
     assert reply.headers["connection"] == "close"
@@ -362,7 +301,7 @@ async def test_expect_100_continue_over_the_limit_is_answered_without_inviting_t
 async def test_a_client_that_sends_the_refused_body_anyway_gets_no_further_answers(listening: Listening) -> None:
     """The answer to an oversized Expect request is the last on the connection, whatever follows it."""
     oversized = request("POST", "/echo?oversized", Expect="100-continue", Content_Length=str(MAX_BODY + 1))
-    reply, reader = await exchange(listening, oversized + b"z" * (MAX_BODY + 1)
+    reply, reader = await exchange(listening.port, oversized + b"z" * (MAX_BODY + 1)
                                    + request("GET", "/echo?after", Connection="close"))
     assert (reply.status, reply.headers["connection"]) == (413, "close")
     await assert_closed(reader)
@@ -373,7 +312,7 @@ async def test_a_client_that_sends_the_refused_body_anyway_gets_no_further_answe
 
 
 async def test_an_unknown_path_gets_404_and_a_wrong_method_405_with_allow(listening: Listening) -> None:
-    reader, writer = await connect(listening)
+    reader, writer = await connect(listening.port)
     writer.write(request("GET", "/nowhere") + request("DELETE", "/echo"))
     assert (await read_reply(reader)).status == 404
     wrong = await read_reply(reader)
@@ -381,7 +320,7 @@ async def test_an_unknown_path_gets_404_and_a_wrong_method_405_with_allow(listen
 
 
 async def test_a_handler_exception_gets_500_and_the_connection_stays_usable(listening: Listening) -> None:
-    reader, writer = await connect(listening)
+    reader, writer = await connect(listening.port)
     writer.write(request("GET", "/fail"))
     assert (await read_reply(reader)).status == 500
     writer.write(request("POST", "/echo", b"still here"))
@@ -392,7 +331,7 @@ async def test_a_handler_exception_gets_500_and_the_connection_stays_usable(list
 async def test_a_handler_failure_that_looks_like_a_disconnect_still_gets_500(listening: Listening, path: str) -> None:
     """A ConnectionError or CancelledError out of a handler while the client is still there is the handler's
     failure: the client gets its 500, not silence on a connection that never answers again."""
-    reader, writer = await connect(listening)
+    reader, writer = await connect(listening.port)
     writer.write(request("GET", path))
     assert (await read_reply(reader)).status == 500
     writer.write(request("POST", "/echo", b"still here"))
@@ -400,7 +339,7 @@ async def test_a_handler_failure_that_looks_like_a_disconnect_still_gets_500(lis
 
 
 async def test_a_line_break_in_a_response_header_gives_500_not_a_split_response(listening: Listening) -> None:
-    reader, writer = await connect(listening)
+    reader, writer = await connect(listening.port)
     writer.write(request("GET", "/split") + request("GET", "/echo?after"))
     reply = await read_reply(reader)
     assert reply.status == 500
@@ -410,14 +349,14 @@ async def test_a_line_break_in_a_response_header_gives_500_not_a_split_response(
 
 async def test_an_upgrade_request_is_answered_and_the_connection_closed(listening: Listening) -> None:
     upgrade = request("GET", "/echo?upgrade", Connection="Upgrade", Upgrade="websocket")
-    reply, reader = await exchange(listening, upgrade + b"\x81\x05hello" + request("GET", "/echo?after"))
+    reply, reader = await exchange(listening.port, upgrade + b"\x81\x05hello" + request("GET", "/echo?after"))
     assert (reply.status, reply.headers["connection"]) == (200, "close")
     await assert_closed(reader)  # what followed the upgrade was not taken for requests
     assert listening.handlers.calls == ["echo upgrade"]
 
 
 async def test_a_client_disconnect_cancels_its_running_handler(listening: Listening) -> None:
-    _reader, writer = await connect(listening)
+    _reader, writer = await connect(listening.port)
     writer.write(request("GET", "/slow"))
     await asyncio.wait_for(listening.handlers.started.wait(), WAIT)
     writer.close()
@@ -429,7 +368,7 @@ async def test_a_client_disconnect_cancels_its_running_handler(listening: Listen
 
 
 async def test_a_streamed_response_reaches_a_slow_reader_whole_without_piling_up(listening: Listening) -> None:
-    reader, writer = await connect(listening)
+    reader, writer = await connect(listening.port)
     writer.write(request("GET", "/stream"))
     async with asyncio.timeout(WAIT):
         head = await reader.readuntil(b"\r\n\r\n")
@@ -448,7 +387,7 @@ async def test_a_streamed_response_reaches_a_slow_reader_whole_without_piling_up
 async def test_pipelined_answers_wait_for_a_client_that_does_not_read(listening: Listening) -> None:
     """A client that pipelines requests and reads nothing must not make the server buffer answer after answer."""
     count = 24
-    reader, writer = await connect(listening)
+    reader, writer = await connect(listening.port)
     writer.write(b"".join(request("GET", f"/big?{index:02d}") for index in range(count)))
     for index in range(count):
         reply = await read_reply(reader)
@@ -460,8 +399,8 @@ async def test_pipelined_answers_wait_for_a_client_that_does_not_read(listening:
 
 
 async def test_drain_lets_the_answer_in_progress_finish_then_closes(listening: Listening) -> None:
-    busy_reader, busy_writer = await connect(listening)
-    idle_reader, idle_writer = await connect(listening)
+    busy_reader, busy_writer = await connect(listening.port)
+    idle_reader, idle_writer = await connect(listening.port)
     idle_writer.write(request("GET", "/echo"))
     await read_reply(idle_reader)
     busy_writer.write(request("GET", "/slow"))
@@ -469,7 +408,7 @@ async def test_drain_lets_the_answer_in_progress_finish_then_closes(listening: L
     draining = asyncio.create_task(listening.server.drain(WAIT))
     await assert_closed(idle_reader)  # nothing in progress there: closed at once
     with pytest.raises(OSError):
-        await connect(listening)  # no longer accepting
+        await connect(listening.port)  # no longer accepting
     assert not draining.done()
     listening.handlers.release.set()
     reply = await read_reply(busy_reader)
@@ -480,7 +419,7 @@ async def test_drain_lets_the_answer_in_progress_finish_then_closes(listening: L
 
 
 async def test_drain_cancels_what_is_still_running_past_the_grace(listening: Listening) -> None:
-    reader, writer = await connect(listening)
+    reader, writer = await connect(listening.port)
     writer.write(request("GET", "/slow"))
     await asyncio.wait_for(listening.handlers.started.wait(), WAIT)
     await asyncio.wait_for(listening.server.drain(0.1), WAIT)
@@ -499,10 +438,10 @@ async def sweeping(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Listening]:
 
 
 async def test_the_sweep_closes_idle_keep_alive_connections_not_busy_ones(sweeping: Listening) -> None:
-    busy_reader, busy_writer = await connect(sweeping)
+    busy_reader, busy_writer = await connect(sweeping.port)
     busy_writer.write(request("GET", "/slow"))  # active before the idle one, still answering after it is closed
     await asyncio.wait_for(sweeping.handlers.started.wait(), WAIT)
-    idle_reader, idle_writer = await connect(sweeping)
+    idle_reader, idle_writer = await connect(sweeping.port)
     idle_writer.write(request("GET", "/echo"))
     await read_reply(idle_reader)
     await assert_closed(idle_reader)
@@ -515,7 +454,7 @@ async def test_the_sweep_closes_idle_keep_alive_connections_not_busy_ones(sweepi
     b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nten bytes.",  # a body that stops midway
 ], ids=["head", "body"])
 async def test_the_sweep_closes_a_connection_whose_request_stalls(sweeping: Listening, partial: bytes) -> None:
-    reader, writer = await connect(sweeping)
+    reader, writer = await connect(sweeping.port)
     writer.write(partial)
     await assert_closed(reader)
     assert sweeping.handlers.calls == []

@@ -1,0 +1,74 @@
+"""The MCP listener as the sidecar serves it, byte by byte: pipelined calls, Expect: 100-continue against the body
+limit, and the methods the MCP path does not take."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+
+from proxy.config.base import parse_host_port
+from tests.kit import RunningSidecar, make_config, modern_headers, modern_request, run_sidecar
+from tests.raw_http import WAIT, assert_closed, connect, exchange, read_reply, request
+
+MAX_BODY = 2048
+
+
+@pytest.fixture
+async def sidecar(stateless_upstream: str) -> AsyncIterator[RunningSidecar]:
+    async with run_sidecar(make_config(stateless_upstream, server__max_body_bytes=MAX_BODY)) as running:
+        yield running
+
+
+def port_of(sidecar: RunningSidecar) -> int:
+    return parse_host_port(sidecar.config.server.listen)[1]
+
+
+CALL_HEADERS = {name.replace("-", "_"): value for name, value in modern_headers("tools/call", "add").items()}
+
+
+def call(numbers: tuple[int, int], request_id: int) -> bytes:
+    arguments = {"a": numbers[0], "b": numbers[1]}
+    body = orjson.dumps(modern_request("tools/call", {"name": "add", "arguments": arguments}, request_id=request_id))
+    return request("POST", "/mcp", body, **CALL_HEADERS)
+
+
+async def test_pipelined_calls_are_answered_in_order_on_one_connection(sidecar: RunningSidecar) -> None:
+    reader, writer = await connect(port_of(sidecar))
+    writer.write(b"".join(call((number, 100), request_id=number) for number in range(1, 6)))
+    for number in range(1, 6):
+        reply = await read_reply(reader)
+        answer = orjson.loads(reply.body)
+        assert (reply.status, answer["id"], answer["result"]["structuredContent"]) == (200, number,
+                                                                                        {"result": number + 100})
+
+
+async def test_expect_100_continue_gets_the_body_invited_then_the_call_answered(sidecar: RunningSidecar) -> None:
+    body = orjson.dumps(modern_request("tools/call", {"name": "add", "arguments": {"a": 2, "b": 3}}))
+    reader, writer = await connect(port_of(sidecar))
+    writer.write(request("POST", "/mcp", **CALL_HEADERS, Expect="100-continue", Content_Length=str(len(body))))
+    assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(body)
+    reply = await read_reply(reader)
+    assert orjson.loads(reply.body)["result"]["structuredContent"] == {"result": 5}
+
+
+async def test_an_oversized_body_announced_with_expect_is_refused_before_it_is_sent(sidecar: RunningSidecar) -> None:
+    head = request("POST", "/mcp", **CALL_HEADERS, Expect="100-continue", Content_Length=str(MAX_BODY + 1))
+    reply, reader = await exchange(port_of(sidecar), head)
+    assert (reply.status, reply.headers["connection"]) == (413, "close")  # no 100 Continue before it
+    assert orjson.loads(reply.body)["error"]["code"] == -32600
+    await assert_closed(reader)
+
+
+async def test_methods_the_mcp_path_does_not_take_get_405_with_allow(sidecar: RunningSidecar) -> None:
+    reader, writer = await connect(port_of(sidecar))
+    writer.write(request("HEAD", "/mcp") + request("PUT", "/mcp", b"{}") + call((4, 4), request_id=9))
+    head = await read_reply(reader, head_only=True)
+    assert (head.status, head.headers["allow"]) == (405, "DELETE, GET, POST")
+    put = await read_reply(reader)
+    assert (put.status, put.headers["allow"]) == (405, "DELETE, GET, POST")
+    answer = orjson.loads((await read_reply(reader)).body)  # the connection kept its framing through both
+    assert answer["result"]["structuredContent"] == {"result": 8}
