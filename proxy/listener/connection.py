@@ -12,7 +12,15 @@ import httptools
 import structlog
 from multidict import CIMultiDict
 
-from proxy.listener.messages import LAST_CHUNK, HeaderInjection, HttpRequest, HttpResponse, chunk, response_head
+from proxy.listener.messages import (
+    BODILESS_STATUSES,
+    LAST_CHUNK,
+    HeaderInjection,
+    HttpRequest,
+    HttpResponse,
+    chunk,
+    response_head,
+)
 
 if TYPE_CHECKING:
     from proxy.listener.server import HttpServer
@@ -95,6 +103,8 @@ class HttpConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self._remote = peer[0] if isinstance(peer, tuple) else None
         self._server.connections.add(self)
+        if self._server.draining:  # accepted just before the listener stopped accepting
+            self.drain()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
@@ -162,8 +172,10 @@ class HttpConnection(asyncio.Protocol):
         if self._input_done:  # a request after the connection's last one, in the same read: never answered
             return
         parser = self._parser
-        request = HttpRequest(parser.get_method().decode("ascii"), self._target, CIMultiDict(self._headers),
-                              self._remote)
+        headers = CIMultiDict(self._headers)
+        if "Host" not in headers and parser.get_http_version() == "1.1":
+            raise _Refused(400, "Bad Request: an HTTP/1.1 request needs a Host header")
+        request = HttpRequest(parser.get_method().decode("ascii"), self._target, headers, self._remote)
         self._receiving = request
         length = request.content_length
         if length is not None and length > self._server.max_body_bytes:
@@ -262,7 +274,7 @@ class HttpConnection(asyncio.Protocol):
             body = b"Internal Server Error"
             head = response_head(500, {"Content-Type": "text/plain"}, length=len(body),
                                  keep_alive=request is not self._final)
-        if request.method == "HEAD" or not body:
+        if request.method == "HEAD" or not body or response.status in BODILESS_STATUSES:
             transport.write(head)
         elif len(body) < 65536:
             transport.write(head + body)

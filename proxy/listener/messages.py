@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 import orjson
 from multidict import CIMultiDict
 
+BODILESS_STATUSES = frozenset({204, 304})  # answers that never have a body, nor a Content-Length
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
@@ -23,6 +24,8 @@ class HttpRequest:
 
     def __init__(self, method: str, target: bytes, headers: CIMultiDict[str], remote: str | None) -> None:
         self.method = method
+        if not target.startswith(b"/") and b"://" in target[:8]:  # absolute form: http://host/path?query
+            target = b"/" + target.split(b"/", 3)[3] if target.count(b"/") > 2 else b"/"
         path, _, query = target.partition(b"?")
         self.path = path.decode("utf-8", "surrogateescape")
         self.query_string = query.decode("utf-8", "surrogateescape")
@@ -104,7 +107,7 @@ def response_head(status: int, headers: dict[str, str], *, length: int | None, k
         lines.append(f"{name}: {value}\r\n".encode())
     if length is None:
         lines.append(b"Transfer-Encoding: chunked\r\n")
-    else:
+    elif status not in BODILESS_STATUSES:
         lines.append(b"Content-Length: %d\r\n" % length)
     if not keep_alive:
         lines.append(b"Connection: close\r\n")

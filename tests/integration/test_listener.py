@@ -49,7 +49,11 @@ class Handlers:
         routes.add("GET", "/split", self.split)
         routes.add("GET", "/refused-upstream", self.refused_upstream)
         routes.add("GET", "/leaked-cancel", self.leaked_cancel)
+        routes.add("GET", "/nothing", self.nothing)
         return routes
+
+    async def nothing(self, request: HttpRequest) -> HttpResponse:
+        return HttpResponse(204, b"a body a 204 must not carry")
 
     async def echo(self, request: HttpRequest) -> HttpResponse:
         self.calls.append(f"echo {request.query_string}".strip())
@@ -309,6 +313,35 @@ async def test_a_client_that_sends_the_refused_body_anyway_gets_no_further_answe
 
 
 # routing and handler outcomes
+
+
+async def test_an_http_1_1_request_without_host_gets_400(listening: Listening) -> None:
+    reply, reader = await exchange(listening.port, b"GET /echo HTTP/1.1\r\n\r\n")
+    assert reply.status == 400 and b"Host" in reply.body
+    await assert_closed(reader)
+    reply, _ = await exchange(listening.port, b"GET /echo?old HTTP/1.0\r\n\r\n")  # 1.0 had no Host
+    assert reply.status == 200 and listening.handlers.calls == ["echo old"]
+
+
+async def test_an_absolute_form_target_is_routed_by_its_path(listening: Listening) -> None:
+    reply, _ = await exchange(listening.port, request("GET", "http://test/echo?n=abs"))
+    assert reply.status == 200 and listening.handlers.calls == ["echo n=abs"]
+
+
+async def test_a_204_answer_has_neither_length_nor_body(listening: Listening) -> None:
+    reader, writer = await connect(listening.port)
+    writer.write(request("GET", "/nothing") + request("GET", "/echo?n=next"))
+    async with asyncio.timeout(WAIT):
+        head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 204 ") and b"content-length" not in head.lower()
+    following = await read_reply(reader)  # the 204's body was not sent: the next answer follows at once
+    assert following.status == 200 and listening.handlers.calls == ["echo n=next"]
+
+
+async def test_a_connection_accepted_as_the_drain_begins_is_closed_at_once(listening: Listening) -> None:
+    listening.server.draining = True  # as drain() sets it before it walks the open connections
+    reader, _ = await connect(listening.port)
+    await assert_closed(reader)
 
 
 async def test_an_unknown_path_gets_404_and_a_wrong_method_405_with_allow(listening: Listening) -> None:
