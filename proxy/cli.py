@@ -96,10 +96,13 @@ def _serve(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     configure_logging(config.logging.level)
     from proxy.policy.engine import PolicyLoadError
-    from proxy.server import run
+    from proxy.server import ListenFailed, run
 
     try:
         return run(config)
+    except ListenFailed as exc:
+        print(f"mcp-sidecar: {exc}", file=sys.stderr)
+        return 1
     except PolicyLoadError as exc:
         print(f"mcp-sidecar: the policy in {exc.directory} does not load:", file=sys.stderr)
         for problem in exc.problems:

@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import structlog
@@ -39,16 +39,28 @@ async def running(config: Config, grace_seconds: float | None = None) -> AsyncIt
         admin_runner = web.AppRunner(admin, shutdown_timeout=1, access_log=None)
         await admin_runner.setup()
         try:
-            host, port = parse_host_port(config.server.listen)
-            await listener.listen(host, port, reuse_port=reuse_port)
-            host, port = parse_host_port(config.server.admin_listen)
-            await web.TCPSite(admin_runner, host, port, reuse_port=reuse_port or None).start()
+            await _listen_on(config.server.listen,
+                             lambda host, port: listener.listen(host, port, reuse_port=reuse_port))
+            await _listen_on(config.server.admin_listen, lambda host, port: web.TCPSite(
+                admin_runner, host, port, reuse_port=reuse_port or None).start())
             yield app, admin
         finally:
             listener.stop_accepting()
             await app.legacy_sse.shutdown()  # long-lived streams would hold the drain for the whole grace period
             await listener.drain(grace)
             await admin_runner.cleanup()
+
+
+class ListenFailed(OSError):
+    """A listening address could not be bound (in use, not this host's, a privileged port)."""
+
+
+async def _listen_on(address: str, start: Callable[[str, int], Awaitable[None]]) -> None:
+    host, port = parse_host_port(address)
+    try:
+        await start(host, port)
+    except OSError as exc:
+        raise ListenFailed(f"cannot listen on {address}: {exc.strerror or exc}") from None
 
 
 async def serve(config: Config, started: asyncio.Event | None = None) -> None:

@@ -1,7 +1,9 @@
-"""The command line: no silent open gate without a key source, and the --demo quickstart runs with auth off."""
+"""The command line: no silent open gate without a key source, a clear error for a port in use, and the --demo
+quickstart runs with auth off."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,6 +28,17 @@ def test_required_auth_without_key_source_refuses_to_start() -> None:
         "  auth: mode 'required' needs exactly one key source: auth.jwks_url, auth.public_key_files (PEM) or "
         "auth.hmac_secret_file; or set auth.mode: off",
     ]
+
+
+def test_a_port_in_use_is_reported_in_one_line_and_exit_1() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(serve_args("--demo", port=port), env=child_env(), capture_output=True, timeout=30)
+    assert done.returncode == 1
+    assert done.stderr.decode().splitlines()[-1].startswith(f"mcp-sidecar: cannot listen on 127.0.0.1:{port}: ")
+    assert "Traceback" not in done.stderr.decode()
 
 
 @pytest.fixture
