@@ -83,6 +83,7 @@ class HttpConnection(asyncio.Protocol):
         self._answering: asyncio.Task[None] | None = None
         self._current: HttpRequest | None = None  # the request being answered
         self._stream: ResponseStream | None = None  # its streamed response, once opened
+        self._sent = False  # its answer is written and the work after it runs: a disconnect no longer cancels
         self._final: HttpRequest | None = None  # the connection closes after answering this one
         self._refusal: HttpResponse | None = None  # the parser's refusal, sent once the answers owed are written
         self._input_done = False  # nothing more is parsed: after an upgrade, an error, or the final request
@@ -110,7 +111,7 @@ class HttpConnection(asyncio.Protocol):
         self._transport = None
         self._server.forget(self)
         self._waiting.clear()
-        if self._answering is not None:
+        if self._answering is not None and not self._sent:
             self._answering.cancel()  # the client went away: stop working for it (closes upstream streams too)
         self._wake_writer(ConnectionResetError("the client closed the connection"))
 
@@ -240,6 +241,8 @@ class HttpConnection(asyncio.Protocol):
                 raise RuntimeError("a handler opened a stream and returned another response")
             else:
                 self._write(request, response)
+                if response.after_sent is not None:
+                    await self._after_sent(request, response.after_sent)
                 if self._writing_paused:  # the next answer waits for the client to take this one: no piling up
                     await self._writable()
         except (asyncio.CancelledError, Exception) as error:
@@ -252,6 +255,17 @@ class HttpConnection(asyncio.Protocol):
             self._write(request, HttpResponse.text(500, "Internal Server Error"))
         self._answering = self._current = None
         self._next(request)
+
+    async def _after_sent(self, request: HttpRequest, work: Callable[[], Awaitable[None]]) -> None:
+        """What the handler left for after its answer was written (audit, the ends of spans): the client neither
+        waits for it nor cancels it by leaving, and a failure in it cannot become a 500 any more."""
+        self._sent = True
+        try:
+            await work()
+        except Exception:
+            log.exception("listener.after_sent_failed", method=request.method, path=request.path)
+        finally:
+            self._sent = False
 
     def _ended(self, error: BaseException) -> bool:
         """Whether `error` stopped the answer from outside (this task cancelled, the client's connection gone),

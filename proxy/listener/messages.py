@@ -4,6 +4,7 @@ response head. Pure data and formatting, no sockets."""
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
@@ -63,14 +64,16 @@ class HttpRequest:
 
 
 class HttpResponse:
-    """A whole response, written to the client in one write."""
+    """A whole response, written to the client in one write; then `after_sent` runs, if given."""
 
-    __slots__ = ("body", "headers", "status")
+    __slots__ = ("after_sent", "body", "headers", "status")
 
-    def __init__(self, status: int = 200, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int = 200, body: bytes = b"", headers: dict[str, str] | None = None,
+                 after_sent: Callable[[], Awaitable[None]] | None = None) -> None:
         self.status = status
         self.body = body
         self.headers = headers if headers is not None else {}
+        self.after_sent = after_sent
 
     @classmethod
     def text(cls, status: int, text: str, headers: dict[str, str] | None = None) -> HttpResponse:

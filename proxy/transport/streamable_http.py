@@ -69,13 +69,21 @@ class StreamableHttpHandler:
 
 
 async def write_reply(request: HttpRequest, ctx: CallContext | None, reply: Reply) -> HttpResponse | ResponseStream:
-    """Write a Reply to the client; runs result hooks on the final response and the reply's done callbacks."""
+    """Write a Reply to the client; runs result hooks on the final response and the reply's done callbacks (after a
+    whole answer is written: audit and the ends of spans are not the client's to wait for)."""
     try:
-        if reply.events is not None:
-            return await _write_stream(request, ctx, reply)
-        return HttpResponse(reply.status, await final_body(ctx, reply), reply.headers)
-    finally:
+        if reply.events is None:
+            response = HttpResponse(reply.status, await final_body(ctx, reply), reply.headers)
+        else:
+            response = await _write_stream(request, ctx, reply)
+    except BaseException:
         await reply.finish()
+        raise
+    if isinstance(response, HttpResponse):
+        response.after_sent = reply.finish
+    else:
+        await reply.finish()
+    return response
 
 
 async def _write_stream(request: HttpRequest, ctx: CallContext | None, reply: Reply) -> HttpResponse | ResponseStream:

@@ -50,7 +50,23 @@ class Handlers:
         routes.add("GET", "/refused-upstream", self.refused_upstream)
         routes.add("GET", "/leaked-cancel", self.leaked_cancel)
         routes.add("GET", "/nothing", self.nothing)
+        routes.add("GET", "/then", self.then)
+        routes.add("GET", "/then-fail", self.then_fail)
         return routes
+
+    async def then(self, request: HttpRequest) -> HttpResponse:
+        async def work() -> None:
+            self.calls.append("after: started")
+            await self.release.wait()
+            self.calls.append("after: done")
+
+        return HttpResponse(200, b"answered first", after_sent=work)
+
+    async def then_fail(self, request: HttpRequest) -> HttpResponse:
+        async def work() -> None:
+            raise RuntimeError("a bug in the work after the answer")
+
+        return HttpResponse(200, b"answered", after_sent=work)
 
     async def nothing(self, request: HttpRequest) -> HttpResponse:
         return HttpResponse(204, b"a body a 204 must not carry")
@@ -336,6 +352,24 @@ async def test_a_204_answer_has_neither_length_nor_body(listening: Listening) ->
     assert head.startswith(b"HTTP/1.1 204 ") and b"content-length" not in head.lower()
     following = await read_reply(reader)  # the 204's body was not sent: the next answer follows at once
     assert following.status == 200 and listening.handlers.calls == ["echo n=next"]
+
+
+async def test_work_after_the_answer_runs_once_it_is_written_and_a_leaving_client_does_not_cancel_it(
+        listening: Listening) -> None:
+    reader, writer = await connect(listening.port)
+    writer.write(request("GET", "/then"))
+    assert (await read_reply(reader)).body == b"answered first"  # while the work after it is still waiting
+    assert listening.handlers.calls == ["after: started"]
+    writer.close()
+    await wait_until(lambda: not listening.server.connections)
+    listening.handlers.release.set()
+    await wait_until(lambda: listening.handlers.calls == ["after: started", "after: done"])
+
+
+async def test_a_failure_after_the_answer_leaves_the_answer_and_the_connection_alone(listening: Listening) -> None:
+    reader, writer = await connect(listening.port)
+    writer.write(request("GET", "/then-fail") + request("GET", "/echo?n=next"))
+    assert ((await read_reply(reader)).status, (await read_reply(reader)).status) == (200, 200)
 
 
 async def test_a_connection_accepted_as_the_drain_begins_is_closed_at_once(listening: Listening) -> None:
