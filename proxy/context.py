@@ -130,9 +130,10 @@ class CallContext:
         copy = object.__new__(CallContext)
         _copy_fields(self, copy)
         for name, value in changes.items():
-            if name not in _CONTEXT_FIELDS:
+            setter = _SETTERS.get(name)
+            if setter is None:
                 raise TypeError(f"CallContext has no field {name!r}")
-            object.__setattr__(copy, name, value)
+            setter(copy, value)
         return copy
 
     def outbound_body(self) -> bytes:
@@ -161,4 +162,28 @@ def _field_copier(cls: type, names: frozenset[str]) -> Callable[[Any, Any], None
     return namespace["copy_fields"]
 
 
+def _install_fast_init(cls: type) -> None:
+    """Replace a frozen dataclass's __init__, which sets each field through object.__setattr__, with straight-line
+    calls of the slots' own setters: the same signature and defaults, about half the cost (one per message)."""
+    namespace: dict[str, Any] = {"MISSING": dataclasses.MISSING}
+    params, lines = [], []
+    for item in dataclasses.fields(cls):
+        name = value = item.name
+        namespace[f"set_{name}"] = cls.__dict__[name].__set__
+        if item.default is not dataclasses.MISSING:
+            namespace[f"default_{name}"] = item.default
+            params.append(f"{name}=default_{name}")
+        elif item.default_factory is not dataclasses.MISSING:
+            namespace[f"factory_{name}"] = item.default_factory
+            params.append(f"{name}=MISSING")
+            value = f"factory_{name}() if {name} is MISSING else {name}"
+        else:
+            params.append(name)
+        lines.append(f"    set_{name}(self, {value})")
+    exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(lines), namespace)  # field names only
+    cls.__init__ = namespace["__init__"]  # type: ignore[misc]
+
+
 _copy_fields = _field_copier(CallContext, _CONTEXT_FIELDS)
+_SETTERS = {name: CallContext.__dict__[name].__set__ for name in _CONTEXT_FIELDS}
+_install_fast_init(CallContext)

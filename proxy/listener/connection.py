@@ -234,7 +234,8 @@ class HttpConnection(asyncio.Protocol):
 
     async def _respond(self, request: HttpRequest) -> None:
         try:
-            response = await self._server.handle(request)
+            route = self._server.routes.find(request.method, request.path)
+            response = route if isinstance(route, HttpResponse) else await route(request)
             if isinstance(response, ResponseStream):
                 await response.finish()
             elif self._stream is not None:

@@ -53,12 +53,6 @@ class HttpServer:
         self._sweeper: asyncio.TimerHandle | None = None
         self._all_closed: asyncio.Event | None = None
 
-    async def handle(self, request: HttpRequest) -> HttpResponse | ResponseStream:
-        handler = self.routes.find(request.method, request.path)
-        if isinstance(handler, HttpResponse):
-            return handler
-        return await handler(request)
-
     async def listen(self, host: str, port: int, reuse_port: bool = False) -> None:
         server = await self.loop.create_server(lambda: HttpConnection(self), host, port, reuse_port=reuse_port or None,
                                                backlog=1024)
