@@ -30,6 +30,7 @@ log = structlog.get_logger("proxy.listener")
 MAX_TARGET_BYTES = 8 * 1024
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 128
+WRITE_STALL_SECONDS = 60.0  # a client whose socket stays full this long while an answer waits is cut off
 MAX_WAITING = 8  # pipelined requests parsed ahead of the one being answered; past this, reading pauses
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -64,6 +65,9 @@ class ResponseStream:
 
 
 class HttpConnection(asyncio.Protocol):
+    """One client's connection: the parser's callbacks build requests, `_answer` runs one task per request in
+    order, and the task writes its answer (whole or streamed) before the next one starts."""
+
     def __init__(self, server: HttpServer) -> None:
         self._server = server
         self._loop = server.loop
@@ -327,11 +331,18 @@ class HttpConnection(asyncio.Protocol):
         await self._writable()
 
     async def _writable(self) -> None:
-        """Return once the client's socket takes writes again; raises ConnectionResetError if the client goes."""
+        """Return once the client's socket takes writes again; raises ConnectionResetError if the client goes, or
+        takes nothing for WRITE_STALL_SECONDS (it is then cut off: it would hold its answer, and the upstream
+        stream behind it, for ever)."""
         if self._writing_paused:
             if self._drained is None:
                 self._drained = self._loop.create_future()
-            await self._drained
+            try:
+                await asyncio.wait_for(self._drained, WRITE_STALL_SECONDS)
+            except TimeoutError:
+                log.warning("listener.client_stalled", seconds=WRITE_STALL_SECONDS)
+                self._abort()
+                raise ConnectionResetError("the client took nothing for too long") from None
 
     def _wake_writer(self, error: Exception | None) -> None:
         drained, self._drained = self._drained, None

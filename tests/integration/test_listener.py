@@ -51,8 +51,18 @@ class Handlers:
         routes.add("GET", "/leaked-cancel", self.leaked_cancel)
         routes.add("GET", "/nothing", self.nothing)
         routes.add("GET", "/then", self.then)
+        routes.add("GET", "/endless", self.endless)
         routes.add("GET", "/then-fail", self.then_fail)
         return routes
+
+    async def endless(self, request: HttpRequest) -> ResponseStream:
+        stream = await request.stream(200, {"Content-Type": "application/octet-stream"})
+        try:
+            while True:
+                await stream.write(b"x" * STREAM_CHUNK)
+        except ConnectionError:
+            self.calls.append("endless: client gone")
+            raise
 
     async def then(self, request: HttpRequest) -> HttpResponse:
         async def work() -> None:
@@ -449,6 +459,19 @@ async def test_a_streamed_response_reaches_a_slow_reader_whole_without_piling_up
                         for index in range(STREAM_CHUNKS)) + b"0\r\n\r\n"
     assert bytes(received) == expected
     assert max(listening.handlers.buffered) <= HIGH_WATER  # each write waited for the client to take the last
+
+
+async def test_a_client_that_takes_nothing_for_too_long_is_cut_off(listening: Listening,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(listener_connection, "WRITE_STALL_SECONDS", 0.3)
+    reader, writer = await connect(listening.port)
+    writer.write(request("GET", "/endless"))  # and never read: the socket fills and the stream's writes stall
+    await wait_until(lambda: listening.handlers.calls == ["endless: client gone"])
+    await wait_until(lambda: not listening.server.connections)
+    with contextlib.suppress(ConnectionResetError):
+        async with asyncio.timeout(WAIT):
+            while await reader.read(1 << 20):  # what was sent before the cut, then the end
+                pass
 
 
 async def test_pipelined_answers_wait_for_a_client_that_does_not_read(listening: Listening) -> None:

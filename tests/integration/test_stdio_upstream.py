@@ -144,7 +144,7 @@ async def test_readiness_reports_a_child_that_cannot_start() -> None:
 
 
 async def test_legacy_sessions_get_their_own_children_bounded_and_reaped() -> None:
-    config = stdio_config(upstream__max_sessions=1, upstream__session_idle_seconds=0.6)
+    config = stdio_config(upstream__max_sessions=1, upstream__session_idle_seconds=1.5)
     client_info = {"name": "t", "version": "1"}
     init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
             "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": client_info}}
