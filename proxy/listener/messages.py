@@ -7,11 +7,14 @@ import time
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import orjson
 from multidict import CIMultiDict
+
+if TYPE_CHECKING:
+    from proxy.listener.connection import ResponseStream
 
 BODILESS_STATUSES = frozenset({204, 304})  # answers that never have a body, nor a Content-Length
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
@@ -34,7 +37,8 @@ class HttpRequest:
         self.remote = remote
         self.body = b""
         self.body_too_large = False  # the body passed the listener's limit: `body` holds only its start
-        self.stream_opener: Any = None  # set by the connection: opens a streamed response (see `stream`)
+        # set by the connection: opens a streamed response (see `stream`)
+        self.stream_opener: Callable[[int, dict[str, str]], Awaitable[ResponseStream]] | None = None
         self._query: dict[str, str] | None = None
 
     @property
@@ -58,8 +62,9 @@ class HttpRequest:
         value = self.headers.get("Content-Type")
         return value.split(";", 1)[0].strip().lower() if value else ""
 
-    async def stream(self, status: int, headers: dict[str, str]) -> Any:
+    async def stream(self, status: int, headers: dict[str, str]) -> ResponseStream:
         """Send the head of a streamed (chunked) response now; the handler then writes to it and returns it."""
+        assert self.stream_opener is not None, "the listener sets it before the handler runs"
         return await self.stream_opener(status, headers)
 
 
