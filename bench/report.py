@@ -92,14 +92,15 @@ def markdown(results: dict[str, Any], chart: Path | None) -> str:
              f"{meta['load_average_at_start']:.1f} at the start: the machine is shared, see the last two columns, "
              "the highest load average and hypervisor steal seen in any round of the row).", "",
              "| group | target | clients | calls/s | vs direct | p50 ms | p90 ms | p99 ms | errors | "
-             "sidecar CPU us/call (best round) | peak RSS MB | load avg | steal % |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "sidecar CPU us/call (best round) | upstream CPU us/call | peak RSS MB | load avg | steal % |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     rows = results["results"]
     for row in rows:
         versus = _ratio(rows, row["group"], row["target"], "direct", row["clients"], "calls_per_s")
         lines.append(f"| {row['group']} | {row['target']} | {row['clients']} | {row['calls_per_s']:,.0f} | "
                      f"{'' if versus is None else f'{versus:.2f}x'} | {row['p50_ms']} | {row['p90_ms']} | "
-                     f"{row['p99_ms']} | {row['errors']} | {_cpu(row)} | {row.get('peak_rss_mb', '')} | "
+                     f"{row['p99_ms']} | {row['errors']} | {_cpu(row)} | {row.get('upstream_cpu_us_per_call', '')} | "
+                     f"{row.get('peak_rss_mb', '')} | "
                      f"{_worst(row, 'load_average')} | {_worst(row, 'steal_pct')} |")
     lines += ["", "| target (issue 9) | measured | goal | met |", "|---|---:|---|---|"]
     for check in results["checks"]:

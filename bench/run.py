@@ -61,15 +61,17 @@ class Tally:
     errors: int = 0
     seconds: float = 0.0
     cpu_seconds: float = 0.0
+    upstream_cpu_seconds: float = 0.0  # the upstream's own CPU in the same measurements: a yardstick
     latencies_us: list[int] = field(default_factory=list)
     error_samples: list[str] = field(default_factory=list)
     rounds: list[dict[str, Any]] = field(default_factory=list)
 
-    def add(self, result: LoadResult, cpu: float | None, machine: dict[str, float]) -> None:
+    def add(self, result: LoadResult, cpu: float | None, upstream_cpu: float, machine: dict[str, float]) -> None:
         self.calls += result.calls
         self.errors += result.errors
         self.seconds += result.elapsed
         self.cpu_seconds += cpu or 0.0
+        self.upstream_cpu_seconds += upstream_cpu
         self.latencies_us.extend(result.latencies_us)
         self.error_samples.extend(result.error_samples)
         done = result.calls + result.errors
@@ -132,7 +134,7 @@ class Run:
                 for round_number in range(self.settings.rounds):
                     ordered = targets if round_number % 2 == 0 else targets[::-1]
                     for target in ordered:
-                        await self.measure(target, group["era"], clients)
+                        await self.measure(target, upstream, group["era"], clients)
         finally:
             for target in targets:
                 if target.proc is not None:
@@ -170,14 +172,16 @@ class Run:
                     self.sidecar_cpus)
         return Target(name, f"http://127.0.0.1:{port}/mcp", profile, proc.start(self.work))
 
-    async def measure(self, target: Target, era: str, clients: int) -> None:
+    async def measure(self, target: Target, upstream: Proc, era: str, clients: int) -> None:
         if self.settings.warmup_seconds:
             await run_load(target.spec(era, clients, self.settings.warmup_seconds))
         cpu_before = target.proc.cpu_seconds() if target.proc else 0.0
+        upstream_before = upstream.cpu_seconds()
         machine_before = machine_counters()
         result = await run_load(target.spec(era, clients, self.settings.seconds))
         cpu = target.proc.cpu_seconds() - cpu_before if target.proc else None
-        target.tallies.setdefault(clients, Tally()).add(result, cpu, machine_noise(machine_before))
+        upstream_cpu = upstream.cpu_seconds() - upstream_before
+        target.tallies.setdefault(clients, Tally()).add(result, cpu, upstream_cpu, machine_noise(machine_before))
         if target.proc is not None:
             target.memory[clients] = target.proc.memory_mb()
 
@@ -188,6 +192,9 @@ class Run:
                 row = {"group": group["name"], "upstream": group["upstream"], "era": group["era"],
                        "target": target.name, "clients": clients,
                        **summarize(tally.calls, tally.errors, tally.seconds, tally.latencies_us, tally.error_samples)}
+                if tally.calls + tally.errors:
+                    row["upstream_cpu_us_per_call"] = round(tally.upstream_cpu_seconds / (tally.calls + tally.errors)
+                                                            * 1e6, 1)
                 if target.proc is not None and tally.calls + tally.errors:
                     row["cpu_us_per_call"] = round(tally.cpu_seconds / (tally.calls + tally.errors) * 1e6, 1)
                     # The least disturbed round: other tenants of a shared machine only ever add CPU time.

@@ -31,7 +31,7 @@ async def soak(seconds: float, work: Path, profile: str = "full") -> dict[str, A
         assert target.proc is not None
         elapsed = 0.0
         while elapsed < seconds:
-            await run.measure(target, "modern", CLIENTS)
+            await run.measure(target, upstream, "modern", CLIENTS)
             elapsed += INTERVAL_SECONDS
             samples.append({"seconds": elapsed, **target.tallies[CLIENTS].rounds[-1], **target.proc.memory_mb()})
         target.proc.stop()

@@ -5,6 +5,10 @@ It does what the sidecar needs of its upstream and nothing more: no redirects, c
 is never sent twice). aiohttp's ClientSession does all of those on every request, which made it the largest part
 of a pass-through call's cost. An answer that arrives together with its headers, the usual JSON reply, is complete
 without another wake-up of the event loop.
+
+Deadlines are attributes, not timers: a request's deadline is a number on its connection (or on its place in the
+queue for one), and one sweep every DEADLINE_TICK seconds, armed only while a deadline is pending, fails what is
+overdue with TimeoutError. A timer per request (`asyncio.timeout`) cost more than the rest of the request's glue.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ USER_AGENT = "mcp-sidecar"
 # Past this many unread body bytes a streamed response stops reading its socket until the reader catches up.
 PAUSE_ABOVE_BYTES = 256 * 1024
 RESUME_BELOW_BYTES = 64 * 1024
+DEADLINE_TICK = 0.05  # a deadline fires up to this late
+NO_DEADLINE = float("inf")
 _DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
@@ -77,10 +83,18 @@ class Response:
         self._chunks.clear()
         return body
 
-    async def readany(self) -> bytes:
-        """The next part of the body as it arrived; b"" once the body is complete."""
+    async def readany(self, idle_timeout: float | None = None) -> bytes:
+        """The next part of the body as it arrived; b"" once the body is complete. The request's deadline no longer
+        applies; a wait longer than `idle_timeout` (None: no limit) raises TimeoutError."""
+        connection = self._connection
+        connection.deadline = NO_DEADLINE
         while not self._chunks and not self._done:
-            await self._wait()
+            if idle_timeout is not None:
+                connection.expire_in(idle_timeout)
+            try:
+                await self._wait()
+            finally:
+                connection.deadline = NO_DEADLINE
         if self._chunks:
             chunk = self._chunks.popleft()
             self._unread -= len(chunk)
@@ -98,7 +112,7 @@ class Response:
             self._connection.close()
 
     async def _wait(self) -> None:
-        self._waiter = asyncio.get_running_loop().create_future()
+        self._waiter = self._connection.loop.create_future()
         try:
             await self._waiter
         finally:
@@ -147,8 +161,10 @@ def _decoder_for(encoding: str) -> zlib._Decompress:
 class _Connection(asyncio.Protocol):
     """One TCP (or TLS) connection: at most one request in flight, its response parsed as bytes arrive."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool, loop: asyncio.AbstractEventLoop) -> None:
         self.pool = pool
+        self.loop = loop
+        self.deadline = NO_DEADLINE  # time.monotonic() past which the request in flight fails with TimeoutError
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
@@ -163,7 +179,7 @@ class _Connection(asyncio.Protocol):
         """Writes one request; returns once its status and headers have arrived."""
         if self.closed or self.transport is None or self.transport.is_closing():
             raise ConnectionBroken("connection closed before the request was sent")
-        answer = self._answer = asyncio.get_running_loop().create_future()
+        answer = self._answer = self.loop.create_future()
         self.transport.write(request)
         try:
             return await answer
@@ -224,6 +240,7 @@ class _Connection(asyncio.Protocol):
         response, self._response = self._response, None
         if response is None:  # an informational response ended
             return
+        self.deadline = NO_DEADLINE
         response._finish()
         if self.parser.should_keep_alive() and not self.closed:
             self.resume()
@@ -231,7 +248,11 @@ class _Connection(asyncio.Protocol):
         else:
             self.close()
 
-    # flow control and failure
+    # deadlines, flow control and failure
+    def expire_in(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.pool.watch_deadlines()
+
     def pause(self) -> None:
         if not self._paused and self.transport is not None and not self.transport.is_closing():
             self._paused = True
@@ -243,6 +264,7 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def fail(self, error: Exception) -> None:
+        self.deadline = NO_DEADLINE
         self._broke(error)
         self.close()
 
@@ -277,13 +299,20 @@ class ConnectionPool:
         self._idle: list[_Connection] = []
         self._open: set[_Connection] = set()
         self._opening = 0
-        self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
+        self._waiters: deque[tuple[asyncio.Future[_Connection | None], float]] = deque()  # (turn, deadline)
+        self._sweep: asyncio.TimerHandle | None = None
 
-    async def request(self, method: str, headers: Mapping[str, str], body: bytes | None = None) -> Response:
+    async def request(self, method: str, headers: Mapping[str, str], body: bytes | None = None,
+                      within: float | None = None) -> Response:
         """Sends one request; returns its response once status and headers are in. A failed or cancelled request
-        closes its connection."""
+        closes its connection. `within` (seconds) bounds the wait for a connection, the response's head and a body read
+        whole with `read()`; past it, TimeoutError."""
         request = self._encode(method, headers, body)
-        connection = await self._acquire()
+        deadline = NO_DEADLINE if within is None else time.monotonic() + within
+        connection = await self._acquire(deadline)
+        if within is not None:
+            connection.deadline = deadline
+            self.watch_deadlines()
         try:
             return await connection.exchange(request)
         except BaseException:
@@ -293,9 +322,34 @@ class ConnectionPool:
     async def close(self) -> None:
         for connection in list(self._open):
             connection.close()
-        for waiter in self._waiters:
+        for waiter, _ in self._waiters:
             if not waiter.done():
                 waiter.set_exception(ConnectionBroken("connection pool closed"))
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+
+    def watch_deadlines(self) -> None:
+        """Make sure a sweep is coming (a connection or a queued request has a deadline)."""
+        if self._sweep is None:
+            self._sweep = asyncio.get_running_loop().call_later(DEADLINE_TICK, self._fail_overdue)
+
+    def _fail_overdue(self) -> None:
+        self._sweep = None
+        now = time.monotonic()
+        pending = False
+        for connection in list(self._open):
+            if connection.deadline <= now:
+                connection.fail(TimeoutError("the upstream request's deadline passed"))
+            elif connection.deadline != NO_DEADLINE:
+                pending = True
+        for waiter, deadline in self._waiters:
+            if deadline <= now and not waiter.done():
+                waiter.set_exception(TimeoutError("no upstream connection came free before the deadline"))
+            elif deadline != NO_DEADLINE:
+                pending = True
+        if pending:
+            self.watch_deadlines()
 
     def put_back(self, connection: _Connection) -> None:
         """A connection whose response is complete is free again."""
@@ -327,7 +381,7 @@ class ConnectionPool:
         head_bytes = head.encode("utf-8", "surrogateescape")
         return head_bytes + body if body else head_bytes
 
-    async def _acquire(self) -> _Connection:
+    async def _acquire(self, deadline: float) -> _Connection:
         while True:
             now = time.monotonic()
             while self._idle:
@@ -336,30 +390,36 @@ class ConnectionPool:
                     return connection
                 connection.close()
             if len(self._open) + self._opening < self.limit:
-                return await self._connect()
-            handed = await self._next_turn()
+                return await self._connect(deadline)
+            handed = await self._next_turn(deadline)
             if handed is not None and not handed.closed:
                 return handed  # else it closed before this request could use it, or a slot freed up: look again
 
-    async def _next_turn(self) -> _Connection | None:
+    async def _next_turn(self, deadline: float) -> _Connection | None:
         """Waits until a connection is handed over (or None: a slot may be free)."""
         waiter: asyncio.Future[_Connection | None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        turn = (waiter, deadline)
+        self._waiters.append(turn)
+        if deadline != NO_DEADLINE:
+            self.watch_deadlines()
         try:
             return await waiter
         except BaseException:
-            self._pass_on(waiter)
+            self._pass_on(turn)
             raise
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self, deadline: float) -> _Connection:
         self._opening += 1
         connection: _Connection | None = None
+        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self.connect_timeout):
-                _, connection = await asyncio.get_running_loop().create_connection(
-                    lambda: _Connection(self), self.host, self.port, ssl=self.ssl,
+            async with asyncio.timeout(min(self.connect_timeout, deadline - time.monotonic())):
+                _, connection = await loop.create_connection(
+                    lambda: _Connection(self, loop), self.host, self.port, ssl=self.ssl,
                     server_hostname=self.host if self.ssl else None)
         except (OSError, TimeoutError) as exc:
+            if time.monotonic() >= deadline:
+                raise TimeoutError("the upstream request's deadline passed while connecting") from None
             raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: {exc or 'timed out'}") from None
         finally:
             self._opening -= 1
@@ -373,16 +433,17 @@ class ConnectionPool:
     def _hand_over(self, connection: _Connection | None) -> bool:
         """Gives a free connection (or, with None, a free slot) to the first waiting request; False if none waits."""
         while self._waiters:
-            waiter = self._waiters.popleft()
+            waiter, _ = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(connection)
                 return True
         return False
 
-    def _pass_on(self, waiter: asyncio.Future[_Connection | None]) -> None:
-        """A waiting request gave up: whatever it was handed goes to the next one."""
-        if waiter in self._waiters:
-            self._waiters.remove(waiter)
+    def _pass_on(self, turn: tuple[asyncio.Future[_Connection | None], float]) -> None:
+        """A waiting request gave up (or its deadline passed): whatever it was handed goes to the next one."""
+        waiter = turn[0]
+        if turn in self._waiters:
+            self._waiters.remove(turn)
         elif waiter.done() and not waiter.cancelled() and waiter.exception() is None:
             handed = waiter.result()
             if handed is None:

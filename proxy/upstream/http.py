@@ -70,10 +70,9 @@ class HttpUpstream:
         headers = {**ctx.headers, **ctx.upstream_headers, **self.credentials.headers()}
         timeout = self.config.timeout_for(ctx.target if ctx.method == "tools/call" else None)
         try:
-            async with asyncio.timeout(timeout):
-                response = await self._pool.request(method, headers, body)
-                if response.content_type != EVENT_STREAM:
-                    return await self._whole_reply(ctx, response)
+            response = await self._pool.request(method, headers, body, timeout)
+            if response.content_type != EVENT_STREAM:
+                return await self._whole_reply(ctx, response)
         except TimeoutError:
             log.warning("upstream.timeout", method=ctx.method, after_seconds=timeout)
             raise UpstreamTimeout(f"Upstream did not answer within {timeout:g}s") from None
@@ -106,11 +105,7 @@ class HttpUpstream:
         idle = self.config.stream_idle_timeout_seconds
         try:
             while True:
-                if response.complete:  # nothing left to wait for
-                    chunk = await response.readany()
-                else:
-                    async with asyncio.timeout(idle):  # None: no limit
-                        chunk = await response.readany()
+                chunk = await response.readany(idle)
                 if not chunk:
                     return
                 for event in decoder.feed(chunk):
