@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -66,6 +67,7 @@ async def _listen_on(address: str, start: Callable[[str, int], Awaitable[None]])
 async def serve(config: Config, started: asyncio.Event | None = None) -> None:
     """Listen until SIGTERM/SIGINT, then drain gracefully (see `running`)."""
     async with running(config):
+        _freeze_startup_objects()
         log.info("sidecar.listening", listen=config.server.listen, admin=config.server.admin_listen,
                  upstream=config.upstream.name)
         if started is not None:
@@ -73,6 +75,14 @@ async def serve(config: Config, started: asyncio.Event | None = None) -> None:
         await _until_signalled()
         log.info("sidecar.stopping", grace_seconds=config.server.shutdown_grace_seconds)
     log.info("sidecar.stopped")
+
+
+def _freeze_startup_objects() -> None:
+    """What startup built (modules, config, policy, telemetry: about 90k objects with the full pipeline) lives as
+    long as the process. Moved out of the collector's sight, a full collection no longer walks it: under load that
+    was a 60 ms pause every few seconds, in every call's latency that it caught."""
+    gc.collect()
+    gc.freeze()
 
 
 async def _until_signalled() -> None:

@@ -1,15 +1,18 @@
 """The MCP listener as the sidecar serves it, byte by byte: pipelined calls, Expect: 100-continue against the body
-limit, and the methods the MCP path does not take."""
+limit, the methods the MCP path does not take, and what serving does once started."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 from collections.abc import AsyncIterator
 
 import orjson
 import pytest
 
 from proxy.config.base import parse_host_port
+from proxy.server import serve
 from tests.kit import RunningSidecar, make_config, modern_headers, modern_request, run_sidecar
 from tests.raw_http import WAIT, assert_closed, connect, exchange, read_reply, request
 
@@ -72,3 +75,18 @@ async def test_methods_the_mcp_path_does_not_take_get_405_with_allow(sidecar: Ru
     assert (put.status, put.headers["allow"]) == (405, "DELETE, GET, POST")
     answer = orjson.loads((await read_reply(reader)).body)  # the connection kept its framing through both
     assert answer["result"]["structuredContent"] == {"result": 8}
+
+
+async def test_serve_takes_what_startup_built_out_of_the_collectors_sight(stateless_upstream: str) -> None:
+    gc.unfreeze()
+    started = asyncio.Event()
+    serving = asyncio.ensure_future(serve(make_config(stateless_upstream), started))
+    try:
+        async with asyncio.timeout(10):
+            await started.wait()
+        assert gc.get_freeze_count() > 10_000  # modules, config, telemetry: never garbage, never walked again
+    finally:
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+        gc.unfreeze()
