@@ -80,6 +80,9 @@ class UpstreamConfig(Section):
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
     stream_idle_timeout_seconds: float | None = Field(default=None, gt=0)  # None: streams may idle forever
     max_connections: int = Field(default=256, gt=0)
+    # An upstream connection idle this long is not reused: below the 5 s after which uvicorn and Node close idle
+    # connections, so a call is never sent on a connection the server is closing at that instant.
+    idle_connection_seconds: float = Field(default=4.0, gt=0)
     max_event_bytes: int = Field(default=16 * 1024 * 1024, gt=0)  # also the longest stdio line accepted
     catalog_ttl_seconds: float = Field(default=300.0, ge=0)  # how long the sidecar trusts its tools/list view
     max_sessions: int = Field(default=32, gt=0)  # legacy client sessions, each with its own process/connection

@@ -42,7 +42,8 @@ class HttpUpstream:
 
     async def start(self) -> None:
         self._pool = ConnectionPool(self.url, limit=self.config.max_connections,
-                                    connect_timeout=self.config.connect_timeout_seconds)
+                                    connect_timeout=self.config.connect_timeout_seconds,
+                                    keepalive_seconds=self.config.idle_connection_seconds)
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -342,6 +342,19 @@ async def test_a_cancelled_request_frees_its_slot(origin_of) -> None:
     await pool.close()
 
 
+async def test_a_connection_idle_past_the_keepalive_is_not_reused(origin_of) -> None:
+    origin = await origin_of(echo_forever)
+    pool = ConnectionPool(origin.url, limit=4, connect_timeout=2, keepalive_seconds=0.2)
+    async with asyncio.timeout(5):
+        assert await (await pool.request("POST", {}, b"1")).read() == b"1"
+        assert await (await pool.request("POST", {}, b"2")).read() == b"2"  # at once: the same connection
+        assert origin.connections == 1
+        await asyncio.sleep(0.3)  # idle past the keepalive: a server may be closing it right now
+        assert await (await pool.request("POST", {}, b"3")).read() == b"3"
+    assert origin.connections == 2
+    await pool.close()
+
+
 async def test_a_request_past_its_deadline_fails_closes_its_connection_and_frees_the_slot(origin_of) -> None:
     async def silent_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
