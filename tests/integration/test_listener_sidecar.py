@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from proxy.config.base import parse_host_port
-from proxy.server import serve
+from proxy.server import YOUNG_COLLECTION_THRESHOLD, serve
 from tests.kit import RunningSidecar, make_config, modern_headers, modern_request, run_sidecar
 from tests.raw_http import WAIT, assert_closed, connect, exchange, read_reply, request
 
@@ -79,14 +79,17 @@ async def test_methods_the_mcp_path_does_not_take_get_405_with_allow(sidecar: Ru
 
 async def test_serve_takes_what_startup_built_out_of_the_collectors_sight(stateless_upstream: str) -> None:
     gc.unfreeze()
+    thresholds = gc.get_threshold()
     started = asyncio.Event()
     serving = asyncio.ensure_future(serve(make_config(stateless_upstream), started))
     try:
         async with asyncio.timeout(10):
             await started.wait()
         assert gc.get_freeze_count() > 10_000  # modules, config, telemetry: never garbage, never walked again
+        assert gc.get_threshold()[0] == YOUNG_COLLECTION_THRESHOLD
     finally:
         serving.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await serving
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
