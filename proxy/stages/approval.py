@@ -22,8 +22,9 @@ class ApprovalStage:
         self.book = book
 
     @classmethod
-    def from_config(cls, config: ApprovalConfig, deps: Deps) -> ApprovalStage:
-        return cls(config, deps.approvals)
+    def from_config(cls, config: ApprovalConfig, deps: Deps) -> ApprovalStage | None:
+        """Only a policy obligation asks for approval: without a policy engine the stage has nothing to do."""
+        return cls(config, deps.approvals) if deps.config.policy.engine != "off" else None
 
     async def __call__(self, ctx: CallContext, call_next: Handler) -> Reply:
         if not ctx.obligations.get("require_approval") or not ctx.is_request:

@@ -8,9 +8,11 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from mcp import Client
 
+from proxy.app import create_app
 from proxy.context import CallContext
 from proxy.reply import Reply
 from proxy.stages import approval as approval_module
+from tests.integration.policy_support import copy_policies
 from tests.kit import make_config, run_sidecar
 
 
@@ -29,12 +31,25 @@ class NeedsApproval:
 
 
 def with_policy(monkeypatch, tool: str) -> None:
-    original = approval_module.ApprovalStage.__call__
+    """The stand-in policy, then the approval stage, in the cache's place (without a policy engine the sidecar builds
+    no approval stage: nothing could ask for one)."""
+    import proxy.app
 
-    async def patched(self, ctx, call_next):
-        return await NeedsApproval(tool)(ctx, lambda c: original(self, c, call_next))
+    real = proxy.app.build_stages
 
-    monkeypatch.setattr(approval_module.ApprovalStage, "__call__", patched)
+    def build(config, deps):
+        stages = real(config, deps)
+        at = next((i for i, stage in enumerate(stages) if stage.name == "cache"), len(stages))
+        approval = approval_module.ApprovalStage(config.approval, deps.approvals)
+        return [*stages[:at], NeedsApproval(tool), approval, *stages[at:]]
+
+    monkeypatch.setattr(proxy.app, "build_stages", build)
+
+
+def test_no_approval_stage_without_a_policy_engine(tmp_path) -> None:
+    assert "approval" not in [stage.name for stage in create_app(make_config()).stages]
+    config = make_config(policy__engine="rego", policy__directory=str(copy_policies(tmp_path / "policies")))
+    assert "approval" in [stage.name for stage in create_app(config).stages]
 
 
 async def pending(http: aiohttp.ClientSession, admin: str) -> list[dict]:
