@@ -7,7 +7,6 @@ Hooks run in registration order, which is inner stage first, the order of the re
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,7 +69,7 @@ class Reply:
     async def notify_observers(self, event: SseEvent) -> None:
         for observer in self.event_observers:
             outcome = observer(event)
-            if inspect.isawaitable(outcome):
+            if outcome is not None:  # a coroutine (the types allow nothing else)
                 await outcome
 
     def parsed_body(self) -> dict[str, Any] | None:
@@ -118,10 +117,10 @@ class Reply:
         try:
             if self.release is not None:
                 outcome = self.release()
-                if inspect.isawaitable(outcome):
+                if outcome is not None:  # a coroutine (the types allow nothing else)
                     await outcome
         finally:
             for callback in self.done_callbacks:
                 outcome = callback(self)
-                if inspect.isawaitable(outcome):
+                if outcome is not None:  # a coroutine (the types allow nothing else)
                     await outcome

@@ -73,7 +73,10 @@ async def write_reply(request: HttpRequest, ctx: CallContext | None, reply: Repl
     whole answer is written: audit and the ends of spans are not the client's to wait for)."""
     try:
         if reply.events is None:
-            response = HttpResponse(reply.status, await final_body(ctx, reply), reply.headers)
+            body = reply.body  # the upstream's bytes as they came, unless a hook may change the answer
+            if body is None or reply.result_hooks:
+                body = await final_body(ctx, reply)
+            response = HttpResponse(reply.status, body, reply.headers)
         else:
             response = await _write_stream(request, ctx, reply)
     except BaseException:

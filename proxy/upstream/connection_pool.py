@@ -77,6 +77,10 @@ class Response:
             self._connection.resume()
         while not self._done:
             await self._wait()
+        return self.arrived_body()
+
+    def arrived_body(self) -> bytes:
+        """The whole body of a response already `complete` (no wait: the usual JSON answer came with its head)."""
         if self._error is not None:
             raise self._error
         body = b"".join(self._chunks)
@@ -309,7 +313,7 @@ class ConnectionPool:
         whole with `read()`; past it, TimeoutError."""
         request = self._encode(method, headers, body)
         deadline = NO_DEADLINE if within is None else time.monotonic() + within
-        connection = await self._acquire(deadline)
+        connection = self._take_idle() or await self._acquire(deadline)
         if within is not None:
             connection.deadline = deadline
             self.watch_deadlines()
@@ -381,14 +385,21 @@ class ConnectionPool:
         head_bytes = head.encode("utf-8", "surrogateescape")
         return head_bytes + body if body else head_bytes
 
+    def _take_idle(self) -> _Connection | None:
+        """The newest idle connection still fresh; stale ones met on the way are closed."""
+        now = time.monotonic()
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.closed and now - connection.idle_since < self.keepalive_seconds:
+                return connection
+            connection.close()
+        return None
+
     async def _acquire(self, deadline: float) -> _Connection:
         while True:
-            now = time.monotonic()
-            while self._idle:
-                connection = self._idle.pop()
-                if not connection.closed and now - connection.idle_since < self.keepalive_seconds:
-                    return connection
-                connection.close()
+            idle = self._take_idle()
+            if idle is not None:
+                return idle
             if len(self._open) + self._opening < self.limit:
                 return await self._connect(deadline)
             handed = await self._next_turn(deadline)

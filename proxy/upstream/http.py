@@ -93,7 +93,7 @@ class HttpUpstream:
 
     async def _whole_reply(self, ctx: CallContext, response: Response) -> Reply:
         try:
-            body = await response.read()
+            body = response.arrived_body() if response.complete else await response.read()
         finally:
             response.release()
         reply = Reply(status=response.status, headers=_client_headers(response), body=body)
