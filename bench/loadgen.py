@@ -1,6 +1,7 @@
 """A load generator for MCP servers and the sidecar: raw JSON-RPC over aiohttp, N clients, a fixed duration.
 
     python -m bench.loadgen http://127.0.0.1:8080/mcp --clients 32 --duration 5 [--era legacy] [--repeat]
+        [--trace-context]
 
 Both protocol eras: `modern` (2026-07-28: stateless POSTs carrying MCP-Protocol-Version, Mcp-Method and Mcp-Name
 headers and the _meta envelope) and `legacy` (2025-11-25: one initialize handshake per client, then calls on its
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import random
 import sys
 import time
 import uuid
@@ -39,6 +41,7 @@ class LoadSpec:
     tool: str = "echo"
     repeat: bool = False  # the same arguments on every call (cache hits)
     headers: dict[str, str] = field(default_factory=dict)  # e.g. Authorization
+    trace_context: bool = False  # a fresh sampled traceparent per call, as a traced client sends (see next_call)
 
 
 @dataclass
@@ -111,6 +114,11 @@ class Client:
         params: dict[str, Any] = {"name": self.spec.tool, "arguments": {"text": text}}
         if self.spec.era == "modern":
             params["_meta"] = MODERN_META
+        if self.spec.trace_context:  # in the header, and in params._meta where the era has one
+            traceparent = f"00-{random.getrandbits(128):032x}-{random.getrandbits(64):016x}-01"
+            self.headers["traceparent"] = traceparent
+            if self.spec.era == "modern":
+                params["_meta"] = {**MODERN_META, "traceparent": traceparent}
         return call_id, orjson.dumps({"jsonrpc": "2.0", "id": call_id, "method": "tools/call", "params": params})
 
     async def call(self) -> str | None:
@@ -185,10 +193,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tool", default="echo")
     parser.add_argument("--repeat", action="store_true", help="send the same arguments every time")
     parser.add_argument("--header", action="append", default=[], help="NAME: VALUE, sent on every request")
+    parser.add_argument("--trace-context", action="store_true", help="a fresh sampled traceparent on every call")
     args = parser.parse_args(argv)
     headers = dict(item.split(":", 1) for item in args.header)
     spec = LoadSpec(args.url, args.clients, args.duration, args.era, args.tool, args.repeat,
-                    {name.strip(): value.strip() for name, value in headers.items()})
+                    {name.strip(): value.strip() for name, value in headers.items()}, args.trace_context)
     result = asyncio.run(run_load(spec))
     sys.stdout.write(orjson.dumps(result.summary(), option=orjson.OPT_INDENT_2).decode() + "\n")
 

@@ -102,6 +102,12 @@ def markdown(results: dict[str, Any], chart: Path | None) -> str:
                      f"{row['p99_ms']} | {row['errors']} | {_cpu(row)} | {row.get('upstream_cpu_us_per_call', '')} | "
                      f"{row.get('peak_rss_mb', '')} | "
                      f"{_worst(row, 'load_average')} | {_worst(row, 'steal_pct')} |")
+    traced = [(group, _ratio(rows, group, "full", "direct-traced", 32, "calls_per_s"))
+              for group in ("sdk-modern", "sdk-legacy")]
+    if any(value is not None for _, value in traced):
+        lines += ["", "Against a client that sends trace context itself (`direct-traced`; a decomposition, not a "
+                  "target): " + "; ".join(f"full / direct-traced at 32 clients, {group}: {value:.2f}"
+                                          for group, value in traced if value is not None) + "."]
     lines += ["", "| target (issue 9) | measured | goal | met |", "|---|---:|---|---|"]
     for check in results["checks"]:
         met = {True: "yes", False: "**no**", None: "not measured"}[check["ok"]]

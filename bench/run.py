@@ -92,7 +92,7 @@ class Target:
     def spec(self, era: str, clients: int, seconds: float) -> LoadSpec:
         load = self.profile.load if self.profile else {}
         return LoadSpec(self.url, clients, seconds, era, repeat=bool(load.get("repeat")),
-                        headers=dict(load.get("headers") or {}))
+                        headers=dict(load.get("headers") or {}), trace_context=self.name == "direct-traced")
 
 
 class Run:
@@ -145,8 +145,8 @@ class Run:
     def start_targets(self, group: dict[str, Any], upstream_url: str) -> list[Target]:
         targets: list[Target] = []
         for name in group["targets"]:
-            if name == "direct":
-                targets.append(Target("direct", upstream_url))
+            if name in ("direct", "direct-traced"):  # the load generator calls the upstream itself
+                targets.append(Target(name, upstream_url))
                 continue
             target = self.sidecar(name, group["name"], upstream_url)
             if target is not None:
