@@ -31,6 +31,11 @@ class Mailbox(Generic[Item]):
     def closed(self) -> bool:
         return self._error is not None
 
+    @property
+    def pending(self) -> int:
+        """Items queued and not yet taken."""
+        return len(self._items)
+
     def put(self, item: Item) -> bool:
         """Queue an item; False when the mailbox is closed or just overflowed (it is closed then)."""
         if self._error is not None:

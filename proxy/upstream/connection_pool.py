@@ -6,9 +6,8 @@ is never sent twice). aiohttp's ClientSession does all of those on every request
 of a pass-through call's cost. An answer that arrives together with its headers, the usual JSON reply, is complete
 without another wake-up of the event loop.
 
-Deadlines are attributes, not timers: a request's deadline is a number on its connection (or on its place in the
-queue for one), and one sweep every DEADLINE_TICK seconds, armed only while a deadline is pending, fails what is
-overdue with TimeoutError. A timer per request (`asyncio.timeout`) cost more than the rest of the request's glue.
+A request's deadline is a number on its connection (or on its place in the queue for one), failed with
+TimeoutError by the pool's one sweep (see deadlines.py).
 """
 
 from __future__ import annotations
@@ -23,12 +22,12 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from proxy.upstream.deadlines import NO_DEADLINE, DeadlineSweep, deadline_in
+
 USER_AGENT = "mcp-sidecar"
 # Past this many unread body bytes a streamed response stops reading its socket until the reader catches up.
 PAUSE_ABOVE_BYTES = 256 * 1024
 RESUME_BELOW_BYTES = 64 * 1024
-DEADLINE_TICK = 0.05  # a deadline fires up to this late
-NO_DEADLINE = float("inf")
 _DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
@@ -254,8 +253,8 @@ class _Connection(asyncio.Protocol):
 
     # deadlines, flow control and failure
     def expire_in(self, seconds: float) -> None:
-        self.deadline = time.monotonic() + seconds
-        self.pool.watch_deadlines()
+        self.deadline = deadline_in(seconds)
+        self.pool.deadlines.watch()
 
     def pause(self) -> None:
         if not self._paused and self.transport is not None and not self.transport.is_closing():
@@ -304,7 +303,7 @@ class ConnectionPool:
         self._open: set[_Connection] = set()
         self._opening = 0
         self._waiters: deque[tuple[asyncio.Future[_Connection | None], float]] = deque()  # (turn, deadline)
-        self._sweep: asyncio.TimerHandle | None = None
+        self.deadlines = DeadlineSweep(self._fail_overdue)
 
     async def request(self, method: str, headers: Mapping[str, str], body: bytes | None = None,
                       within: float | None = None) -> Response:
@@ -312,11 +311,11 @@ class ConnectionPool:
         closes its connection. `within` (seconds) bounds the wait for a connection, the response's head and a body read
         whole with `read()`; past it, TimeoutError."""
         request = self._encode(method, headers, body)
-        deadline = NO_DEADLINE if within is None else time.monotonic() + within
+        deadline = deadline_in(within)
         connection = self._take_idle() or await self._acquire(deadline)
         if within is not None:
             connection.deadline = deadline
-            self.watch_deadlines()
+            self.deadlines.watch()
         try:
             return await connection.exchange(request)
         except BaseException:
@@ -329,18 +328,10 @@ class ConnectionPool:
         for waiter, _ in self._waiters:
             if not waiter.done():
                 waiter.set_exception(ConnectionBroken("connection pool closed"))
-        if self._sweep is not None:
-            self._sweep.cancel()
-            self._sweep = None
+        self.deadlines.cancel()
 
-    def watch_deadlines(self) -> None:
-        """Make sure a sweep is coming (a connection or a queued request has a deadline)."""
-        if self._sweep is None:
-            self._sweep = asyncio.get_running_loop().call_later(DEADLINE_TICK, self._fail_overdue)
-
-    def _fail_overdue(self) -> None:
-        self._sweep = None
-        now = time.monotonic()
+    def _fail_overdue(self, now: float) -> bool:
+        """Fail the requests past their deadline; whether any deadline is still pending."""
         pending = False
         for connection in list(self._open):
             if connection.deadline <= now:
@@ -352,8 +343,7 @@ class ConnectionPool:
                 waiter.set_exception(TimeoutError("no upstream connection came free before the deadline"))
             elif deadline != NO_DEADLINE:
                 pending = True
-        if pending:
-            self.watch_deadlines()
+        return pending
 
     def put_back(self, connection: _Connection) -> None:
         """A connection whose response is complete is free again."""
@@ -412,7 +402,7 @@ class ConnectionPool:
         turn = (waiter, deadline)
         self._waiters.append(turn)
         if deadline != NO_DEADLINE:
-            self.watch_deadlines()
+            self.deadlines.watch()
         try:
             return await waiter
         except BaseException:

@@ -20,6 +20,7 @@ import structlog
 from proxy import jsonrpc, mcp
 from proxy.errors import UpstreamError
 from proxy.mailbox import Mailbox
+from proxy.upstream.deadlines import NO_DEADLINE, DeadlineSweep, deadline_in
 
 log = structlog.get_logger("proxy.upstream.mux")
 
@@ -49,6 +50,11 @@ class Call:
     inbox: Mailbox[dict[str, Any]]
     progress_token: Any = _NO_TOKEN
     adapt: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # applied to the response
+    deadline: float = NO_DEADLINE  # while the caller waits for its next message (see Multiplexer.next_message)
+
+
+class CallOverdue(Exception):
+    """No message for the call within the time its caller waits."""
 
 
 class Multiplexer:
@@ -61,6 +67,7 @@ class Multiplexer:
         self._ids = itertools.count(1)
         self._calls: dict[int, Call] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._deadlines = DeadlineSweep(self._fail_overdue)
 
     @property
     def in_flight(self) -> int:
@@ -85,6 +92,24 @@ class Multiplexer:
             self._calls.pop(call.upstream_id, None)
             raise
         return call
+
+    async def next_message(self, call: Call, within: float) -> dict[str, Any]:
+        """The call's next message; CallOverdue if none came within `within` seconds (the call is then closed)."""
+        call.deadline = deadline_in(within)
+        self._deadlines.watch()
+        try:
+            return await call.inbox.get()
+        finally:
+            call.deadline = NO_DEADLINE
+
+    def _fail_overdue(self, now: float) -> bool:
+        pending = False
+        for call in self._calls.values():
+            if call.deadline <= now and not call.inbox.pending:  # a message queued in time is still taken
+                call.inbox.close(CallOverdue())
+            elif call.deadline != NO_DEADLINE:
+                pending = True
+        return pending
 
     def finish(self, call: Call) -> None:
         self._calls.pop(call.upstream_id, None)

@@ -21,7 +21,7 @@ from proxy.errors import MethodNotAllowed, ProxyError, StreamConflict, UpstreamE
 from proxy.mailbox import Mailbox, MailboxClosed
 from proxy.reply import EVENT_STREAM, Reply
 from proxy.sse_codec import SseEvent
-from proxy.upstream.mux import Call, Multiplexer
+from proxy.upstream.mux import Call, CallOverdue, Multiplexer
 from proxy.upstream.sessions import Session, SessionTable
 from proxy.upstream.supervisor import ChannelFactory, SharedChannel
 
@@ -139,9 +139,8 @@ class ChannelUpstream:
 
 async def _next(mux: Multiplexer, call: Call, seconds: float) -> dict[str, Any]:
     try:
-        async with asyncio.timeout(seconds):
-            return await call.inbox.get()
-    except TimeoutError:
+        return await mux.next_message(call, seconds)
+    except CallOverdue:
         mux.cancel(call, "timeout")
         raise UpstreamTimeout(f"Upstream did not answer within {seconds:g}s") from None
     except MailboxClosed:

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from proxy.upstream.connection_pool import DEADLINE_TICK, ConnectFailed, ConnectionBroken, ConnectionPool
+from proxy.upstream.connection_pool import ConnectFailed, ConnectionBroken, ConnectionPool
+from proxy.upstream.deadlines import TICK as DEADLINE_TICK
 from tests.kit import wait_until
 
 pytestmark = pytest.mark.asyncio

@@ -11,7 +11,8 @@ import pytest
 
 from proxy.errors import UpstreamError
 from proxy.mailbox import Mailbox, MailboxClosed
-from proxy.upstream.mux import Multiplexer
+from proxy.upstream.deadlines import TICK
+from proxy.upstream.mux import CallOverdue, Multiplexer
 
 
 class MemoryChannel:
@@ -122,3 +123,29 @@ async def test_a_caller_that_falls_behind_is_cancelled() -> None:
         await call.inbox.get()
     assert mux.in_flight == 0
     assert channel.sent[-1]["method"] == "notifications/cancelled"
+
+
+async def test_a_call_waiting_past_its_time_is_overdue_and_the_others_are_not() -> None:
+    mux = Multiplexer(MemoryChannel(), 8, sessionful=False)
+    slow, patient = await mux.call(request(1)), await mux.call(request(2))
+    loop = asyncio.get_running_loop()
+    patient_waits = asyncio.ensure_future(mux.next_message(patient, 5))
+    started = loop.time()
+    with pytest.raises(CallOverdue):
+        await asyncio.wait_for(mux.next_message(slow, 0.15), 5)
+    assert 0.15 <= loop.time() - started < 0.15 + TICK + 0.25
+    feed(mux, {"jsonrpc": "2.0", "id": patient.upstream_id, "result": {}})
+    assert (await asyncio.wait_for(patient_waits, 5))["id"] == 2
+
+
+async def test_each_wait_has_its_own_time_and_a_message_queued_in_time_is_taken() -> None:
+    mux = Multiplexer(MemoryChannel(), 8, sessionful=False)
+    call = await mux.call(request(1, token="t"))
+    progress = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": call.upstream_id}}
+    feed(mux, progress)
+    await asyncio.sleep(0.2)  # longer than the next wait's time: the message is already there, it still counts
+    assert (await mux.next_message(call, 0.1))["method"] == "notifications/progress"
+    waiting = asyncio.ensure_future(mux.next_message(call, 0.3))
+    await asyncio.sleep(0.2)  # two thirds of that wait's own time; the first wait's time has long passed
+    feed(mux, {"jsonrpc": "2.0", "id": call.upstream_id, "result": {}})
+    assert (await asyncio.wait_for(waiting, 5))["id"] == 1
