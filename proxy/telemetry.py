@@ -234,7 +234,7 @@ class UpstreamCall:
             attributes.update({semconv.SERVER_ADDRESS: host, semconv.SERVER_PORT: port})
         assert telemetry.spans is not None  # only built when tracing is on (see app.forward_to)
         self.span = telemetry.spans.start(semconv.span_name(ctx), SpanKind.CLIENT, attributes)
-        self.ctx = self._propagate(ctx)
+        self.ctx = self._propagate(ctx) if telemetry.config.propagate_upstream else ctx
 
     def _propagate(self, ctx: CallContext) -> CallContext:
         carrier = trace_carrier(self.span.context)

@@ -18,6 +18,10 @@ class TelemetryConfig(Section):
     otlp_metrics: bool = True  # also push metrics over OTLP when an endpoint is set
     metric_export_interval_seconds: float = Field(default=15.0, gt=0)
     prometheus: bool = True  # serve Prometheus text on the admin listener's /metrics
+    # The sidecar's trace context into the forwarded params._meta and the traceparent header, so the upstream's spans
+    # join the trace. Off: the upstream gets the message as the client sent it (an upstream without tracing, or
+    # outside the trust boundary: trace ids are then not handed to it).
+    propagate_upstream: bool = True
     record_arguments: bool = False  # gen_ai.tool.call.arguments on spans (sensitive; redactions apply)
     record_results: bool = False  # gen_ai.tool.call.result on spans (sensitive)
     resource_uri_in_span_name: bool = False  # opt-in: resource URIs are high-cardinality span names

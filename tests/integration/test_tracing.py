@@ -166,6 +166,23 @@ async def test_http_traceparent_is_the_fallback_parent_and_the_forwarded_context
     assert forwarded["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] == "2026-07-28"
 
 
+async def test_without_upstream_propagation_the_message_goes_as_the_client_sent_it() -> None:
+    client_context = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    async with otlp_receiver() as receiver, recording_upstream() as (upstream, seen):
+        config = traced_config(upstream, receiver, telemetry__propagate_upstream=False)
+        async with run_sidecar(config) as sidecar, aiohttp.ClientSession() as http:
+            message = modern_request("tools/list")
+            message["params"]["_meta"]["traceparent"] = client_context
+            async with http.post(sidecar.url, data=orjson.dumps(message), headers=modern_headers("tools/list")) as r:
+                assert r.status == 200
+        await wait_until(lambda: receiver.named("tools/list", kind=CLIENT), timeout=5)
+    [(forwarded_headers, forwarded)] = seen
+    assert forwarded == message  # the client's own context, nothing of the sidecar's
+    assert "traceparent" not in forwarded_headers
+    [server] = receiver.named("tools/list", kind=SERVER)
+    assert server.trace_id == client_context.split("-")[1]  # the sidecar's spans still follow the client's trace
+
+
 async def test_tracing_disabled_forwards_untouched_and_exports_nothing() -> None:
     async with otlp_receiver() as receiver, recording_upstream() as (upstream, seen):
         config = traced_config(upstream, receiver, telemetry__enabled=False)
