@@ -44,24 +44,28 @@ class _Refused(Exception):
 
 
 class ResponseStream:
-    """A streamed (chunked) response; its head is already sent. Writes wait while the client's socket is full."""
+    """A streamed response, chunked (or, to an HTTP/1.0 client, ended by closing the connection); its head is
+    already sent. Writes wait while the client's socket is full."""
 
-    __slots__ = ("_send", "abort", "finished")
+    __slots__ = ("_send", "abort", "chunked", "finished")
 
-    def __init__(self, send: Callable[[bytes], Awaitable[None]], abort: Callable[[], None]) -> None:
+    def __init__(self, send: Callable[[bytes], Awaitable[None]], abort: Callable[[], None],
+                 chunked: bool = True) -> None:
         self._send = send
         self.abort = abort  # drop the connection at once, even while a write waits for the client
+        self.chunked = chunked
         self.finished = False
 
     async def write(self, data: bytes) -> None:
         """Raises ConnectionResetError once the client is gone."""
         if data:
-            await self._send(chunk(data))
+            await self._send(chunk(data) if self.chunked else data)
 
     async def finish(self) -> None:
         if not self.finished:
             self.finished = True
-            await self._send(LAST_CHUNK)
+            if self.chunked:
+                await self._send(LAST_CHUNK)
 
 
 class HttpConnection(asyncio.Protocol):
@@ -180,7 +184,8 @@ class HttpConnection(asyncio.Protocol):
         headers = CIMultiDict(self._headers)
         if "Host" not in headers and parser.get_http_version() == "1.1":
             raise _Refused(400, "Bad Request: an HTTP/1.1 request needs a Host header")
-        request = HttpRequest(parser.get_method().decode("ascii"), self._target, headers, self._remote)
+        request = HttpRequest(parser.get_method().decode("ascii"), self._target, headers, self._remote,
+                              parser.get_http_version())
         self._receiving = request
         length = request.content_length
         if length is not None and length > self._server.max_body_bytes:
@@ -318,9 +323,12 @@ class HttpConnection(asyncio.Protocol):
     async def _open_stream(self, status: int, headers: dict[str, str]) -> ResponseStream:
         if self._transport is None:
             raise ConnectionResetError("the client closed the connection")
-        final = self._final is not None and not self._waiting and self._receiving is None
-        self._transport.write(response_head(status, headers, length=None, keep_alive=not final))
-        self._stream = ResponseStream(self._send, self._abort)
+        chunked = self._current is None or self._current.http_version != "1.0"
+        if not chunked:  # the body ends when the connection does
+            self._final = self._current
+        final = not chunked or (self._final is not None and not self._waiting and self._receiving is None)
+        self._transport.write(response_head(status, headers, length=None, keep_alive=not final, chunked=chunked))
+        self._stream = ResponseStream(self._send, self._abort, chunked)
         return self._stream
 
     async def _send(self, data: bytes) -> None:

@@ -23,11 +23,13 @@ _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 class HttpRequest:
     """One request, its body whole: the listener calls a handler once the body has arrived."""
 
-    __slots__ = ("_query", "body", "body_too_large", "headers", "method", "path", "query_string", "remote",
-                 "stream_opener")
+    __slots__ = ("_query", "body", "body_too_large", "headers", "http_version", "method", "path", "query_string",
+                 "remote", "stream_opener")
 
-    def __init__(self, method: str, target: bytes, headers: CIMultiDict[str], remote: str | None) -> None:
+    def __init__(self, method: str, target: bytes, headers: CIMultiDict[str], remote: str | None,
+                 http_version: str = "1.1") -> None:
         self.method = method
+        self.http_version = http_version
         if not target.startswith(b"/") and b"://" in target[:8]:  # absolute form: http://host/path?query
             target = b"/" + target.split(b"/", 3)[3] if target.count(b"/") > 2 else b"/"
         path, _, query = target.partition(b"?")
@@ -106,15 +108,18 @@ class HeaderInjection(ValueError):
     """A response header's name or value holds a line break: sending it would split the response."""
 
 
-def response_head(status: int, headers: dict[str, str], *, length: int | None, keep_alive: bool) -> bytes:
-    """Status line and headers, ending in the blank line. `length` None means a chunked body follows."""
+def response_head(status: int, headers: dict[str, str], *, length: int | None, keep_alive: bool,
+                  chunked: bool = True) -> bytes:
+    """Status line and headers, ending in the blank line. `length` None means a chunked body follows, or with
+    `chunked` False (HTTP/1.0 has no chunks) a body that ends when the connection closes."""
     lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))]
     for name, value in headers.items():
         if "\n" in value or "\r" in value or "\n" in name or "\r" in name or ":" in name:
             raise HeaderInjection(f"response header {name!r} holds a line break")
         lines.append(f"{name}: {value}\r\n".encode())
     if length is None:
-        lines.append(b"Transfer-Encoding: chunked\r\n")
+        if chunked:
+            lines.append(b"Transfer-Encoding: chunked\r\n")
     elif status not in BODILESS_STATUSES:
         lines.append(b"Content-Length: %d\r\n" % length)
     if not keep_alive:

@@ -581,3 +581,14 @@ def test_on_uvloop(scenario, monkeypatch: pytest.MonkeyPatch) -> None:
             await scenario(**{name: given[name] for name in parameters})
 
     uvloop.run(run())
+
+
+async def test_a_stream_to_an_http_1_0_client_is_unchunked_and_ends_with_the_connection(listening: Listening) -> None:
+    reader, writer = await connect(listening.port)
+    writer.write(request("GET", "/stream", version="1.0"))
+    async with asyncio.timeout(WAIT):
+        head = await reader.readuntil(b"\r\n\r\n")
+        body = await reader.read()  # to the end of the connection: that is where an HTTP/1.0 body ends
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert b"Transfer-Encoding" not in head and b"Content-Length" not in head and b"Connection: close" in head
+    assert body == b"".join(bytes([index]) * STREAM_CHUNK for index in range(STREAM_CHUNKS))
