@@ -64,8 +64,10 @@ def create_app(config: Config, upstream: Upstream | None = None) -> McpApp:
     chain = build_chain(stages, forward_to(upstream, deps.telemetry, catalog))
     handler = StreamableHttpHandler(config.server, chain)
     auth = next((stage for stage in stages if stage.name == "auth"), None)
+    audit = next((stage for stage in stages if stage.name == "audit"), None)
     legacy_sse = sse.LegacySseHandler(config.server, chain, config.upstream.queue_limit, config.upstream.max_sessions,
-                                      authenticate=getattr(auth, "principal_of", None))
+                                      authenticate=getattr(auth, "principal_of", None),
+                                      audit_refusal=getattr(audit, "refused", None))
 
     routes = Routes()
     path = config.server.mcp_path

@@ -9,11 +9,12 @@ import asyncio
 
 import structlog
 from opentelemetry import trace
-from opentelemetry.trace import SpanContext
+from opentelemetry.trace import INVALID_SPAN_CONTEXT, SpanContext
 
 from proxy.audit import AuditLog
 from proxy.config import AuditConfig
 from proxy.context import CallContext
+from proxy.errors import ProxyError
 from proxy.metrics import SidecarMetrics
 from proxy.pipeline import Deps, Handler
 from proxy.reply import Reply
@@ -47,6 +48,12 @@ class AuditStage:
             raise
         reply.on_done(lambda done: self._write(ctx, done, span))
         return reply
+
+    def refused(self, ctx: CallContext, error: ProxyError) -> None:
+        """A refusal outside the chain (a legacy GET /sse without a valid token): still one event."""
+        ctx.record.fail(error.outcome, error.error_type, error.message)
+        ctx.record.http_status = error.http_status
+        self._write(ctx, None, INVALID_SPAN_CONTEXT)
 
     def _write(self, ctx: CallContext, reply: Reply | None, span: SpanContext) -> None:
         try:

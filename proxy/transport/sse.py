@@ -81,14 +81,16 @@ class LegacyClient:
 
 
 Authenticate = Callable[[CallContext], Awaitable[Principal]]  # the auth stage's principal_of
+AuditRefusal = Callable[[CallContext, ProxyError], None]  # the audit stage's refused
 
 
 class LegacySseHandler:
     def __init__(self, server: ServerConfig, chain: Handler, queue_limit: int, max_streams: int,
-                 authenticate: Authenticate | None = None) -> None:
+                 authenticate: Authenticate | None = None, audit_refusal: AuditRefusal | None = None) -> None:
         self.server = server
         self.chain = chain
         self.authenticate = authenticate
+        self.audit_refusal = audit_refusal
         self.queue_limit = queue_limit
         self.max_streams = max_streams
         self._clients: dict[str, LegacyClient] = {}
@@ -101,9 +103,12 @@ class LegacySseHandler:
             return HttpResponse.text(error.http_status, error.message)
         owner = None
         if self.authenticate is not None:  # a stream holds a slot of max_streams: only for a valid token
+            ctx = envelope.stream_context(request, mcp.Kind.STREAM)
             try:
-                owner = owner_of(await self.authenticate(envelope.stream_context(request, mcp.Kind.STREAM)))
+                owner = owner_of(await self.authenticate(ctx))
             except ProxyError as error:
+                if self.audit_refusal is not None:
+                    self.audit_refusal(ctx, error)
                 return HttpResponse.text(error.http_status, error.message, error.headers)
         if len(self._clients) >= self.max_streams:
             log.warning("sse.stream_limit", max_streams=self.max_streams)

@@ -329,3 +329,19 @@ async def test_audit_names_the_verified_caller_and_the_refused_one(key_a: Signin
     assert [(event["principal"], event["outcome"], event["http_status"]) for event in events] == [
         ("user-1", "allowed", 200), ("anonymous", "unauthenticated", 401)]
     assert token not in audit_file.read_text()
+
+
+async def test_a_legacy_sse_stream_refused_for_its_token_is_audited(key_a: SigningKey, tmp_path) -> None:
+    audit_file = tmp_path / "audit.jsonl"
+    async with serve_jwks(key_a) as idp, recording_upstream() as upstream:
+        config = auth_config(upstream.url, idp.url, audit__enabled=True, audit__sink="file",
+                             audit__path=str(audit_file))
+        async with run_sidecar(config) as sidecar, aiohttp.ClientSession() as http:
+            sse_url = sidecar.url.rsplit("/", 1)[0] + "/sse"
+            async with http.get(sse_url, headers={"Authorization": "Bearer not-a-jwt"}) as refused:
+                assert refused.status == 401
+            await wait_until(lambda: audit_file.exists() and audit_file.read_text().strip(), timeout=5)
+    [event] = [json.loads(line) for line in audit_file.read_text().splitlines()]
+    assert (event["kind"], event["principal"], event["outcome"], event["http_status"]) == (
+        "stream", "anonymous", "unauthenticated", 401)
+    assert event["error_type"] == "unauthenticated"
