@@ -32,6 +32,7 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 128
 WRITE_STALL_SECONDS = 60.0  # a client whose socket stays full this long while an answer waits is cut off
 MAX_WAITING = 8  # pipelined requests parsed ahead of the one being answered; past this, reading pauses
+LINGER_SECONDS = 2.0  # after a refusal, how long what the client still sends is read and dropped before closing
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -95,6 +96,7 @@ class HttpConnection(asyncio.Protocol):
         self._final: HttpRequest | None = None  # the connection closes after answering this one
         self._refusal: HttpResponse | None = None  # the parser's refusal, sent once the answers owed are written
         self._input_done = False  # nothing more is parsed: after an upgrade, an error, or the final request
+        self._unread_input = False  # the client may still be sending what was refused: linger before closing
         self._reading_paused = False
         self._writing_paused = False
         self._drained: asyncio.Future[None] | None = None
@@ -192,7 +194,7 @@ class HttpConnection(asyncio.Protocol):
             request.body_too_large = True
         if "Expect" in request.headers and request.headers["Expect"].lower() == "100-continue":
             if request.body_too_large:  # answer now instead of inviting a body that would be refused
-                self._input_done = True
+                self._input_done = self._unread_input = True
                 self._receiving = None
                 self._accept(request, final=True)
             elif self._answering is None and self._transport is not None:
@@ -311,7 +313,7 @@ class HttpConnection(asyncio.Protocol):
         if transport is None:
             return
         if answered is self._final:
-            transport.close()
+            self._close(transport)
         elif self._waiting:
             self._answer(self._waiting.popleft())
             if self._reading_paused and len(self._waiting) < MAX_WAITING:
@@ -364,7 +366,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _refuse(self, response: HttpResponse) -> None:
         """Answer a request the parser rejected, after the answers still owed for earlier ones, and close."""
-        self._input_done = True
+        self._input_done = self._unread_input = True
         self._receiving = None
         if self._answering is None:
             self._write_refusal(response)
@@ -375,7 +377,24 @@ class HttpConnection(asyncio.Protocol):
         if self._transport is not None:
             head = response_head(response.status, response.headers, length=len(response.body), keep_alive=False)
             self._transport.write(head + response.body)
-            self._transport.close()
+            self._close(self._transport)
+
+    def _close(self, transport: asyncio.Transport) -> None:
+        """Close after the last answer. If the client may still be sending, stop sending but keep reading (and
+        dropping) until it closes or LINGER_SECONDS pass: closing with its bytes unread would reset the connection,
+        and a reset can take the answer with it before the client reads it."""
+        if not self._unread_input or not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+        self._loop.call_later(LINGER_SECONDS, self._stop_lingering, transport)
+
+    def _stop_lingering(self, transport: asyncio.Transport) -> None:
+        if self._transport is transport:  # the client has not closed its side in all that time
+            transport.abort()
 
     def _abort(self) -> None:
         if self._transport is not None:

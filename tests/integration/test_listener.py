@@ -550,6 +550,32 @@ async def test_the_sweep_closes_a_connection_whose_request_stalls(sweeping: List
     assert sweeping.handlers.calls == []
 
 
+async def test_a_stream_to_an_http_1_0_client_is_unchunked_and_ends_with_the_connection(listening: Listening) -> None:
+    reader, writer = await connect(listening.port)
+    writer.write(request("GET", "/stream", version="1.0"))
+    async with asyncio.timeout(WAIT):
+        head = await reader.readuntil(b"\r\n\r\n")
+        body = await reader.read()  # to the end of the connection: that is where an HTTP/1.0 body ends
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert b"Transfer-Encoding" not in head and b"Content-Length" not in head and b"Connection: close" in head
+    assert body == b"".join(bytes([index]) * STREAM_CHUNK for index in range(STREAM_CHUNKS))
+
+
+async def test_a_refusal_reaches_a_client_still_sending(listening: Listening, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closing with the client's bytes unread would reset the connection, and a reset can take the refusal with it:
+    the listener stops sending, keeps reading (and dropping) until the client is done, then closes."""
+    monkeypatch.setattr(listener_connection, "MAX_HEADER_BYTES", 2048)
+    reader, writer = await connect(listening.port)
+    writer.write(request("GET", "/echo", X_Large="v" * 1500, X_Larger="w" * 1500))  # refused: 431
+    for _ in range(40):  # and more keeps coming, as from a client that does not read before it has sent it all
+        writer.write(b"x" * 64 * 1024)
+        await asyncio.sleep(0.002)
+    reply = await read_reply(reader)
+    assert reply.status == 431
+    writer.close()
+    await wait_until(lambda: not listening.server.connections, WAIT)
+
+
 # the same on uvloop, which production runs on: its transports (buffering, pausing, closing) are its own
 
 ON_UVLOOP = [
@@ -564,6 +590,8 @@ ON_UVLOOP = [
     test_drain_lets_the_answer_in_progress_finish_then_closes,
     test_drain_cancels_what_is_still_running_past_the_grace,
     test_the_sweep_closes_idle_keep_alive_connections_not_busy_ones,
+    test_a_stream_to_an_http_1_0_client_is_unchunked_and_ends_with_the_connection,
+    test_a_refusal_reaches_a_client_still_sending,
 ]
 
 
@@ -582,13 +610,3 @@ def test_on_uvloop(scenario, monkeypatch: pytest.MonkeyPatch) -> None:
 
     uvloop.run(run())
 
-
-async def test_a_stream_to_an_http_1_0_client_is_unchunked_and_ends_with_the_connection(listening: Listening) -> None:
-    reader, writer = await connect(listening.port)
-    writer.write(request("GET", "/stream", version="1.0"))
-    async with asyncio.timeout(WAIT):
-        head = await reader.readuntil(b"\r\n\r\n")
-        body = await reader.read()  # to the end of the connection: that is where an HTTP/1.0 body ends
-    assert head.startswith(b"HTTP/1.1 200 ")
-    assert b"Transfer-Encoding" not in head and b"Content-Length" not in head and b"Connection: close" in head
-    assert body == b"".join(bytes([index]) * STREAM_CHUNK for index in range(STREAM_CHUNKS))
