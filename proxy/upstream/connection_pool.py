@@ -90,14 +90,18 @@ class Response:
         """The next part of the body as it arrived; b"" once the body is complete. The request's deadline no longer
         applies; a wait longer than `idle_timeout` (None: no limit) raises TimeoutError."""
         connection = self._connection
-        connection.deadline = NO_DEADLINE
+        # Only while this body still arrives is the connection (and its deadline) ours: once it is complete, the
+        # connection may already carry another request, with a deadline of its own.
+        if not self._done:
+            connection.deadline = NO_DEADLINE
         while not self._chunks and not self._done:
             if idle_timeout is not None:
                 connection.expire_in(idle_timeout)
             try:
                 await self._wait()
             finally:
-                connection.deadline = NO_DEADLINE
+                if not self._done:
+                    connection.deadline = NO_DEADLINE
         if self._chunks:
             chunk = self._chunks.popleft()
             self._unread -= len(chunk)

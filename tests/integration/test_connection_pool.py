@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -433,6 +434,32 @@ async def test_a_stream_is_bound_by_its_idle_timeout_not_by_the_request_deadline
                 chunks.append(await response.readany(idle_timeout=0.3))
         response.release()
     assert chunks == [b"data: 1"] * 6
+    await pool.close()
+
+
+async def test_reading_a_finished_stream_leaves_the_next_request_its_deadline(origin_of) -> None:
+    async def stream_then_silence(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        body = b"data: 1\n\n"
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n%s"
+                     % (len(body), body))
+        await read_request(reader)  # the next request on this connection is never answered
+        await reader.read()
+
+    origin = await origin_of(stream_then_silence)
+    pool = ConnectionPool(origin.url, limit=1, connect_timeout=2)
+    async with asyncio.timeout(5):
+        stream = await pool.request("GET", {})
+        assert stream.complete  # whole, and its connection back in the pool
+        started = time.monotonic()
+        silent = asyncio.ensure_future(pool.request("POST", {}, b"{}", within=0.2))  # takes that connection
+        await wait_until(lambda: not pool._idle)
+        assert await stream.readany(idle_timeout=None) == b"data: 1\n\n"  # the first reader catches up
+        assert await stream.readany(idle_timeout=None) == b""
+        with pytest.raises(TimeoutError):
+            await silent
+        assert time.monotonic() - started < 0.2 + DEADLINE_TICK + 0.5
+    assert origin.connections == 1
     await pool.close()
 
 
