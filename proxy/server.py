@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import resource
 import signal
 import sys
 import time
@@ -24,6 +25,7 @@ from aiohttp import web
 from proxy.app import McpApp, create_apps
 from proxy.config import Config, parse_host_port
 from proxy.listener import HttpServer
+from proxy.listener.server import MAX_CONNECTIONS
 
 log = structlog.get_logger("proxy.server")
 
@@ -36,7 +38,8 @@ async def running(config: Config, grace_seconds: float | None = None) -> AsyncIt
     reuse_port = config.server.workers > 1
     app, admin = create_apps(config)
     async with app.running():
-        listener = HttpServer(app.routes, max_body_bytes=config.server.max_body_bytes)
+        listener = HttpServer(app.routes, max_body_bytes=config.server.max_body_bytes,
+                              max_connections=connection_limit(config.server.max_connections))
         admin_runner = web.AppRunner(admin, shutdown_timeout=1, access_log=None)
         await admin_runner.setup()
         try:
@@ -50,6 +53,16 @@ async def running(config: Config, grace_seconds: float | None = None) -> AsyncIt
             await app.legacy_sse.shutdown()  # long-lived streams would hold the drain for the whole grace period
             await listener.drain(grace)
             await admin_runner.cleanup()
+
+
+def connection_limit(configured: int | None) -> int:
+    """The configured limit, or what the process's open-file limit leaves room for (at most MAX_CONNECTIONS)."""
+    if configured is not None:
+        return configured
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(16, min(MAX_CONNECTIONS, soft - 256))
 
 
 class ListenFailed(OSError):

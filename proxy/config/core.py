@@ -21,6 +21,9 @@ class ServerConfig(Section):
     # Browser origins allowed to call; requests without Origin are always allowed. "*" allows any.
     allowed_origins: tuple[str, ...] = ()
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    # Client connections held at once; past it a new one is answered 503 and closed. None: the open-file limit less
+    # 256 (for upstream connections and files), at most 10,000.
+    max_connections: int | None = Field(default=None, gt=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     workers: int = Field(default=1, ge=1, le=64)
 

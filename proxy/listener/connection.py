@@ -113,7 +113,11 @@ class HttpConnection(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]  # uvloop's transports do not subclass asyncio's
         peer = transport.get_extra_info("peername")
         self._remote = peer[0] if isinstance(peer, tuple) else None
-        self._server.connections.add(self)
+        if not self._server.admit(self):  # closed at once, without lingering: in a flood, descriptors matter more
+            self._input_done = True
+            self._write_refusal(HttpResponse.text(503, "Service Unavailable: too many connections",
+                                                  {"Retry-After": "1"}))
+            return
         if self._server.draining:  # accepted just before the listener stopped accepting
             self.drain()
 

@@ -18,6 +18,7 @@ RouteHandler = Callable[[HttpRequest], Awaitable[HttpResponse | ResponseStream]]
 
 KEEPALIVE_SECONDS = 75.0  # an idle keep-alive connection is closed after this long
 SWEEP_SECONDS = 5.0
+MAX_CONNECTIONS = 10_000
 
 
 class Routes:
@@ -42,10 +43,13 @@ class Routes:
 class HttpServer:
     """Serves `routes` over HTTP/1.1; every connection is an `HttpConnection`."""
 
-    def __init__(self, routes: Routes, max_body_bytes: int, keepalive_seconds: float = KEEPALIVE_SECONDS) -> None:
+    def __init__(self, routes: Routes, max_body_bytes: int, keepalive_seconds: float = KEEPALIVE_SECONDS,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         self.routes = routes
         self.max_body_bytes = max_body_bytes
         self.keepalive_seconds = keepalive_seconds
+        self.max_connections = max_connections  # past this, a new connection is answered 503 and closed
+        self.refused_connections = 0
         self.connections: set[HttpConnection] = set()
         self.draining = False
         self.loop = asyncio.get_running_loop()
@@ -64,6 +68,17 @@ class HttpServer:
     def ports(self) -> list[int]:
         return [sock.getsockname()[1] for server in self._servers for sock in server.sockets
                 if sock.family in (socket.AF_INET, socket.AF_INET6)]
+
+    def admit(self, connection: HttpConnection) -> bool:
+        """Count a new connection in, unless the limit is reached (then it is to be refused)."""
+        if len(self.connections) < self.max_connections:
+            self.connections.add(connection)
+            return True
+        self.refused_connections += 1
+        if self.refused_connections % 1000 == 1:  # the first, then every thousandth: a flood must not flood the log
+            log.warning("listener.connection_limit", max_connections=self.max_connections,
+                        refused=self.refused_connections)
+        return False
 
     def forget(self, connection: HttpConnection) -> None:
         self.connections.discard(connection)

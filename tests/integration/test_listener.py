@@ -138,9 +138,10 @@ class Listening:
 
 
 @contextlib.asynccontextmanager
-async def serve(keepalive_seconds: float = 75.0) -> AsyncIterator[Listening]:
+async def serve(keepalive_seconds: float = 75.0, max_connections: int = 100) -> AsyncIterator[Listening]:
     handlers = Handlers()
-    server = HttpServer(handlers.routes(), max_body_bytes=MAX_BODY, keepalive_seconds=keepalive_seconds)
+    server = HttpServer(handlers.routes(), max_body_bytes=MAX_BODY, keepalive_seconds=keepalive_seconds,
+                        max_connections=max_connections)
     handlers.server = server
     await server.listen("127.0.0.1", 0)
     try:
@@ -574,6 +575,23 @@ async def test_a_refusal_reaches_a_client_still_sending(listening: Listening, mo
     assert reply.status == 431
     writer.close()
     await wait_until(lambda: not listening.server.connections, WAIT)
+
+
+async def test_past_the_connection_limit_a_new_connection_gets_503_and_is_closed() -> None:
+    async with serve(max_connections=2) as served:
+        held = [await connect(served.port) for _ in range(2)]
+        for reader, writer in held:  # both counted in: each answered, and kept alive
+            writer.write(request("GET", "/echo?held"))
+            assert (await read_reply(reader)).status == 200
+        reply, reader = await exchange(served.port, request("GET", "/echo?refused"))
+        assert (reply.status, reply.headers["retry-after"], reply.headers["connection"]) == (503, "1", "close")
+        await assert_closed(reader)
+        held[0][1].close()  # one leaves: its place is free again
+        await wait_until(lambda: len(served.server.connections) == 1, WAIT)
+        reply, _ = await exchange(served.port, request("GET", "/echo?admitted"))
+        assert reply.status == 200
+        assert served.server.refused_connections == 1
+        assert served.handlers.calls == ["echo held", "echo held", "echo admitted"]  # the refused one never ran
 
 
 # the same on uvloop, which production runs on: its transports (buffering, pausing, closing) are its own

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import resource
 from collections.abc import AsyncIterator
 
 import orjson
 import pytest
 
 from proxy.config.base import parse_host_port
-from proxy.server import YOUNG_COLLECTION_THRESHOLD, serve
+from proxy.server import YOUNG_COLLECTION_THRESHOLD, connection_limit, serve
 from tests.kit import RunningSidecar, make_config, modern_headers, modern_request, run_sidecar
 from tests.raw_http import WAIT, assert_closed, connect, exchange, read_reply, request
 
@@ -93,3 +94,11 @@ async def test_serve_takes_what_startup_built_out_of_the_collectors_sight(statel
             await serving
         gc.unfreeze()
         gc.set_threshold(*thresholds)
+
+
+def test_the_connection_limit_leaves_room_under_the_open_file_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert connection_limit(50) == 50  # configured: as given
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1024, 4096))
+    assert connection_limit(None) == 1024 - 256  # room for upstream connections and files
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1_048_576, 1_048_576))
+    assert connection_limit(None) == 10_000
