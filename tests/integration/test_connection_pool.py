@@ -12,7 +12,8 @@ import pytest
 
 from proxy.upstream.connection_pool import ConnectFailed, ConnectionBroken, ConnectionPool
 from proxy.upstream.deadlines import TICK as DEADLINE_TICK
-from tests.kit import wait_until
+from proxy.upstream.http import HttpUpstream
+from tests.kit import make_config, wait_until
 
 pytestmark = pytest.mark.asyncio
 
@@ -536,3 +537,10 @@ async def test_https_origins_are_verified_against_the_trusted_certificates(tmp_p
         await trusting.close()
     finally:
         server.close()
+
+
+async def test_the_http_upstream_drops_connections_idle_longer_than_its_config_says() -> None:
+    upstream = HttpUpstream(make_config("http://127.0.0.1:1/mcp").upstream)
+    await upstream.start()
+    assert upstream._pool is not None and upstream._pool.keepalive_seconds == 4.0  # below uvicorn's and Node's 5 s
+    await upstream.close()
