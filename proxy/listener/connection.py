@@ -188,10 +188,10 @@ class HttpConnection(asyncio.Protocol):
             return
         parser = self._parser
         headers = CIMultiDict(self._headers)
-        if "Host" not in headers and parser.get_http_version() == "1.1":
+        version = parser.get_http_version()
+        if "Host" not in headers and version == "1.1":
             raise _Refused(400, "Bad Request: an HTTP/1.1 request needs a Host header")
-        request = HttpRequest(parser.get_method().decode("ascii"), self._target, headers, self._remote,
-                              parser.get_http_version())
+        request = HttpRequest(parser.get_method().decode("ascii"), self._target, headers, self._remote, version)
         self._receiving = request
         length = request.content_length
         if length is not None and length > self._server.max_body_bytes:
