@@ -20,6 +20,7 @@ from proxy.reply import Reply
 from proxy.stages import build_stages
 from proxy.telemetry import TRACED_KINDS, Telemetry
 from proxy.transport import oauth_metadata, sse
+from proxy.transport.heartbeat import StreamHeartbeat
 from proxy.transport.streamable_http import StreamableHttpHandler
 from proxy.upstream import Upstream, create_upstream
 
@@ -32,6 +33,7 @@ class McpApp:
     stages: list[Stage]
     routes: Routes
     legacy_sse: sse.LegacySseHandler
+    heartbeat: StreamHeartbeat
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[McpApp]:
@@ -46,6 +48,7 @@ class McpApp:
                 started.append(item)
             yield self
         finally:
+            self.heartbeat.close()
             for item in reversed(started):
                 await item.close()
             await self.deps.upstream.close()
@@ -62,12 +65,13 @@ def create_app(config: Config, upstream: Upstream | None = None) -> McpApp:
     upstream.on_restart(lambda: deps.metrics.count("upstream_restarts"))
     stages = build_stages(config, deps)
     chain = build_chain(stages, forward_to(upstream, deps.telemetry, catalog))
-    handler = StreamableHttpHandler(config.server, chain)
+    heartbeat = StreamHeartbeat(config.server.stream_keepalive_seconds)
+    handler = StreamableHttpHandler(config.server, chain, heartbeat)
     auth = next((stage for stage in stages if stage.name == "auth"), None)
     audit = next((stage for stage in stages if stage.name == "audit"), None)
     legacy_sse = sse.LegacySseHandler(config.server, chain, config.upstream.queue_limit, config.upstream.max_sessions,
                                       authenticate=getattr(auth, "principal_of", None),
-                                      audit_refusal=getattr(audit, "refused", None))
+                                      audit_refusal=getattr(audit, "refused", None), heartbeat=heartbeat)
 
     routes = Routes()
     path = config.server.mcp_path
@@ -77,7 +81,7 @@ def create_app(config: Config, upstream: Upstream | None = None) -> McpApp:
     oauth_metadata.add_routes(routes, config)
     routes.add("GET", sse.SSE_PATH, legacy_sse.stream)  # 2024-11-05 clients
     routes.add("POST", sse.MESSAGES_PATH, legacy_sse.post)
-    return McpApp(deps=deps, stages=stages, routes=routes, legacy_sse=legacy_sse)
+    return McpApp(deps=deps, stages=stages, routes=routes, legacy_sse=legacy_sse, heartbeat=heartbeat)
 
 
 def create_apps(config: Config, upstream: Upstream | None = None) -> tuple[McpApp, web.Application]:

@@ -46,6 +46,10 @@ class ApprovalBook:
         finally:
             self._pending.pop(approval.id, None)
 
+    def withdraw(self, approval: PendingApproval) -> None:
+        """The call is over (its client left, or its answer is written): nobody waits for a decision any more."""
+        self._pending.pop(approval.id, None)
+
     def decide(self, approval_id: str, approved: bool, note: str = "") -> bool:
         """Record an approver's decision; False when there is no such pending approval."""
         approval = self._pending.get(approval_id)

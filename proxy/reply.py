@@ -72,6 +72,21 @@ class Reply:
             if outcome is not None:  # a coroutine (the types allow nothing else)
                 await outcome
 
+    def adopt(self, inner: Reply) -> None:
+        """Go on as `inner` once this reply's stream is already open (its events are then inner's): inner's hooks and
+        observers run first, as an inner stage's do, and finishing this reply finishes inner too."""
+        self.result_hooks[:0] = inner.result_hooks
+        self.event_observers[:0] = inner.event_observers
+        self.done_callbacks[:0] = inner.done_callbacks
+        self.release = inner.release
+        self.message = inner.message
+
+    def as_events(self) -> AsyncIterator[SseEvent]:
+        """The reply's messages as SSE events: its own events, or its JSON body as one event."""
+        if self.events is not None:
+            return self.events
+        return _one_event(self.body.decode() if self.body is not None else orjson.dumps(self.message).decode())
+
     def parsed_body(self) -> dict[str, Any] | None:
         """The JSON body as a message, if it is one; parsed at most once."""
         if self.message is None and self.body and self.content_type == JSON:
@@ -124,3 +139,7 @@ class Reply:
                 outcome = callback(self)
                 if outcome is not None:  # a coroutine (the types allow nothing else)
                     await outcome
+
+
+async def _one_event(data: str) -> AsyncIterator[SseEvent]:
+    yield SseEvent(data=data)

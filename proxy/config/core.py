@@ -25,6 +25,9 @@ class ServerConfig(Section):
     # 256 (for upstream connections and files), at most 10,000.
     max_connections: int | None = Field(default=None, gt=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    # An event stream silent this long gets an SSE comment, so idle timeouts between client and sidecar (load
+    # balancers, proxies: often 60 s) do not cut it. 0: none.
+    stream_keepalive_seconds: float = Field(default=15.0, ge=0)
     workers: int = Field(default=1, ge=1, le=64)
 
     @field_validator("listen", "admin_listen")

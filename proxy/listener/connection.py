@@ -4,6 +4,7 @@ order (pipelined requests wait their turn), each answer a task that a disconnect
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -48,19 +49,30 @@ class ResponseStream:
     """A streamed response, chunked (or, to an HTTP/1.0 client, ended by closing the connection); its head is
     already sent. Writes wait while the client's socket is full."""
 
-    __slots__ = ("_send", "abort", "chunked", "finished")
+    __slots__ = ("_send", "_send_now", "abort", "chunked", "finished", "last_write")
 
     def __init__(self, send: Callable[[bytes], Awaitable[None]], abort: Callable[[], None],
-                 chunked: bool = True) -> None:
+                 chunked: bool = True, send_now: Callable[[bytes], bool] | None = None) -> None:
         self._send = send
+        self._send_now = send_now
         self.abort = abort  # drop the connection at once, even while a write waits for the client
         self.chunked = chunked
         self.finished = False
+        self.last_write = time.monotonic()  # when the stream last carried anything (its head, at first)
 
     async def write(self, data: bytes) -> None:
         """Raises ConnectionResetError once the client is gone."""
         if data:
+            self.last_write = time.monotonic()
             await self._send(chunk(data) if self.chunked else data)
+
+    def write_if_idle(self, data: bytes) -> bool:
+        """Write `data` (whole, between two writes of the owner) unless the stream is finished or the client's socket
+        is full; a keepalive needs no more. Whether it was written."""
+        if self.finished or self._send_now is None or not self._send_now(chunk(data) if self.chunked else data):
+            return False
+        self.last_write = time.monotonic()
+        return True
 
     async def finish(self) -> None:
         if not self.finished:
@@ -334,7 +346,7 @@ class HttpConnection(asyncio.Protocol):
             self._final = self._current
         final = not chunked or (self._final is not None and not self._waiting and self._receiving is None)
         self._transport.write(response_head(status, headers, length=None, keep_alive=not final, chunked=chunked))
-        self._stream = ResponseStream(self._send, self._abort, chunked)
+        self._stream = ResponseStream(self._send, self._abort, chunked, self._send_now)
         return self._stream
 
     async def _send(self, data: bytes) -> None:
@@ -343,6 +355,13 @@ class HttpConnection(asyncio.Protocol):
             raise ConnectionResetError("the client closed the connection")
         transport.write(data)
         await self._writable()
+
+    def _send_now(self, data: bytes) -> bool:
+        transport = self._transport
+        if transport is None or transport.is_closing() or self._writing_paused:
+            return False
+        transport.write(data)
+        return True
 
     async def _writable(self) -> None:
         """Return once the client's socket takes writes again; raises ConnectionResetError if the client goes, or

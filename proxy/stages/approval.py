@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import structlog
 
-from proxy.approval import ApprovalBook
+from proxy.approval import ApprovalBook, PendingApproval
 from proxy.config import ApprovalConfig
 from proxy.context import CallContext
-from proxy.errors import ApprovalDenied
+from proxy.errors import ApprovalDenied, error_reply
 from proxy.pipeline import Deps, Handler
-from proxy.reply import Reply
+from proxy.reply import EVENT_STREAM, Reply
+from proxy.sse_codec import SseEvent
 
 log = structlog.get_logger("proxy.approval")
 
@@ -36,9 +39,23 @@ class ApprovalStage:
             raise ApprovalDenied("Approval queue is full; try again later")
         ctx.record.approval_id = approval.id
         log.info("approval.pending", approval_id=approval.id, method=ctx.method, target=ctx.target)
+        # The answer is a stream from the start, so the wait can carry keepalive comments (the transport's
+        # heartbeat) and no idle timeout between client and sidecar cuts it.
+        reply = Reply(status=200, headers={"Content-Type": EVENT_STREAM})
+        reply.events = self._answer_when_decided(ctx, approval, call_next, reply)
+        reply.on_done(lambda _: self.book.withdraw(approval))  # also when the stream never started
+        return reply
+
+    async def _answer_when_decided(self, ctx: CallContext, approval: PendingApproval, call_next: Handler,
+                                   reply: Reply) -> AsyncIterator[SseEvent]:
         approved, note = await self.book.wait(approval, self.config.timeout_seconds)
         ctx.record.extra["approval"] = "approved" if approved else "denied"
-        if not approved:
+        if approved:
+            answer = await call_next(ctx)
+        else:
             reason = f"Approval {approval.id} was not granted" + (f": {note}" if note else "")
-            raise ApprovalDenied(reason, data={"approval_id": approval.id})
-        return await call_next(ctx)
+            answer = error_reply(ApprovalDenied(reason, data={"approval_id": approval.id}), ctx)
+        ctx.record.http_status = reply.status  # the client's status went out with the stream's head
+        reply.adopt(answer)
+        async for event in answer.as_events():
+            yield event

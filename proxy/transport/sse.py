@@ -29,6 +29,7 @@ from proxy.pipeline import Handler
 from proxy.reply import EVENT_STREAM, Reply
 from proxy.sse_codec import encode_event
 from proxy.transport import envelope
+from proxy.transport.heartbeat import StreamHeartbeat
 from proxy.transport.reply_writer import final_body, final_response, hooked_event
 from proxy.transport.streamable_http import STREAM_HEADERS
 
@@ -86,8 +87,10 @@ AuditRefusal = Callable[[CallContext, ProxyError], None]  # the audit stage's re
 
 class LegacySseHandler:
     def __init__(self, server: ServerConfig, chain: Handler, queue_limit: int, max_streams: int,
-                 authenticate: Authenticate | None = None, audit_refusal: AuditRefusal | None = None) -> None:
+                 authenticate: Authenticate | None = None, audit_refusal: AuditRefusal | None = None,
+                 heartbeat: StreamHeartbeat | None = None) -> None:
         self.server = server
+        self.heartbeat = heartbeat if heartbeat is not None else StreamHeartbeat(server.stream_keepalive_seconds)
         self.chain = chain
         self.authenticate = authenticate
         self.audit_refusal = audit_refusal
@@ -119,8 +122,9 @@ class LegacySseHandler:
         self._clients[client.id] = client
         try:
             await response.write(encode_event(f"{MESSAGES_PATH}?session_id={client.id}", event="endpoint"))
-            while True:
-                await response.write(encode_event(await client.outbox.get()))
+            with self.heartbeat.watching(response):
+                while True:
+                    await response.write(encode_event(await client.outbox.get()))
         except MailboxClosed as closed:
             log.info("sse.stream_closed", session=client.id[:8], reason=str(closed))
         except ConnectionError:

@@ -17,6 +17,7 @@ from proxy.pipeline import Handler
 from proxy.reply import Reply
 from proxy.sse_codec import encode_event
 from proxy.transport import envelope
+from proxy.transport.heartbeat import StreamHeartbeat
 from proxy.transport.reply_writer import final_body, final_response, hooked_event
 
 log = structlog.get_logger("proxy.transport")
@@ -28,9 +29,10 @@ _STREAM_HEADER_NAMES = frozenset(name.lower() for name in STREAM_HEADERS)
 class StreamableHttpHandler:
     """Turns requests into contexts, runs the chain, and writes the reply (JSON or SSE) back."""
 
-    def __init__(self, server: ServerConfig, chain: Handler) -> None:
+    def __init__(self, server: ServerConfig, chain: Handler, heartbeat: StreamHeartbeat | None = None) -> None:
         self.server = server
         self.chain = chain
+        self.heartbeat = heartbeat if heartbeat is not None else StreamHeartbeat(server.stream_keepalive_seconds)
 
     async def post(self, request: HttpRequest) -> HttpResponse | ResponseStream:
         ctx = None
@@ -65,12 +67,14 @@ class StreamableHttpHandler:
             error = jsonrpc.error_message(ctx.request_id, jsonrpc.INTERNAL_ERROR, "Internal proxy error")
             ctx.record.fail("rejected", str(jsonrpc.INTERNAL_ERROR), "internal proxy error")
             reply = Reply.json(error, status=500)
-        return await write_reply(request, ctx, reply)
+        return await write_reply(request, ctx, reply, self.heartbeat)
 
 
-async def write_reply(request: HttpRequest, ctx: CallContext | None, reply: Reply) -> HttpResponse | ResponseStream:
+async def write_reply(request: HttpRequest, ctx: CallContext | None, reply: Reply,
+                      heartbeat: StreamHeartbeat | None = None) -> HttpResponse | ResponseStream:
     """Write a Reply to the client; runs result hooks on the final response and the reply's done callbacks (after a
-    whole answer is written: audit and the ends of spans are not the client's to wait for)."""
+    whole answer is written: audit and the ends of spans are not the client's to wait for). A streamed reply gets
+    keepalive comments from `heartbeat` while it is silent."""
     try:
         if reply.events is None:
             body = reply.body  # the upstream's bytes as they came, unless a hook may change the answer
@@ -78,7 +82,7 @@ async def write_reply(request: HttpRequest, ctx: CallContext | None, reply: Repl
                 body = await final_body(ctx, reply)
             response = HttpResponse(reply.status, body, reply.headers)
         else:
-            response = await _write_stream(request, ctx, reply)
+            response = await _write_stream(request, ctx, reply, heartbeat)
     except BaseException:
         await reply.finish()
         raise
@@ -89,15 +93,17 @@ async def write_reply(request: HttpRequest, ctx: CallContext | None, reply: Repl
     return response
 
 
-async def _write_stream(request: HttpRequest, ctx: CallContext | None, reply: Reply) -> HttpResponse | ResponseStream:
+async def _write_stream(request: HttpRequest, ctx: CallContext | None, reply: Reply,
+                        heartbeat: StreamHeartbeat | None) -> HttpResponse | ResponseStream:
     headers = {name: value for name, value in reply.headers.items() if name.lower() not in _STREAM_HEADER_NAMES}
     headers.update(STREAM_HEADERS)
     async with contextlib.aclosing(_relayed(ctx, reply)) as chunks:
         if reply.stream_buffered:  # the whole stream is already here: one sized write instead of chunks
             return HttpResponse(reply.status, b"".join([chunk async for chunk in chunks]), headers)
         response = await request.stream(reply.status, headers)
-        async for chunk in chunks:
-            await response.write(chunk)
+        with heartbeat.watching(response) if heartbeat is not None else contextlib.nullcontext():
+            async for chunk in chunks:
+                await response.write(chunk)
     return response
 
 
