@@ -182,3 +182,9 @@ def error_reply(error: ProxyError, ctx: CallContext | None) -> Reply:
     if ctx is not None:
         ctx.record.http_status = reply.status
     return reply
+
+
+def internal_error_reply(ctx: CallContext) -> Reply:
+    """The answer when the sidecar itself failed (a bug; the caller logs the traceback): a JSON-RPC internal error."""
+    ctx.record.fail("rejected", str(jsonrpc.INTERNAL_ERROR), "internal proxy error")
+    return Reply.json(jsonrpc.error_message(ctx.request_id, jsonrpc.INTERNAL_ERROR, "Internal proxy error"), status=500)

@@ -73,19 +73,19 @@ class Reply:
                 await outcome
 
     def adopt(self, inner: Reply) -> None:
-        """Go on as `inner` once this reply's stream is already open (its events are then inner's): inner's hooks and
-        observers run first, as an inner stage's do, and finishing this reply finishes inner too."""
+        """Go on as `inner` once this reply's stream is already open (its events are then inner's). Inner's hooks and
+        observers run first, as an inner stage's do. Finishing this reply finishes inner first, whose own done
+        callbacks then see inner, told the final response and any stream error."""
         self.result_hooks[:0] = inner.result_hooks
         self.event_observers[:0] = inner.event_observers
-        self.done_callbacks[:0] = inner.done_callbacks
-        self.release = inner.release
-        self.message = inner.message
 
-    def as_events(self) -> AsyncIterator[SseEvent]:
-        """The reply's messages as SSE events: its own events, or its JSON body as one event."""
-        if self.events is not None:
-            return self.events
-        return _one_event(self.body.decode() if self.body is not None else orjson.dumps(self.message).decode())
+        async def finish_inner(outer: Reply) -> None:
+            if inner.message is None:
+                inner.message = outer.message
+            inner.stream_error = outer.stream_error
+            await inner.finish()
+
+        self.done_callbacks.insert(0, finish_inner)
 
     def parsed_body(self) -> dict[str, Any] | None:
         """The JSON body as a message, if it is one; parsed at most once."""
@@ -140,6 +140,3 @@ class Reply:
                 if outcome is not None:  # a coroutine (the types allow nothing else)
                     await outcome
 
-
-async def _one_event(data: str) -> AsyncIterator[SseEvent]:
-    yield SseEvent(data=data)

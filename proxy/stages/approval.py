@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 from collections.abc import AsyncIterator
 
+import orjson
 import structlog
 
 from proxy.approval import ApprovalBook, PendingApproval
 from proxy.config import ApprovalConfig
 from proxy.context import CallContext
-from proxy.errors import ApprovalDenied, error_reply
+from proxy.errors import ApprovalDenied, ProxyError, UpstreamError, error_reply, internal_error_reply
 from proxy.pipeline import Deps, Handler
 from proxy.reply import EVENT_STREAM, Reply
 from proxy.sse_codec import SseEvent
@@ -39,23 +42,43 @@ class ApprovalStage:
             raise ApprovalDenied("Approval queue is full; try again later")
         ctx.record.approval_id = approval.id
         log.info("approval.pending", approval_id=approval.id, method=ctx.method, target=ctx.target)
-        # The answer is a stream from the start, so the wait can carry keepalive comments (the transport's
+        if EVENT_STREAM not in ctx.headers.get("accept", ""):  # a client that takes JSON only waits in silence
+            return await self._decided(ctx, approval, call_next)
+        # Otherwise the answer is a stream from the start, so the wait carries keepalive comments (the transport's
         # heartbeat) and no idle timeout between client and sidecar cuts it.
         reply = Reply(status=200, headers={"Content-Type": EVENT_STREAM})
-        reply.events = self._answer_when_decided(ctx, approval, call_next, reply)
+        reply.events = self._streamed(ctx, approval, call_next, reply, contextvars.copy_context())
         reply.on_done(lambda _: self.book.withdraw(approval))  # also when the stream never started
         return reply
 
-    async def _answer_when_decided(self, ctx: CallContext, approval: PendingApproval, call_next: Handler,
-                                   reply: Reply) -> AsyncIterator[SseEvent]:
+    async def _decided(self, ctx: CallContext, approval: PendingApproval, call_next: Handler) -> Reply:
+        """The call's own answer once approved; a denial (or no decision in time) raises ApprovalDenied."""
         approved, note = await self.book.wait(approval, self.config.timeout_seconds)
         ctx.record.extra["approval"] = "approved" if approved else "denied"
-        if approved:
-            answer = await call_next(ctx)
-        else:
+        if not approved:
             reason = f"Approval {approval.id} was not granted" + (f": {note}" if note else "")
-            answer = error_reply(ApprovalDenied(reason, data={"approval_id": approval.id}), ctx)
+            raise ApprovalDenied(reason, data={"approval_id": approval.id})
+        return await call_next(ctx)
+
+    async def _streamed(self, ctx: CallContext, approval: PendingApproval, call_next: Handler, reply: Reply,
+                        stages_context: contextvars.Context) -> AsyncIterator[SseEvent]:
+        """The events of a streamed answer: none while undecided, then the answer's. The rest of the chain runs in
+        the context the outer stages had set (the current span, for one), which the transport's task no longer has."""
+        try:
+            answer = await asyncio.create_task(self._decided(ctx, approval, call_next), context=stages_context)
+        except ProxyError as error:
+            answer = error_reply(error, ctx)
+        except Exception:
+            log.exception("approval.answer_failed", method=ctx.method)
+            answer = internal_error_reply(ctx)
         ctx.record.http_status = reply.status  # the client's status went out with the stream's head
+        message = answer.parsed_body() if answer.events is None else None
         reply.adopt(answer)
-        async for event in answer.as_events():
-            yield event
+        if answer.events is not None:
+            async for event in answer.events:
+                yield event
+            return
+        if not (isinstance(message, dict) and message.get("id") == ctx.request_id and "method" not in message):
+            error = UpstreamError(f"Upstream answered HTTP {answer.status} without a JSON-RPC response")
+            message = error_reply(error, ctx).message
+        yield SseEvent(data=orjson.dumps(message).decode())

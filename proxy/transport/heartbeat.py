@@ -13,7 +13,11 @@ import contextlib
 import time
 from collections.abc import Iterator
 
+import structlog
+
 from proxy.listener import ResponseStream
+
+log = structlog.get_logger("proxy.transport")
 
 COMMENT = b": keepalive\n\n"
 
@@ -26,10 +30,15 @@ class StreamHeartbeat:
         self.sent = 0  # keepalives written, over the process's life
         self._streams: set[ResponseStream] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def open_streams(self) -> int:
+        return len(self._streams)
 
     @contextlib.contextmanager
     def watching(self, stream: ResponseStream) -> Iterator[None]:
-        if self.interval <= 0:
+        if self.interval <= 0 or self._closed:
             yield
             return
         self._streams.add(stream)
@@ -41,6 +50,8 @@ class StreamHeartbeat:
             self._streams.discard(stream)
 
     def close(self) -> None:
+        """No more keepalives (the sidecar stops)."""
+        self._closed = True
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -51,8 +62,15 @@ class StreamHeartbeat:
                 await asyncio.sleep(self.interval / 2)
                 idle_since = time.monotonic() - self.interval
                 for stream in list(self._streams):
-                    if stream.last_write <= idle_since and stream.write_if_idle(COMMENT):
-                        self.sent += 1
+                    if stream.last_write <= idle_since:
+                        self._keep_alive(stream)
         finally:
             if self._sweeper is asyncio.current_task():
                 self._sweeper = None
+
+    def _keep_alive(self, stream: ResponseStream) -> None:
+        try:
+            if stream.write_if_idle(COMMENT):
+                self.sent += 1
+        except Exception:  # one broken connection must not stop the keepalives of the others
+            log.exception("heartbeat.write_failed")

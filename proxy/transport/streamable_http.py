@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import orjson
 import structlog
 
-from proxy import jsonrpc, mcp
+from proxy import mcp
 from proxy.config import ServerConfig
 from proxy.context import CallContext
-from proxy.errors import ProxyError, UpstreamError, error_reply
+from proxy.errors import ProxyError, UpstreamError, error_reply, internal_error_reply
 from proxy.listener import HttpRequest, HttpResponse, ResponseStream
 from proxy.pipeline import Handler
 from proxy.reply import Reply
@@ -64,9 +64,7 @@ class StreamableHttpHandler:
             reply = await self.chain(ctx)
         except Exception:
             log.exception("request.failed", method=ctx.method)
-            error = jsonrpc.error_message(ctx.request_id, jsonrpc.INTERNAL_ERROR, "Internal proxy error")
-            ctx.record.fail("rejected", str(jsonrpc.INTERNAL_ERROR), "internal proxy error")
-            reply = Reply.json(error, status=500)
+            reply = internal_error_reply(ctx)
         return await write_reply(request, ctx, reply, self.heartbeat)
 
 

@@ -7,13 +7,29 @@ import asyncio
 
 import aiohttp
 import orjson
+from aiohttp import web
 from mcp import Client
 
 from proxy import mcp
+from proxy.approval import ApprovalBook
+from proxy.config import ApprovalConfig
+from proxy.reply import Reply
+from proxy.stages.approval import ApprovalStage
 from tests.integration.test_approval import pending, with_policy
 from tests.integration.test_legacy_sse import sidecar_sse_url
 from tests.integration.test_stdio_upstream import stdio_config
-from tests.kit import ACCEPT_BOTH, make_config, modern_headers, modern_request, run_sidecar, wait_until
+from tests.integration.test_tracing import traced_config
+from tests.kit import (
+    ACCEPT_BOTH,
+    make_config,
+    make_ctx,
+    modern_headers,
+    modern_request,
+    run_sidecar,
+    start_raw_upstream,
+    wait_until,
+)
+from tests.otlp_kit import CLIENT, SERVER, otlp_receiver
 
 KEEPALIVE = b": keepalive\n\n"
 FAST = 0.2  # keepalive interval in these tests
@@ -24,8 +40,21 @@ async def read_until(stream: aiohttp.StreamReader, marker: bytes, timeout: float
     seen = b""
     async with asyncio.timeout(timeout):
         while marker not in seen:
-            seen += await stream.readany()
+            more = await stream.readany()
+            assert more, f"the stream ended before {marker!r}: {seen!r}"
+            seen += more
     return seen
+
+
+def events_of(raw: bytes) -> list[dict]:
+    return [orjson.loads(line[5:]) for line in raw.split(b"\n") if line.startswith(b"data:")]
+
+
+async def post_call(http: aiohttp.ClientSession, url: str, tool: str, arguments: dict, **headers: str):
+    """A tools/call whose response head must come within 5 s (the body is the caller's to read)."""
+    call = modern_request("tools/call", {"name": tool, "arguments": arguments}, request_id=7)
+    return await asyncio.wait_for(http.post(url, data=orjson.dumps(call),
+                                            headers={**modern_headers("tools/call", tool), **headers}), 5)
 
 
 async def approve_first(http: aiohttp.ClientSession, admin_url: str) -> None:
@@ -39,19 +68,72 @@ async def approve_first(http: aiohttp.ClientSession, admin_url: str) -> None:
 async def test_a_call_waiting_for_approval_streams_keepalives_then_the_answer(stateless_upstream, monkeypatch) -> None:
     with_policy(monkeypatch, "delete_file")
     config = make_config(stateless_upstream, server__stream_keepalive_seconds=FAST)
-    call = modern_request("tools/call", {"name": "delete_file", "arguments": {"path": "/tmp/k"}}, request_id=7)
     async with run_sidecar(config) as sidecar, aiohttp.ClientSession() as http:
-        async with http.post(sidecar.url, data=orjson.dumps(call),
-                             headers=modern_headers("tools/call", "delete_file")) as response:
+        async with await post_call(http, sidecar.url, "delete_file", {"path": "/tmp/k"}) as response:
             assert response.status == 200 and response.content_type == "text/event-stream"
-            waited = await read_until(response.content, KEEPALIVE * 2)  # the head and two keepalives, undecided
-            assert waited == KEEPALIVE * 2
+            waited = await read_until(response.content, KEEPALIVE * 2)  # the head, then keepalives: undecided
+            assert waited.replace(KEEPALIVE, b"") == b""
             await approve_first(http, sidecar.admin_url)
             rest = await asyncio.wait_for(response.content.read(), 5)
-    data = [line[5:] for line in rest.split(b"\n") if line.startswith(b"data:")]
-    assert len(data) == 1
-    answer = orjson.loads(data[0])
+    [answer] = events_of(rest)
     assert answer["id"] == 7 and answer["result"]["content"][0]["text"] == "deleted /tmp/k"
+
+
+async def test_a_client_that_takes_only_json_waits_in_silence_for_a_json_answer(stateless_upstream,
+                                                                                monkeypatch) -> None:
+    with_policy(monkeypatch, "delete_file")
+    config = make_config(stateless_upstream, server__stream_keepalive_seconds=FAST)
+    async with run_sidecar(config) as sidecar, aiohttp.ClientSession() as http:
+        call = asyncio.create_task(post_call(http, sidecar.url, "delete_file", {"path": "/tmp/j"},
+                                             Accept="application/json"))
+        await approve_first(http, sidecar.admin_url)
+        async with await call as response:
+            assert response.content_type == "application/json"
+            answer = await response.json()
+        assert sidecar.app.heartbeat.sent == 0
+    assert answer["result"]["content"][0]["text"] == "deleted /tmp/j"
+
+
+async def test_a_denial_after_the_wait_arrives_as_the_stream_s_event(stateless_upstream, monkeypatch) -> None:
+    with_policy(monkeypatch, "delete_file")
+    async with run_sidecar(make_config(stateless_upstream)) as sidecar, aiohttp.ClientSession() as http:
+        async with await post_call(http, sidecar.url, "delete_file", {"path": "/"}) as response:
+            await wait_until(lambda: bool(sidecar.app.deps.approvals.pending()))
+            waiting = sidecar.app.deps.approvals.pending()
+            async with http.post(f"{sidecar.admin_url}/approvals/{waiting[0]['id']}/deny",
+                                 json={"note": "weekend freeze"}) as decided:
+                assert decided.status == 200
+            [answer] = events_of(await asyncio.wait_for(response.content.read(), 5))
+    assert answer["id"] == 7 and answer["result"]["isError"] is True
+    assert "weekend freeze" in answer["result"]["content"][0]["text"]
+
+
+async def test_an_approved_call_whose_upstream_answers_no_json_rpc_gets_an_upstream_error(monkeypatch) -> None:
+    async def broken(request: web.Request, body: bytes) -> web.Response:
+        return web.Response(status=500, text="<html>oops</html>", content_type="text/html")
+
+    with_policy(monkeypatch, "delete_file")
+    async with start_raw_upstream(broken) as upstream, run_sidecar(make_config(upstream.url)) as sidecar, \
+            aiohttp.ClientSession() as http:
+        async with await post_call(http, sidecar.url, "delete_file", {"path": "/x"}) as response:
+            await approve_first(http, sidecar.admin_url)
+            [answer] = events_of(await asyncio.wait_for(response.content.read(), 5))
+    assert answer["id"] == 7 and answer["error"]["code"] == -31002
+
+
+async def test_an_approved_call_s_upstream_span_stays_in_the_caller_s_trace(stateless_upstream, monkeypatch) -> None:
+    with_policy(monkeypatch, "delete_file")
+    async with otlp_receiver() as receiver:
+        async with run_sidecar(traced_config(stateless_upstream, receiver)) as sidecar, \
+                aiohttp.ClientSession() as http:
+            async with await post_call(http, sidecar.url, "delete_file", {"path": "/t"}) as response:
+                await approve_first(http, sidecar.admin_url)
+                [answer] = events_of(await asyncio.wait_for(response.content.read(), 5))
+        await wait_until(lambda: receiver.named("tools/call delete_file", kind=CLIENT))
+    [server] = receiver.named("tools/call delete_file", "sidecar-under-test", SERVER)
+    [client_span] = receiver.named("tools/call delete_file", "sidecar-under-test", CLIENT)
+    assert answer["result"]["content"][0]["text"] == "deleted /t"
+    assert client_span.trace_id == server.trace_id and client_span.parent_span_id == server.span_id
 
 
 async def test_an_sdk_client_gets_its_result_through_the_keepalives(stateless_upstream, monkeypatch) -> None:
@@ -61,7 +143,8 @@ async def test_an_sdk_client_gets_its_result_through_the_keepalives(stateless_up
         heartbeat = sidecar.app.heartbeat
         async with Client(sidecar.url, cache=None) as client:
             call = asyncio.create_task(client.call_tool("delete_file", {"path": "/tmp/s"}))
-            await wait_until(lambda: heartbeat.sent >= 3)
+            await wait_until(lambda: heartbeat.open_streams == 1 and heartbeat.sent >= 3)  # all on the call's stream
+            assert heartbeat.open_streams == 1
             await approve_first(http, sidecar.admin_url)
             result = await asyncio.wait_for(call, 5)
     assert result.is_error is False and result.content[0].text == "deleted /tmp/s"
@@ -69,13 +152,26 @@ async def test_an_sdk_client_gets_its_result_through_the_keepalives(stateless_up
 
 async def test_a_client_leaving_during_the_wait_withdraws_its_approval(stateless_upstream, monkeypatch) -> None:
     with_policy(monkeypatch, "delete_file")
-    call = modern_request("tools/call", {"name": "delete_file", "arguments": {"path": "/tmp/g"}})
     async with run_sidecar(make_config(stateless_upstream)) as sidecar, aiohttp.ClientSession() as http:
-        response = await http.post(sidecar.url, data=orjson.dumps(call),
-                                   headers=modern_headers("tools/call", "delete_file"))
+        response = await post_call(http, sidecar.url, "delete_file", {"path": "/tmp/g"})
         await wait_until(lambda: len(sidecar.app.deps.approvals.pending()) == 1)
         response.close()  # the client goes away before anyone decides
         await wait_until(lambda: sidecar.app.deps.approvals.pending() == [])
+
+
+async def test_a_streamed_answer_finished_unread_withdraws_its_approval() -> None:
+    """The transport finishes a reply whose stream never started (its client was already gone)."""
+    book = ApprovalBook()
+    stage = ApprovalStage(ApprovalConfig(), book)
+    ctx = make_ctx(target="delete_file", obligations={"require_approval": True}, headers={"accept": ACCEPT_BOTH})
+
+    async def never(_ctx) -> Reply:
+        raise AssertionError("an undecided call must not reach the upstream")
+
+    reply = await stage(ctx, never)
+    assert reply.is_stream and len(book.pending()) == 1
+    await reply.finish()
+    assert book.pending() == []
 
 
 async def test_an_idle_legacy_sse_stream_gets_keepalives() -> None:
