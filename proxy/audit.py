@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 import orjson
@@ -75,22 +77,52 @@ def redact(arguments: Any, paths: tuple[str, ...]) -> Any:
 
 
 class AuditLog:
-    """Writes audit events as JSON lines to stdout or a file, one flushed write per event; closed on shutdown.
+    """Writes audit events as JSON lines to stdout or a file; closed on shutdown.
+
+    Events recorded during one pass of the event loop go out in one flushed write at its end: under load that is one
+    system call for several calls, and an event still reaches the file within the pass that decided it. Outside a
+    running loop each event is written at once.
 
     The line is what structlog's TimeStamper and JSONRenderer made of it (the event, then `event` and `ts`), written
     directly: a structlog logger built lazily per call cost about 13 us of the audit's 20 us per event.
     """
 
-    def __init__(self, config: AuditConfig) -> None:
+    def __init__(self, config: AuditConfig, on_write_failure: Callable[[Exception, int], None] | None = None) -> None:
         self.config = config
-        self._file: IO[bytes] = open(config.path, "ab") if config.sink == "file" and config.path else sys.stdout.buffer  # noqa: SIM115
+        # A file unbuffered: lines are batched here already, and a failed write must not stay behind in a buffer.
+        self._file: IO[bytes] = (open(config.path, "ab", buffering=0) if config.sink == "file" and config.path  # noqa: SIM115
+                                 else sys.stdout.buffer)
+        self._pending: list[bytes] = []
+        self._on_write_failure = on_write_failure  # (error, events lost); without it the error is raised
 
     def record(self, ctx: CallContext, reply: Reply | None, span: SpanContext | None = None) -> None:
-        self._file.write(audit_line(audit_event(ctx, reply, self.config.log_arguments, span)))
-        self._file.flush()
+        self._pending.append(audit_line(audit_event(ctx, reply, self.config.log_arguments, span)))
+        if len(self._pending) > 1:
+            return  # the pass's write is already due
+        try:
+            asyncio.get_running_loop().call_soon(self.flush)
+        except RuntimeError:  # no loop runs: write now
+            self.flush()
+
+    def flush(self) -> None:
+        lines, self._pending = self._pending, []
+        if not lines:
+            return
+        try:
+            data = memoryview(b"".join(lines))
+            while data:  # an unbuffered file may take part of a write
+                written = self._file.write(data)
+                if not written:
+                    raise OSError("the audit sink took nothing")
+                data = data[written:]
+            self._file.flush()
+        except Exception as error:
+            if self._on_write_failure is None:
+                raise
+            self._on_write_failure(error, len(lines))
 
     def close(self) -> None:
-        self._file.flush()
+        self.flush()
         if self._file is not sys.stdout.buffer:
             self._file.close()
 

@@ -25,13 +25,13 @@ log = structlog.get_logger("proxy.audit")
 class AuditStage:
     name = "audit"
 
-    def __init__(self, log: AuditLog, metrics: SidecarMetrics) -> None:
-        self.log = log
+    def __init__(self, config: AuditConfig, metrics: SidecarMetrics) -> None:
+        self.log = AuditLog(config, on_write_failure=self._write_failed)
         self.metrics = metrics
 
     @classmethod
     def from_config(cls, config: AuditConfig, deps: Deps) -> AuditStage | None:
-        return cls(AuditLog(config), deps.metrics) if config.enabled else None
+        return cls(config, deps.metrics) if config.enabled else None
 
     async def __call__(self, ctx: CallContext, call_next: Handler) -> Reply:
         span = trace.get_current_span().get_span_context()  # the tracing stage's SERVER span, if any
@@ -61,6 +61,10 @@ class AuditStage:
         except Exception as exc:
             self.metrics.count("audit_failures")
             log.warning("audit.write_failed", error=exc.__class__.__name__, decision_id=ctx.record.decision_id)
+
+    def _write_failed(self, error: Exception, events: int) -> None:
+        self.metrics.count("audit_failures", events)
+        log.warning("audit.write_failed", error=error.__class__.__name__, events=events)
 
     async def start(self) -> None:
         return None

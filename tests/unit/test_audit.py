@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import orjson
@@ -76,3 +77,27 @@ def test_events_are_written_whatever_the_log_level(tmp_path: Path) -> None:
     finally:
         structlog.configure(**saved)
     assert [orjson.loads(line)["method"] for line in path.read_bytes().splitlines()] == ["tools/call"]
+
+
+async def test_events_of_one_loop_pass_go_out_together_at_its_end(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(AuditConfig(sink="file", path=str(path)))
+    log.record(decided_ctx(), Reply.json({}), SPAN)
+    log.record(make_ctx("tools/list", target=None), Reply.json({}))
+    assert path.read_bytes() == b""  # still this pass
+    await asyncio.sleep(0)
+    assert [orjson.loads(line)["method"] for line in path.read_bytes().splitlines()] == ["tools/call", "tools/list"]
+    log.record(make_ctx("prompts/list", target=None), Reply.json({}))
+    log.close()  # what the last pass recorded is written on close
+    assert orjson.loads(path.read_bytes().splitlines()[-1])["method"] == "prompts/list"
+
+
+async def test_a_failed_write_is_reported_with_the_events_it_lost() -> None:
+    failures: list[tuple[str, int]] = []
+    log = AuditLog(AuditConfig(sink="file", path="/dev/full"),
+                   on_write_failure=lambda error, lost: failures.append((error.__class__.__name__, lost)))
+    log.record(decided_ctx(), Reply.json({}))
+    log.record(make_ctx("tools/list", target=None), Reply.json({}))
+    await asyncio.sleep(0)
+    log.close()
+    assert failures == [("OSError", 2)]
