@@ -64,6 +64,20 @@ def checks(results: list[Row]) -> list[Row]:
     return [_verdict(name, value, goal, higher) for name, value, goal, higher in specs]
 
 
+def yardstick(results: list[Row]) -> list[Row]:
+    """The sidecar's CPU per call as a multiple of the minimal upstream's own, same run and client count: the CPU
+    targets are microseconds on one machine, and this says how a run on a faster or slower one compares."""
+    rows = []
+    for clients in (1, 32):
+        base = _field(results, "raw-modern", "direct", clients, "upstream_cpu_us_per_call")
+        for target in ("passthrough", "full", "full-sampled"):
+            cpu = _field(results, "raw-modern", target, clients, "cpu_us_per_call_best_round")
+            if base and cpu:
+                rows.append({"target": target, "clients": clients, "raw_upstream_cpu_us": base,
+                             "sidecar_cpu_us": cpu, "times_raw_upstream": round(cpu / base, 2)})
+    return rows
+
+
 def _verdict(name: str, value: float | None, goal: str, higher_is_better: bool) -> Row:
     bound = float(goal.split()[-1])
     ok = None if value is None else (value >= bound if higher_is_better else value < bound)
@@ -112,6 +126,14 @@ def markdown(results: dict[str, Any], chart: Path | None) -> str:
     for check in results["checks"]:
         met = {True: "yes", False: "**no**", None: "not measured"}[check["ok"]]
         lines.append(f"| {check['name']} | {check['measured']} | {check['target']} | {met} |")
+    scaled = yardstick(rows)
+    if scaled:
+        lines += ["", "The CPU targets in units of the machine: the sidecar's CPU per call (best round) over the "
+                  "minimal raw upstream's own CPU per call (called directly), same run and client count (a yardstick, "
+                  "not a target):", "", "| target | clients | sidecar us | raw upstream us | ratio |",
+                  "|---|---:|---:|---:|---:|"]
+        lines += [f"| {item['target']} | {item['clients']} | {item['sidecar_cpu_us']} | "
+                  f"{item['raw_upstream_cpu_us']} | {item['times_raw_upstream']}x |" for item in scaled]
     lines += ["", "Sidecar profiles in this run (parts not in this build are listed, never faked):", ""]
     for name, parts in results["profiles"].items():
         lines.append(f"- `{name}`: on: {', '.join(parts['on']) or 'nothing (pass-through)'}"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench import profiles
-from bench.report import checks
+from bench.report import checks, yardstick
 
 BASE = {"server": {"listen": "127.0.0.1:1", "admin_listen": "127.0.0.1:2"}, "upstream": {"url": "http://u/mcp"},
         "auth": {"mode": "off"}}
@@ -52,3 +52,12 @@ def test_checks_compare_within_the_run_and_leave_the_unmeasured_open() -> None:
     assert throughput["measured"] == pytest.approx(0.967, abs=1e-3) and throughput["ok"] is True
     assert verdicts["highest sidecar peak RSS at 32 clients, MB"]["ok"] is True
     assert verdicts["cache hit vs SDK upstream, p50 at 1 client (times faster)"]["ok"] is None
+
+
+def test_the_yardstick_divides_sidecar_cpu_by_the_raw_upstream_s_own_in_the_same_run() -> None:
+    row = {"group": "raw-modern", "clients": 1}
+    results = [{**row, "target": "direct", "upstream_cpu_us_per_call": 100.0},
+               {**row, "target": "passthrough", "cpu_us_per_call_best_round": 150.0},
+               {**row, "target": "full", "clients": 32, "cpu_us_per_call_best_round": 300.0}]  # no 32-client base
+    assert yardstick(results) == [{"target": "passthrough", "clients": 1, "raw_upstream_cpu_us": 100.0,
+                                   "sidecar_cpu_us": 150.0, "times_raw_upstream": 1.5}]
