@@ -36,6 +36,7 @@ class Reply:
     release: Callable[[], Awaitable[None] | None] | None = None  # frees the upstream response
     stream_error: str | None = None  # set when a stream broke before its final response
     stream_buffered: bool = False  # every event of `events` has arrived: they can be written at once
+    final_relayed: bool = False  # the request's final response went out and ended the client's stream early
 
     @classmethod
     def json(cls, message: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Reply:

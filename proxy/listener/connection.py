@@ -35,6 +35,7 @@ WRITE_STALL_SECONDS = 60.0  # a client whose socket stays full this long while a
 MAX_WAITING = 8  # pipelined requests parsed ahead of the one being answered; past this, reading pauses
 LINGER_SECONDS = 2.0  # after a refusal, how long what the client still sends is read and dropped before closing
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+HEAD_DEFER_SECONDS = 0.05  # the longest a deferred stream head waits for the first thing to go with it
 
 
 class _Refused(Exception):
@@ -46,15 +47,19 @@ class _Refused(Exception):
 
 
 class ResponseStream:
-    """A streamed response, chunked (or, to an HTTP/1.0 client, ended by closing the connection); its head is
-    already sent. Writes wait while the client's socket is full."""
+    """A streamed response, chunked (or, to an HTTP/1.0 client, ended by closing the connection). Its head is sent
+    when it opens, or, when deferred, with the first thing written (one write instead of two), at the latest
+    HEAD_DEFER_SECONDS later. Writes wait while the client's socket is full."""
 
-    __slots__ = ("_send", "_send_now", "abort", "chunked", "finished", "last_write")
+    __slots__ = ("_head", "_head_timer", "_send", "_send_now", "abort", "chunked", "finished", "last_write")
 
     def __init__(self, send: Callable[[bytes], Awaitable[None]], abort: Callable[[], None],
-                 chunked: bool = True, send_now: Callable[[bytes], bool] | None = None) -> None:
+                 chunked: bool = True, send_now: Callable[[bytes], bool] | None = None,
+                 head: bytes = b"", head_timer: asyncio.TimerHandle | None = None) -> None:
         self._send = send
         self._send_now = send_now
+        self._head = head  # a deferred head, not sent yet
+        self._head_timer = head_timer
         self.abort = abort  # drop the connection at once, even while a write waits for the client
         self.chunked = chunked
         self.finished = False
@@ -64,13 +69,38 @@ class ResponseStream:
         """Raises ConnectionResetError once the client is gone."""
         if data:
             self.last_write = time.monotonic()
-            await self._send(chunk(data) if self.chunked else data)
+            await self._send(self._with_head(chunk(data) if self.chunked else data))
+
+    async def write_last(self, data: bytes) -> None:
+        """Write `data` and end the stream, in one write."""
+        if self.finished:
+            return
+        self.finished = True
+        self.last_write = time.monotonic()
+        await self._send(self._with_head(chunk(data) + LAST_CHUNK if self.chunked else data))
+
+    def flush_head(self) -> None:
+        """Send a deferred head now (its time is up), unless the client's socket is full."""
+        if self._head and self._send_now is not None and self._send_now(self._head):
+            self._head = b""
+
+    def _with_head(self, payload: bytes) -> bytes:
+        if not self._head:
+            return payload
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        head, self._head = self._head, b""
+        return head + payload
 
     def write_if_idle(self, data: bytes) -> bool:
         """Write `data` (whole, between two writes of the owner) unless the stream is finished or the client's socket
         is full; a keepalive needs no more. Whether it was written."""
-        if self.finished or self._send_now is None or not self._send_now(chunk(data) if self.chunked else data):
+        if self.finished or self._send_now is None:
             return False
+        payload = chunk(data) if self.chunked else data
+        if not self._send_now(self._head + payload):
+            return False
+        self._with_head(b"")  # the head went with it
         self.last_write = time.monotonic()
         return True
 
@@ -78,7 +108,9 @@ class ResponseStream:
         if not self.finished:
             self.finished = True
             if self.chunked:
-                await self._send(LAST_CHUNK)
+                await self._send(self._with_head(LAST_CHUNK))
+            elif self._head:
+                await self._send(self._with_head(b""))
 
 
 class HttpConnection(asyncio.Protocol):
@@ -338,16 +370,21 @@ class HttpConnection(asyncio.Protocol):
         elif self._refusal is not None:
             self._write_refusal(self._refusal)
 
-    async def _open_stream(self, status: int, headers: dict[str, str]) -> ResponseStream:
+    async def _open_stream(self, status: int, headers: dict[str, str], defer_head: bool = False) -> ResponseStream:
         if self._transport is None:
             raise ConnectionResetError("the client closed the connection")
         chunked = self._current is None or self._current.http_version != "1.0"
         if not chunked:  # the body ends when the connection does
             self._final = self._current
         final = not chunked or (self._final is not None and not self._waiting and self._receiving is None)
-        self._transport.write(response_head(status, headers, length=None, keep_alive=not final, chunked=chunked))
-        self._stream = ResponseStream(self._send, self._abort, chunked, self._send_now)
-        return self._stream
+        head = response_head(status, headers, length=None, keep_alive=not final, chunked=chunked)
+        if not defer_head:
+            self._transport.write(head)
+            self._stream = ResponseStream(self._send, self._abort, chunked, self._send_now)
+            return self._stream
+        stream = self._stream = ResponseStream(self._send, self._abort, chunked, self._send_now, head)
+        stream._head_timer = self._loop.call_later(HEAD_DEFER_SECONDS, stream.flush_head)
+        return stream
 
     async def _send(self, data: bytes) -> None:
         transport = self._transport

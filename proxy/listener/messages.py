@@ -40,7 +40,7 @@ class HttpRequest:
         self.body = b""
         self.body_too_large = False  # the body passed the listener's limit: `body` holds only its start
         # set by the connection: opens a streamed response (see `stream`)
-        self.stream_opener: Callable[[int, dict[str, str]], Awaitable[ResponseStream]] | None = None
+        self.stream_opener: Callable[[int, dict[str, str], bool], Awaitable[ResponseStream]] | None = None
         self._query: dict[str, str] | None = None
 
     @property
@@ -64,10 +64,11 @@ class HttpRequest:
         value = self.headers.get("Content-Type")
         return value.split(";", 1)[0].strip().lower() if value else ""
 
-    async def stream(self, status: int, headers: dict[str, str]) -> ResponseStream:
-        """Send the head of a streamed (chunked) response now; the handler then writes to it and returns it."""
+    async def stream(self, status: int, headers: dict[str, str], defer_head: bool = False) -> ResponseStream:
+        """Open a streamed (chunked) response; the handler then writes to it and returns it. Its head is sent now,
+        or with `defer_head` together with the first write (within 50 ms): for answers whose first part comes soon."""
         assert self.stream_opener is not None, "the listener sets it before the handler runs"
-        return await self.stream_opener(status, headers)
+        return await self.stream_opener(status, headers, defer_head)
 
 
 class HttpResponse:

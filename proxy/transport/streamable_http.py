@@ -98,11 +98,23 @@ async def _write_stream(request: HttpRequest, ctx: CallContext | None, reply: Re
     async with contextlib.aclosing(_relayed(ctx, reply)) as chunks:
         if reply.stream_buffered:  # the whole stream is already here: one sized write instead of chunks
             return HttpResponse(reply.status, b"".join([chunk async for chunk in chunks]), headers)
-        response = await request.stream(reply.status, headers)
+        # A request's answer usually follows its head at once: both go in one write (a GET stream's head goes now).
+        response = await request.stream(reply.status, headers, defer_head=ctx is not None and ctx.is_request)
         with heartbeat.watching(response) if heartbeat is not None else contextlib.nullcontext():
             async for chunk in chunks:
+                if reply.final_relayed:  # the request's answer: the stream ends with it, in the same write
+                    await response.write_last(chunk)
+                    break
                 await response.write(chunk)
+    if reply.final_relayed:  # the upstream's stream still has its end to come: stop reading it here
+        await _close_events(reply)
     return response
+
+
+async def _close_events(reply: Reply) -> None:
+    close = getattr(reply.events, "aclose", None)
+    if close is not None:
+        await close()
 
 
 async def _relayed(ctx: CallContext | None, reply: Reply) -> AsyncIterator[bytes]:
@@ -119,6 +131,9 @@ async def _relayed(ctx: CallContext | None, reply: Reply) -> AsyncIterator[bytes
                 if final is not None:
                     final_seen = True
                     event = await hooked_event(reply, event, final)
+                    # After its answer a request's stream carries nothing more (the server closes it), so the
+                    # client need not wait for the upstream's end of stream.
+                    reply.final_relayed = not reply.stream_buffered
             yield event.encode()
     except UpstreamError as error:
         if ctx is not None and ctx.is_request and not final_seen:

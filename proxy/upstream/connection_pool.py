@@ -28,6 +28,7 @@ USER_AGENT = "mcp-sidecar"
 # Past this many unread body bytes a streamed response stops reading its socket until the reader catches up.
 PAUSE_ABOVE_BYTES = 256 * 1024
 RESUME_BELOW_BYTES = 64 * 1024
+DRAIN_SECONDS = 2.0  # how long the end of a released body may take to arrive before its connection is closed
 _DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
@@ -42,7 +43,7 @@ class ConnectionBroken(ConnectionError):
 class Response:
     """Status and headers of one response; its body arrives through `read()` (whole) or `readany()` (streamed)."""
 
-    __slots__ = ("_chunks", "_connection", "_decoder", "_done", "_error", "_unread", "_waiter", "_whole",
+    __slots__ = ("_chunks", "_connection", "_decoder", "_done", "_dropping", "_error", "_unread", "_waiter", "_whole",
                  "content_type", "headers", "status")
 
     def __init__(self, connection: _Connection, status: int, headers: list[tuple[str, str]]) -> None:
@@ -56,6 +57,7 @@ class Response:
         self._error: Exception | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._whole = False
+        self._dropping = False
         self._decoder = None
         for name, value in headers:
             lower = name.lower()
@@ -112,11 +114,21 @@ class Response:
             raise self._error
         return b""
 
-    def release(self) -> None:
-        """Done with the response: a body not read to its end closes the connection (it cannot be reused)."""
-        if not self._done:
+    def release(self, drain: bool = False) -> None:
+        """Done with the response. A body not read to its end closes the connection (it cannot be reused), unless
+        `drain`: what is left is expected to be short (the end of an SSE stream whose last event was read), so it is
+        read and dropped as it comes, and the connection goes back to the pool, or is closed after DRAIN_SECONDS."""
+        if self._done:
+            return
+        if not drain:
             self._fail(ConnectionBroken("response released before its end"))
             self._connection.close()
+            return
+        self._dropping = True
+        self._chunks.clear()
+        self._unread = 0
+        self._connection.resume()
+        self._connection.expire_in(DRAIN_SECONDS)
 
     async def _wait(self) -> None:
         self._waiter = self._connection.loop.create_future()
@@ -136,7 +148,7 @@ class Response:
             except zlib.error as exc:
                 self._connection.fail(ConnectionBroken(f"response body does not decompress: {exc}"))
                 return
-        if data:
+        if data and not self._dropping:
             self._chunks.append(data)
             self._unread += len(data)
             if not self._whole and self._unread > PAUSE_ABOVE_BYTES:

@@ -83,13 +83,11 @@ class HttpUpstream:
         except ConnectionError as exc:
             log.warning("upstream.failed", method=ctx.method, error=str(exc))
             raise UpstreamError("Upstream connection failed before a response") from None
-        return Reply(
-            status=response.status,
-            headers=_client_headers(response),
-            events=self._events(response),
-            release=response.release,
-            stream_buffered=response.complete,
-        )
+        reply = Reply(status=response.status, headers=_client_headers(response), events=self._events(response),
+                      stream_buffered=response.complete)
+        # After the final response only the stream's end is left: it is read and dropped, and the connection reused.
+        reply.release = lambda: response.release(drain=reply.final_relayed)
+        return reply
 
     async def _whole_reply(self, ctx: CallContext, response: Response) -> Reply:
         try:

@@ -53,7 +53,19 @@ class Handlers:
         routes.add("GET", "/then", self.then)
         routes.add("GET", "/endless", self.endless)
         routes.add("GET", "/then-fail", self.then_fail)
+        routes.add("GET", "/deferred", self.deferred)
         return routes
+
+    async def deferred(self, request: HttpRequest) -> ResponseStream:
+        """A stream with a deferred head: its first chunk 10 ms later (?soon, an upstream's answer) or once the test
+        releases it."""
+        stream = await request.stream(200, {"Content-Type": "text/event-stream"}, defer_head=True)
+        if request.query_string == "soon":
+            await asyncio.sleep(0.01)
+        else:
+            await self.release.wait()
+        await stream.write(b"data: first\n\n")
+        return stream
 
     async def endless(self, request: HttpRequest) -> ResponseStream:
         stream = await request.stream(200, {"Content-Type": "application/octet-stream"})
@@ -628,3 +640,27 @@ def test_on_uvloop(scenario, monkeypatch: pytest.MonkeyPatch) -> None:
 
     uvloop.run(run())
 
+
+
+# deferred stream heads
+
+
+async def test_a_deferred_head_goes_out_with_the_first_chunk_in_one_write(listening: Listening) -> None:
+    reader, writer = await connect(listening.port)
+    writer.write(request("GET", "/deferred?soon"))
+    first_read = await asyncio.wait_for(reader.read(65536), WAIT)  # one send() of a few hundred bytes on loopback
+    assert first_read.startswith(b"HTTP/1.1 200 ") and b"\r\n\r\n" in first_read
+    assert b"data: first" in first_read
+    writer.close()
+
+
+async def test_a_deferred_head_waits_at_most_its_bound_for_the_first_chunk(listening: Listening) -> None:
+    reader, writer = await connect(listening.port)
+    writer.write(request("GET", "/deferred"))
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)  # the chunk waits for the test
+    assert head.startswith(b"HTTP/1.1 200 ") and b"transfer-encoding: chunked" in head.lower()
+    assert not listening.handlers.release.is_set()
+    listening.handlers.release.set()
+    reply_rest = await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), WAIT)
+    assert b"data: first" in reply_rest
+    writer.close()
