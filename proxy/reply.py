@@ -84,6 +84,7 @@ class Reply:
             if inner.message is None:
                 inner.message = outer.message
             inner.stream_error = outer.stream_error
+            inner.final_relayed = outer.final_relayed
             await inner.finish()
 
         self.done_callbacks.insert(0, finish_inner)

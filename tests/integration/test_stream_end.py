@@ -10,6 +10,8 @@ import orjson
 from aiohttp import web
 
 from proxy.upstream import connection_pool
+from tests.integration.test_approval import with_policy
+from tests.integration.test_stream_keepalive import approve_first
 from tests.kit import make_config, modern_headers, modern_request, run_sidecar, start_raw_upstream
 
 CALL_HEADERS = modern_headers("tools/call", "add")
@@ -77,3 +79,19 @@ async def test_an_upstream_stream_that_never_ends_costs_its_connection_after_the
         upstream_handler.end.set()
     assert first[-1]["id"] == 1 and second[-1]["id"] == 2
     assert upstream_handler.ports[0] != upstream_handler.ports[1]
+
+
+async def test_an_approved_call_s_stream_also_ends_early_and_keeps_its_connection(monkeypatch) -> None:
+    with_policy(monkeypatch, "add")
+    upstream_handler = HoldingUpstream()
+    async with start_raw_upstream(upstream_handler) as upstream, run_sidecar(make_config(upstream.url)) as sidecar, \
+            aiohttp.ClientSession() as http:
+        answer = asyncio.create_task(call(http, sidecar.url, 1))
+        await approve_first(http, sidecar.admin_url)
+        events = await answer  # while the upstream still holds its stream open
+        upstream_handler.end.set()
+        pool = sidecar.app.deps.upstream._pool
+        async with asyncio.timeout(5):
+            while not pool._idle:
+                await asyncio.sleep(0.01)
+    assert events[-1]["id"] == 1 and "result" in events[-1]
