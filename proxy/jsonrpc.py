@@ -66,6 +66,11 @@ def error_message(request_id: Any, code: int, message: str, data: Any = None) ->
     return {"jsonrpc": "2.0", "id": request_id, "error": error}
 
 
+def is_response_to(message: Any, request_id: Any) -> bool:
+    """Whether a parsed message is the response (result or error) to the request with this id."""
+    return isinstance(message, dict) and message.get("id") == request_id and "method" not in message
+
+
 def result_message(request_id: Any, result: dict[str, Any]) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": request_id, "result": result}
 

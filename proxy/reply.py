@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from proxy import jsonrpc
 from proxy.sse_codec import SseEvent
 
 ResultHook = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
@@ -122,7 +123,7 @@ class Reply:
                     message = orjson.loads(event.data)
                 except orjson.JSONDecodeError:
                     continue
-                if isinstance(message, dict) and message.get("id") == request_id and "method" not in message:
+                if jsonrpc.is_response_to(message, request_id):
                     self.message = message
                     return message
             return None

@@ -54,12 +54,11 @@ class ResponseStream:
     __slots__ = ("_head", "_head_timer", "_send", "_send_now", "abort", "chunked", "finished", "last_write")
 
     def __init__(self, send: Callable[[bytes], Awaitable[None]], abort: Callable[[], None],
-                 chunked: bool = True, send_now: Callable[[bytes], bool] | None = None,
-                 head: bytes = b"", head_timer: asyncio.TimerHandle | None = None) -> None:
+                 chunked: bool = True, send_now: Callable[[bytes], bool] | None = None, head: bytes = b"") -> None:
         self._send = send
         self._send_now = send_now
         self._head = head  # a deferred head, not sent yet
-        self._head_timer = head_timer
+        self._head_timer: asyncio.TimerHandle | None = None  # sends a deferred head when its time is up
         self.abort = abort  # drop the connection at once, even while a write waits for the client
         self.chunked = chunked
         self.finished = False

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import orjson
 import structlog
 
+from proxy import jsonrpc
 from proxy.approval import ApprovalBook, PendingApproval
 from proxy.config import ApprovalConfig
 from proxy.context import CallContext
@@ -78,7 +79,7 @@ class ApprovalStage:
             async for event in answer.events:
                 yield event
             return
-        if not (isinstance(message, dict) and message.get("id") == ctx.request_id and "method" not in message):
+        if not jsonrpc.is_response_to(message, ctx.request_id):
             error = UpstreamError(f"Upstream answered HTTP {answer.status} without a JSON-RPC response")
             message = error_reply(error, ctx).message
         yield SseEvent(data=orjson.dumps(message).decode())

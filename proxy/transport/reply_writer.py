@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from proxy import jsonrpc
 from proxy.context import CallContext
 from proxy.reply import Reply
 from proxy.sse_codec import SseEvent, encode_event
@@ -33,7 +34,7 @@ def final_response(event: SseEvent, request_id: Any) -> dict[str, Any] | None:
         message = orjson.loads(data)
     except orjson.JSONDecodeError:
         return None
-    if isinstance(message, dict) and message.get("id") == request_id and "method" not in message:
+    if jsonrpc.is_response_to(message, request_id):
         return message
     return None
 
