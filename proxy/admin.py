@@ -6,6 +6,7 @@ import asyncio
 
 from aiohttp import web
 
+from proxy.errors import ApprovalUnavailable
 from proxy.pipeline import Deps
 from proxy.prometheus import CONTENT_TYPE
 
@@ -54,7 +55,11 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def list_approvals(request: web.Request) -> web.Response:
-    return web.json_response({"pending": request.app[ADMIN_DEPS].approvals.pending()})
+    try:
+        pending = await request.app[ADMIN_DEPS].approvals.pending()
+    except ApprovalUnavailable as error:
+        return web.json_response({"error": error.message}, status=503)
+    return web.json_response({"pending": pending})
 
 
 async def decide_approval(request: web.Request) -> web.Response:
@@ -66,7 +71,11 @@ async def decide_approval(request: web.Request) -> web.Response:
         except ValueError:
             return web.json_response({"error": "body must be JSON"}, status=400)
         note = str(body.get("note", "")) if isinstance(body, dict) else ""
-    if not request.app[ADMIN_DEPS].approvals.decide(request.match_info["id"], approved, note):
+    try:
+        decided = await request.app[ADMIN_DEPS].approvals.decide(request.match_info["id"], approved, note)
+    except ApprovalUnavailable as error:
+        return web.json_response({"error": error.message}, status=503)
+    if not decided:
         return web.json_response({"error": "no such pending approval"}, status=404)
     return web.json_response({"id": request.match_info["id"], "approved": approved})
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from proxy.admin import create_admin_app
-from proxy.approval import ApprovalBook
+from proxy.approval import create_approval_book
 from proxy.catalog import ToolCatalog
 from proxy.config import Config
 from proxy.context import CallContext
@@ -39,7 +39,7 @@ class McpApp:
     async def running(self) -> AsyncIterator[McpApp]:
         """The upstream and every stage with a lifecycle started; on exit closed in reverse, telemetry last (the
         spans of the calls drained before are flushed too)."""
-        lifecycles = [stage for stage in self.stages if isinstance(stage, Lifecycle)]
+        lifecycles = [self.deps.approvals, *(stage for stage in self.stages if isinstance(stage, Lifecycle))]
         await self.deps.upstream.start()
         started: list[Lifecycle] = []
         try:
@@ -58,10 +58,12 @@ class McpApp:
 def create_app(config: Config, upstream: Upstream | None = None) -> McpApp:
     upstream = upstream if upstream is not None else create_upstream(config)
     catalog = ToolCatalog(upstream, ttl_seconds=config.upstream.catalog_ttl_seconds)
-    approvals = ApprovalBook(max_pending=config.approval.max_pending)
+    approvals = create_approval_book(config.approval)
     deps = Deps(config=config, upstream=upstream, catalog=catalog, approvals=approvals,
                 telemetry=Telemetry.from_config(config))
     deps.readiness_checks["upstream"] = upstream.readiness
+    if config.approval.backend == "redis":
+        deps.readiness_checks["approvals"] = approvals.readiness
     upstream.on_restart(lambda: deps.metrics.count("upstream_restarts"))
     stages = build_stages(config, deps)
     chain = build_chain(stages, forward_to(upstream, deps.telemetry, catalog))

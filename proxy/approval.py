@@ -1,6 +1,7 @@
 """Human approval of calls that policy marks `require_approval`: a book of pending requests and their outcome.
 
-No aiohttp here: the admin listener and the approval stage both talk to an ApprovalBook.
+No aiohttp here: the admin listener and the approval stage both talk to an ApprovalBook. This one keeps the book in
+the process (one worker, one replica); `proxy.approval_redis` shares it between every sidecar using the same Redis.
 """
 
 from __future__ import annotations
@@ -12,37 +13,60 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy.config import ApprovalConfig
+
+Outcome = tuple[bool, str]  # (approved, the approver's note or why there was no decision)
+
 
 @dataclass(slots=True)
 class PendingApproval:
     id: str
     summary: dict[str, Any]  # what an approver sees: principal, method, tool, reasons (never arguments)
     created: float
-    outcome: asyncio.Future[tuple[bool, str]] = field(repr=False)
+    outcome: asyncio.Future[Outcome] = field(repr=False)
+
+    @classmethod
+    def new(cls, summary: dict[str, Any], created: float) -> PendingApproval:
+        return cls(id=uuid.uuid4().hex, summary=summary, created=created,
+                   outcome=asyncio.get_running_loop().create_future())
+
+    def listing(self) -> dict[str, Any]:
+        return {"id": self.id, "created": self.created, **self.summary}
+
+
+def timed_out(within_seconds: float) -> Outcome:
+    return False, f"no approval within {within_seconds:g}s"
 
 
 class ApprovalBook:
+    """Pending approvals of this process. Every method a store could fail in is async, as the shared book's are."""
+
     def __init__(self, max_pending: int = 1000, clock: Callable[[], float] = time.time) -> None:
         self.max_pending = max_pending
         self.clock = clock
         self._pending: dict[str, PendingApproval] = {}
 
-    def open(self, summary: dict[str, Any]) -> PendingApproval | None:
+    async def start(self) -> None:
+        """Nothing to connect to."""
+
+    async def close(self) -> None:
+        """Nothing to release: the calls still waiting end with the sidecar's drain."""
+
+    async def open(self, summary: dict[str, Any]) -> PendingApproval | None:
         """Register a call awaiting approval; None when the book is full (the caller must then deny)."""
         if len(self._pending) >= self.max_pending:
             return None
-        approval = PendingApproval(id=uuid.uuid4().hex, summary=summary, created=self.clock(),
-                                   outcome=asyncio.get_running_loop().create_future())
+        approval = PendingApproval.new(summary, self.clock())
         self._pending[approval.id] = approval
         return approval
 
-    async def wait(self, approval: PendingApproval, within_seconds: float) -> tuple[bool, str]:
+    async def wait(self, approval: PendingApproval, within_seconds: float) -> Outcome:
         """(approved, note); a timeout is a denial. The entry leaves the book either way."""
         try:
             async with asyncio.timeout(within_seconds):
                 return await asyncio.shield(approval.outcome)
         except TimeoutError:
-            return False, f"no approval within {within_seconds:g}s"
+            return timed_out(within_seconds)
         finally:
             self._pending.pop(approval.id, None)
 
@@ -50,7 +74,7 @@ class ApprovalBook:
         """The call is over (its client left, or its answer is written): nobody waits for a decision any more."""
         self._pending.pop(approval.id, None)
 
-    def decide(self, approval_id: str, approved: bool, note: str = "") -> bool:
+    async def decide(self, approval_id: str, approved: bool, note: str = "") -> bool:
         """Record an approver's decision; False when there is no such pending approval."""
         approval = self._pending.get(approval_id)
         if approval is None or approval.outcome.done():
@@ -58,5 +82,16 @@ class ApprovalBook:
         approval.outcome.set_result((approved, note))
         return True
 
-    def pending(self) -> list[dict[str, Any]]:
-        return [{"id": a.id, "created": a.created, **a.summary} for a in self._pending.values()]
+    async def pending(self) -> list[dict[str, Any]]:
+        return [approval.listing() for approval in self._pending.values()]
+
+    async def readiness(self) -> tuple[bool, str]:
+        return True, "pending approvals kept in this process"
+
+
+def create_approval_book(config: ApprovalConfig) -> ApprovalBook:
+    if config.backend == "redis":
+        from proxy.approval_redis import RedisApprovalBook
+
+        return RedisApprovalBook(config)
+    return ApprovalBook(max_pending=config.max_pending)

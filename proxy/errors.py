@@ -105,6 +105,13 @@ class ApprovalDenied(PolicyDenied):
     error_type = "approval_denied"
 
 
+class ApprovalUnavailable(ApprovalDenied):
+    """No approval can be asked for or decided right now (the shared approval store is unreachable): fail closed."""
+
+    http_status = 503
+    error_type = "approval_unavailable"
+
+
 class RateLimited(ProxyError):
     http_status = 429
     code = jsonrpc.RATE_LIMITED

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import socket
 import subprocess
@@ -157,10 +158,15 @@ def make_ctx(method: str = "tools/call", *, target: str | None = "add", argument
 
 
 async def wait_until(predicate: Any, timeout: float = 5.0, interval: float = 0.02) -> None:
-    """Poll a condition with a hard deadline (for effects that happen on another task or process)."""
+    """Poll a condition (a function, or a coroutine function) with a hard deadline, for effects that happen on
+    another task or process."""
     async with asyncio.timeout(timeout):
-        while not predicate():
+        while not await _holds(predicate()):
             await asyncio.sleep(interval)
+
+
+async def _holds(outcome: Any) -> bool:
+    return bool(await outcome if inspect.isawaitable(outcome) else outcome)
 
 
 @dataclass

@@ -104,12 +104,17 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for name, raw in env.items():
         if name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX):
-            dotted = name[len(ENV_PREFIX) :].lower().replace("__", ".")
-            try:
-                found[dotted] = yaml.safe_load(raw) if raw else raw
-            except yaml.YAMLError:
-                found[dotted] = raw
+            found[name[len(ENV_PREFIX) :].lower().replace("__", ".")] = _env_value(raw)
     return found
+
+
+def _env_value(raw: str) -> Any:
+    """A YAML scalar or list; a mapping only when written as one ({...}): `app:rl:` is a string, not {app:rl: null}."""
+    try:
+        value = yaml.safe_load(raw) if raw else raw
+    except yaml.YAMLError:
+        return raw
+    return raw if isinstance(value, dict) and not raw.lstrip().startswith("{") else value
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from proxy.config.base import HEADER_NAME, RESERVED_UPSTREAM_HEADERS, Section, parse_host_port
+from proxy.config.base import HEADER_NAME, RESERVED_UPSTREAM_HEADERS, Section, check_redis_url, parse_host_port
 
 
 class ServerConfig(Section):
@@ -163,7 +163,20 @@ class AuditConfig(Section):
 
 class ApprovalConfig(Section):
     timeout_seconds: float = Field(default=120.0, gt=0)  # unanswered approvals are denials
-    max_pending: int = Field(default=1000, gt=0)
+    max_pending: int = Field(default=1000, gt=0)  # per sidecar (memory) or for every sidecar sharing Redis
+    # memory: pending approvals live in the process holding the call. redis: every worker and replica sharing the
+    # Redis lists them and can decide them, whichever holds the call.
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "mcp-sidecar:approval:"
+    redis_timeout_seconds: float = Field(default=0.5, gt=0)  # connect and command timeout
+    # A waiting call also looks for its decision this often, in case the published one was missed (a reconnect).
+    recheck_seconds: float = Field(default=2.0, gt=0)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        return check_redis_url(value)
 
 
 class LoggingConfig(Section):

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from proxy.config.base import Section
+from proxy.config.base import Section, check_redis_url
 from proxy.limits import check_key_part
 
 
@@ -49,9 +49,7 @@ class RateLimitsConfig(Section):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL")
-        return value
+        return check_redis_url(value)
 
     @model_validator(mode="after")
     def _unique_names(self) -> RateLimitsConfig:

@@ -38,7 +38,7 @@ class ApprovalStage:
             return await call_next(ctx)
         summary = {"principal": ctx.principal.subject, "method": ctx.method, "target": ctx.target,
                    "reasons": list(ctx.record.policy_reasons), "decision_id": ctx.record.decision_id}
-        approval = self.book.open(summary)
+        approval = await self.book.open(summary)  # ApprovalUnavailable: fail closed
         if approval is None:
             raise ApprovalDenied("Approval queue is full; try again later")
         ctx.record.approval_id = approval.id

@@ -90,7 +90,7 @@ async def test_unanswered_approval_times_out_as_a_denial(stateless_upstream, mon
     config = make_config(stateless_upstream, approval__timeout_seconds=0.3)
     async with run_sidecar(config) as sidecar, Client(sidecar.url, cache=None) as client:
         result = await client.call_tool("delete_file", {"path": "/tmp/y"})
-        assert sidecar.app.deps.approvals.pending() == []
+        assert await sidecar.app.deps.approvals.pending() == []
     assert result.is_error is True and "no approval within 0.3s" in result.content[0].text
 
 

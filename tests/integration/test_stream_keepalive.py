@@ -98,8 +98,8 @@ async def test_a_denial_after_the_wait_arrives_as_the_stream_s_event(stateless_u
     with_policy(monkeypatch, "delete_file")
     async with run_sidecar(make_config(stateless_upstream)) as sidecar, aiohttp.ClientSession() as http:
         async with await post_call(http, sidecar.url, "delete_file", {"path": "/"}) as response:
-            await wait_until(lambda: bool(sidecar.app.deps.approvals.pending()))
-            waiting = sidecar.app.deps.approvals.pending()
+            await wait_until(sidecar.app.deps.approvals.pending)
+            waiting = await sidecar.app.deps.approvals.pending()
             async with http.post(f"{sidecar.admin_url}/approvals/{waiting[0]['id']}/deny",
                                  json={"note": "weekend freeze"}) as decided:
                 assert decided.status == 200
@@ -150,13 +150,19 @@ async def test_an_sdk_client_gets_its_result_through_the_keepalives(stateless_up
     assert result.is_error is False and result.content[0].text == "deleted /tmp/s"
 
 
+async def is_empty(book: ApprovalBook) -> bool:
+    return await book.pending() == []
+
+
 async def test_a_client_leaving_during_the_wait_withdraws_its_approval(stateless_upstream, monkeypatch) -> None:
     with_policy(monkeypatch, "delete_file")
     async with run_sidecar(make_config(stateless_upstream)) as sidecar, aiohttp.ClientSession() as http:
         response = await post_call(http, sidecar.url, "delete_file", {"path": "/tmp/g"})
-        await wait_until(lambda: len(sidecar.app.deps.approvals.pending()) == 1)
+        book = sidecar.app.deps.approvals
+        await wait_until(book.pending)
+        assert len(await book.pending()) == 1
         response.close()  # the client goes away before anyone decides
-        await wait_until(lambda: sidecar.app.deps.approvals.pending() == [])
+        await wait_until(lambda: is_empty(book))
 
 
 async def test_a_streamed_answer_finished_unread_withdraws_its_approval() -> None:
@@ -169,9 +175,9 @@ async def test_a_streamed_answer_finished_unread_withdraws_its_approval() -> Non
         raise AssertionError("an undecided call must not reach the upstream")
 
     reply = await stage(ctx, never)
-    assert reply.is_stream and len(book.pending()) == 1
+    assert reply.is_stream and len(await book.pending()) == 1
     await reply.finish()
-    assert book.pending() == []
+    assert await book.pending() == []
 
 
 async def test_an_idle_legacy_sse_stream_gets_keepalives() -> None:

@@ -25,6 +25,15 @@ def test_file_then_environment_then_overrides(tmp_path: Path) -> None:
     assert config.server.listen == "127.0.0.1:2"
 
 
+def test_an_environment_value_ending_in_a_colon_stays_a_string() -> None:
+    """Key prefixes look like `app:rl:`, which YAML alone would read as a one-key mapping."""
+    env = {"MCP_SIDECAR__RATE_LIMITS__KEY_PREFIX": "app:rl:", "MCP_SIDECAR__APPROVAL__KEY_PREFIX": "app:approval:",
+           "MCP_SIDECAR__CACHE__TOOLS": "{echo: {ttl_seconds: 5}}"}
+    config = load_config(None, env=env, overrides={"upstream.url": "http://a/mcp", "auth.mode": "off"})
+    assert config.rate_limits.key_prefix == "app:rl:" and config.approval.key_prefix == "app:approval:"
+    assert config.cache.tools["echo"].ttl_seconds == 5  # a mapping written as one still is one
+
+
 def test_every_problem_is_reported_with_its_path() -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(None, env={}, overrides={"upstream.url": "x", "server.workers": 0, "audit.sink": "file"})

@@ -1,0 +1,244 @@
+"""Approvals shared through Redis (`approval.backend: redis`): any sidecar sharing the Redis lists and decides a call
+that waits in another, the pending limit holds for all of them, and a Redis that is away fails closed."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import orjson
+import redis.asyncio as redis
+from mcp import Client
+
+from proxy.approval_redis import RedisApprovalBook
+from proxy.config import ApprovalConfig
+from tests.integration.test_approval import with_policy
+from tests.kit import (
+    child_env,
+    free_port,
+    make_config,
+    modern_headers,
+    modern_request,
+    run_sidecar,
+    stop_process,
+    wait_for_port,
+    wait_until,
+)
+from tests.redis_kit import SHARED_URL, needs_redis_server, needs_shared_redis, private_redis, unique_prefix
+
+
+def redis_approvals(upstream: str, prefix: str, url: str = SHARED_URL, **extra):
+    return make_config(upstream, approval__backend="redis", approval__redis_url=url, approval__key_prefix=prefix,
+                       **extra)
+
+
+async def listed(http: aiohttp.ClientSession, admin: str) -> list[dict]:
+    async with http.get(admin + "/approvals") as response:
+        assert response.status == 200
+        return (await response.json())["pending"]
+
+
+async def wait_listed(http: aiohttp.ClientSession, admin: str, count: int = 1) -> list[dict]:
+    async with asyncio.timeout(5):
+        while len(waiting := await listed(http, admin)) < count:
+            await asyncio.sleep(0.02)
+    return waiting
+
+
+async def redis_keys(prefix: str) -> list[bytes]:
+    async with redis.Redis.from_url(SHARED_URL) as raw:
+        pending = await raw.zrange(prefix + "pending", 0, -1)
+        return [*pending, *await raw.keys(prefix + "item:*"), *await raw.keys(prefix + "decision:*")]
+
+
+@needs_shared_redis
+async def test_a_call_waiting_in_one_sidecar_is_listed_and_decided_through_another(
+        stateless_upstream, monkeypatch) -> None:
+    with_policy(monkeypatch, "delete_file")
+    prefix = unique_prefix("approval")
+    async with (run_sidecar(redis_approvals(stateless_upstream, prefix)) as holder,
+                run_sidecar(redis_approvals(stateless_upstream, prefix)) as other,
+                aiohttp.ClientSession() as http, Client(holder.url, cache=None) as client):
+        call = asyncio.create_task(client.call_tool("delete_file", {"path": "/tmp/shared"}))
+        waiting = await wait_listed(http, other.admin_url)
+        assert await listed(http, holder.admin_url) == waiting  # one book, whichever sidecar is asked
+        async with http.post(f"{other.admin_url}/approvals/{waiting[0]['id']}/approve") as response:
+            assert response.status == 200
+        approved = await asyncio.wait_for(call, 5)
+        async with http.post(f"{holder.admin_url}/approvals/{waiting[0]['id']}/deny") as response:
+            assert response.status == 404  # decided once
+
+        denied_call = asyncio.create_task(client.call_tool("delete_file", {"path": "/etc"}))
+        second = await wait_listed(http, other.admin_url)
+        async with http.post(f"{other.admin_url}/approvals/{second[0]['id']}/deny",
+                             json={"note": "not on a Friday"}) as response:
+            assert response.status == 200
+        denied = await asyncio.wait_for(denied_call, 5)
+        await wait_until(lambda: _no_keys(prefix))
+    assert waiting[0]["target"] == "delete_file" and "arguments" not in waiting[0]
+    assert approved.is_error is False and approved.content[0].text == "deleted /tmp/shared"
+    assert denied.is_error is True and "not on a Friday" in denied.content[0].text
+
+
+async def _no_keys(prefix: str) -> bool:
+    return await redis_keys(prefix) == []
+
+
+@needs_shared_redis
+async def test_the_pending_limit_counts_every_sidecar(stateless_upstream, monkeypatch) -> None:
+    with_policy(monkeypatch, "delete_file")
+    prefix = unique_prefix("approval")
+    configs = [redis_approvals(stateless_upstream, prefix, approval__max_pending=1) for _ in range(2)]
+    async with (run_sidecar(configs[0]) as first, run_sidecar(configs[1]) as second, aiohttp.ClientSession() as http,
+                Client(first.url, cache=None) as one, Client(second.url, cache=None) as two):
+        held = asyncio.create_task(one.call_tool("delete_file", {"path": "/tmp/a"}))
+        waiting = await wait_listed(http, second.admin_url)
+        refused = await two.call_tool("delete_file", {"path": "/tmp/b"})
+        async with http.post(f"{second.admin_url}/approvals/{waiting[0]['id']}/approve") as response:
+            assert response.status == 200
+        assert (await asyncio.wait_for(held, 5)).is_error is False
+    assert refused.is_error is True and "Approval queue is full" in refused.content[0].text
+
+
+@needs_shared_redis
+async def test_an_undecided_call_times_out_as_a_denial_and_cannot_be_decided_after(
+        stateless_upstream, monkeypatch) -> None:
+    with_policy(monkeypatch, "delete_file")
+    prefix = unique_prefix("approval")
+    config = redis_approvals(stateless_upstream, prefix, approval__timeout_seconds=0.4)
+    async with (run_sidecar(config) as sidecar, aiohttp.ClientSession() as http,
+                Client(sidecar.url, cache=None) as client):
+        call = asyncio.create_task(client.call_tool("delete_file", {"path": "/tmp/late"}))
+        waiting = await wait_listed(http, sidecar.admin_url)
+        result = await asyncio.wait_for(call, 5)
+        async with http.post(f"{sidecar.admin_url}/approvals/{waiting[0]['id']}/approve") as response:
+            late = response.status
+        assert await redis_keys(prefix) == []
+    assert result.is_error is True and "no approval within 0.4s" in result.content[0].text
+    assert late == 404
+
+
+@needs_shared_redis
+async def test_a_decision_whose_message_was_missed_is_found_by_the_waiting_call() -> None:
+    """The decision is stored, but its published message never reaches the waiter (as during a reconnect)."""
+    prefix = unique_prefix("approval")
+    book = RedisApprovalBook(ApprovalConfig(backend="redis", key_prefix=prefix, recheck_seconds=0.1))
+    await book.start()
+    try:
+        approval = await book.open({"method": "tools/call", "target": "delete_file"})
+        assert approval is not None
+        async with redis.Redis.from_url(SHARED_URL) as raw:
+            decision = orjson.dumps({"id": approval.id, "approved": True, "note": "fine"})
+            await raw.zrem(prefix + "pending", approval.id)
+            await raw.set(f"{prefix}decision:{approval.id}", decision, px=10_000)  # stored, never published
+        outcome = await asyncio.wait_for(book.wait(approval, within_seconds=5), 2)
+        await wait_until(lambda: _no_keys(prefix))
+    finally:
+        await book.close()
+    assert outcome == (True, "fine")
+
+
+@needs_shared_redis
+async def test_a_client_leaving_withdraws_its_approval_from_redis(stateless_upstream, monkeypatch) -> None:
+    with_policy(monkeypatch, "delete_file")
+    prefix = unique_prefix("approval")
+    async with run_sidecar(redis_approvals(stateless_upstream, prefix)) as sidecar, aiohttp.ClientSession() as http:
+        body = modern_request("tools/call", {"name": "delete_file", "arguments": {"path": "/tmp/gone"}})
+        response = await http.post(sidecar.url, json=body, headers=modern_headers("tools/call", "delete_file"))
+        await wait_listed(http, sidecar.admin_url)
+        response.close()  # before anyone decides
+        await wait_until(lambda: _no_keys(prefix))
+        assert await listed(http, sidecar.admin_url) == []
+
+
+@needs_redis_server
+async def test_redis_away_fails_closed_and_recovers(stateless_upstream, monkeypatch) -> None:
+    with_policy(monkeypatch, "delete_file")
+    with private_redis() as server:
+        prefix = unique_prefix("approval")
+        config = redis_approvals(stateless_upstream, prefix, url=server.url, approval__redis_timeout_seconds=0.2,
+                                 approval__recheck_seconds=0.1)
+        async with (run_sidecar(config) as sidecar, aiohttp.ClientSession() as http,
+                    Client(sidecar.url, cache=None) as client):
+            server.stop()
+            refused = await client.call_tool("delete_file", {"path": "/tmp/x"})
+            unaffected = await client.call_tool("add", {"a": 2, "b": 3})
+            async with http.get(sidecar.admin_url + "/approvals") as response:
+                listing = response.status, await response.json()
+            async with http.post(f"{sidecar.admin_url}/approvals/abc/approve") as response:
+                deciding = response.status
+            async with http.get(sidecar.admin_url + "/readyz") as response:
+                ready = response.status, (await response.json())["checks"]["approvals"]
+
+            server.start()  # back: the subscription is restored and approvals work again
+            call = asyncio.create_task(client.call_tool("delete_file", {"path": "/tmp/y"}))
+            waiting = await wait_listed(http, sidecar.admin_url)
+            async with http.post(f"{sidecar.admin_url}/approvals/{waiting[0]['id']}/approve") as response:
+                assert response.status == 200
+            approved = await asyncio.wait_for(call, 5)
+    assert refused.is_error is True and "approval store is unreachable" in refused.content[0].text
+    assert unaffected.structured_content == {"result": 5}
+    assert listing[0] == 503 and "unreachable" in listing[1]["error"]
+    assert deciding == 503
+    assert ready[0] == 200 and ready[1]["ok"] is True and "refused" in ready[1]["detail"]
+    assert approved.is_error is False and approved.content[0].text == "deleted /tmp/y"
+
+
+APPROVE_DELETES = """package mcp
+import rego.v1
+
+decision := {"allow": true, "obligations": {"require_approval": true}} if input.mcp.tool.name == "delete_file"
+
+decision := {"allow": true} if not input.mcp.tool.name == "delete_file"
+
+visible contains item.key if some item in input.mcp.list.items
+"""
+
+
+@needs_shared_redis
+async def test_two_workers_share_the_book(stateless_upstream: str, tmp_path: Path) -> None:
+    """The admin port is shared like the MCP port: each admin connection reaches either worker, and every one of them
+    lists the waiting call and can approve it."""
+    (tmp_path / "policy.rego").write_text(APPROVE_DELETES)
+    prefix = unique_prefix("approval")
+    port, admin = free_port(), free_port()
+    env = child_env(MCP_SIDECAR__AUDIT__ENABLED="false", MCP_SIDECAR__AUTH__MODE="off",
+                    MCP_SIDECAR__POLICY__ENGINE="rego", MCP_SIDECAR__POLICY__DIRECTORY=str(tmp_path),
+                    MCP_SIDECAR__APPROVAL__BACKEND="redis", MCP_SIDECAR__APPROVAL__REDIS_URL=SHARED_URL,
+                    MCP_SIDECAR__APPROVAL__KEY_PREFIX=prefix)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "serve", "--workers", "2", "--upstream", stateless_upstream,
+         "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    admin_url = f"http://127.0.0.1:{admin}"
+    try:
+        wait_for_port(port, process=process)
+        body = modern_request("tools/call", {"name": "delete_file", "arguments": {"path": "/tmp/w"}})
+        async with aiohttp.ClientSession() as caller:
+            json_only = {**modern_headers("tools/call", "delete_file"), "Accept": "application/json"}
+            call = asyncio.create_task(_post_json(caller, f"http://127.0.0.1:{port}/mcp", body, json_only))
+            async with aiohttp.ClientSession() as first:
+                waiting = await wait_listed(first, admin_url)
+            seen = []
+            for _ in range(12):  # a fresh connection each time, so the kernel picks a worker each time
+                async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as fresh:
+                    seen.append(await listed(fresh, admin_url))
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as approver, \
+                    approver.post(f"{admin_url}/approvals/{waiting[0]['id']}/approve") as response:
+                assert response.status == 200
+            answer = await asyncio.wait_for(call, 5)
+    finally:
+        stop_process(process)
+    assert all(listing == waiting for listing in seen)
+    assert answer["result"]["content"][0]["text"] == "deleted /tmp/w"
+
+
+async def _post_json(http: aiohttp.ClientSession, url: str, body: dict, headers: dict) -> dict:
+    async with http.post(url, json=body, headers=headers) as response:
+        assert response.status == 200
+        return await response.json()
+
+
