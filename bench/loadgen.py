@@ -5,8 +5,9 @@
 
 Both protocol eras: `modern` (2026-07-28: stateless POSTs carrying MCP-Protocol-Version, Mcp-Method and Mcp-Name
 headers and the _meta envelope) and `legacy` (2025-11-25: one initialize handshake per client, then calls on its
-Mcp-Session-Id). JSON and SSE responses are both read to the final response. Every call sends distinct arguments
-unless --repeat is given (then every call is the same one: what a cache hit looks like).
+Mcp-Session-Id, which a DELETE ends after the run). JSON and SSE responses are both read to the final response.
+Every call sends distinct arguments unless --repeat is given (then every call is the same one: what a cache hit
+looks like).
 """
 
 from __future__ import annotations
@@ -108,6 +109,14 @@ class Client:
         async with self.http.post(self.spec.url, data=note, headers=self.headers) as response:
             await response.read()
 
+    async def close(self) -> None:
+        """End a legacy session as a well-behaved client does, so that sessions do not pile up in the server over a
+        run (its memory, and the garbage collector's work, would grow from one measurement to the next)."""
+        if "Mcp-Session-Id" not in self.headers:
+            return
+        async with self.http.delete(self.spec.url, headers=self.headers) as response:
+            await response.read()
+
     def next_call(self) -> tuple[int, bytes]:
         call_id = next(self.ids)
         text = "hello" if self.spec.repeat else f"{self.prefix}{call_id}"
@@ -165,6 +174,7 @@ async def run_load(spec: LoadSpec) -> LoadResult:
         deadline = started + spec.duration
         await asyncio.gather(*(_drive(client, deadline, result) for client in clients))
         result.elapsed = time.perf_counter() - started
+        await asyncio.gather(*(client.close() for client in clients))
     return result
 
 
