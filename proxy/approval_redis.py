@@ -22,6 +22,7 @@ import structlog
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from proxy.approval import ApprovalBook, Outcome, PendingApproval, timed_out
 from proxy.config import ApprovalConfig
@@ -30,6 +31,7 @@ from proxy.errors import ApprovalUnavailable
 log = structlog.get_logger("proxy.approval")
 
 REDIS_FAILURES = (RedisError, OSError, TimeoutError)
+UNANSWERED = (RedisTimeoutError, TimeoutError)  # the command may have run all the same
 DECISION_KEEP_MS = 60_000  # a decision outlives its message this long, for a waiter that missed the message
 RESUBSCRIBE_SECONDS = 1.0
 
@@ -38,10 +40,12 @@ local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 """
 # KEYS: pending, item. ARGV: id, ttl ms, max pending, item JSON. 1 when opened, 0 when the book is full.
+# `pending` lives as long as its last deadline: the ids of calls whose sidecar died go with it.
 OPEN = _NOW_MS + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[2])
 return 1
 """
@@ -104,7 +108,10 @@ class RedisApprovalBook(ApprovalBook):
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
         if self._chores:
-            await asyncio.wait(self._chores, timeout=self.config.redis_timeout_seconds * 2)
+            _, late = await asyncio.wait(self._chores, timeout=self.config.redis_timeout_seconds * 2)
+            for chore in late:  # not left running on a closed client
+                chore.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         await self.client.aclose()
 
     async def open(self, summary: dict[str, Any]) -> PendingApproval | None:
@@ -114,7 +121,12 @@ class RedisApprovalBook(ApprovalBook):
         try:
             opened = await self._open(keys=self._keys(approval.id)[:2], args=[approval.id, ttl_ms, self.max_pending,
                                                                               item])
+        except asyncio.CancelledError:
+            self._chore(self._forget(approval.id))  # opened perhaps, and nobody would wait for it: leave none behind
+            raise
         except REDIS_FAILURES as error:
+            if isinstance(error, UNANSWERED):  # the same: the script may have run before the timeout
+                self._chore(self._forget(approval.id))
             log.error("approval.redis_unreachable", step="open", error=str(error) or error.__class__.__name__)
             raise ApprovalUnavailable("Approval cannot be requested right now: the approval store is unreachable") \
                 from None
@@ -132,7 +144,7 @@ class RedisApprovalBook(ApprovalBook):
                     async with asyncio.timeout(min(left, self.config.recheck_seconds)):
                         return await asyncio.shield(approval.outcome)
                 except TimeoutError:
-                    decision = await self._stored_decision(approval.id)
+                    decision = _delivered(approval) or await self._stored_decision(approval.id)
                     if decision is not None:
                         return decision
             return await self._expire(approval, within_seconds)
@@ -151,7 +163,8 @@ class RedisApprovalBook(ApprovalBook):
                                                                                 DECISION_KEEP_MS, self.channel]))
         except REDIS_FAILURES as error:
             log.error("approval.redis_unreachable", step="decide", error=str(error) or error.__class__.__name__)
-            raise ApprovalUnavailable("The approval store is unreachable; the decision was not recorded") from None
+            raise ApprovalUnavailable("The approval store is unreachable; the decision may not have been recorded") \
+                from None
 
     async def pending(self) -> list[dict[str, Any]]:
         try:
@@ -175,7 +188,7 @@ class RedisApprovalBook(ApprovalBook):
             decision = await self._close(keys=self._keys(approval.id), args=[approval.id])
         except REDIS_FAILURES as error:
             log.error("approval.redis_unreachable", step="expire", error=str(error) or error.__class__.__name__)
-            return timed_out(within_seconds)
+            return _delivered(approval) or timed_out(within_seconds)  # a published decision was a recorded one
         self._pending.pop(approval.id, None)  # closed in Redis already: nothing left to forget
         return _outcome(decision) if decision is not None else timed_out(within_seconds)
 
@@ -204,15 +217,17 @@ class RedisApprovalBook(ApprovalBook):
         while True:
             subscriber = redis.Redis.from_url(self.config.redis_url, health_check_interval=30,
                                               socket_connect_timeout=self.config.redis_timeout_seconds)
-            pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
+            pubsub = subscriber.pubsub()
             try:
                 await pubsub.subscribe(self.channel)
-                if not subscribed:
-                    log.info("approval.subscription_restored")
-                subscribed = True
-                await self._recheck_waiting()  # decisions given while there was no subscription
                 async for message in pubsub.listen():
-                    self._deliver(message["data"])
+                    if message["type"] == "message":
+                        self._deliver(message["data"])
+                    elif message["type"] == "subscribe":  # confirmed, not just sent (and again after a reconnect)
+                        if not subscribed:
+                            log.info("approval.subscription_restored")
+                        subscribed = True
+                        await self._recheck_waiting()  # decisions given while there was no subscription
             except REDIS_FAILURES as error:
                 if subscribed:
                     log.warning("approval.subscription_lost", error=str(error) or error.__class__.__name__)
@@ -236,6 +251,10 @@ class RedisApprovalBook(ApprovalBook):
             decision = await self._stored_decision(approval_id)
             if decision is not None and not approval.outcome.done():
                 approval.outcome.set_result(decision)
+
+
+def _delivered(approval: PendingApproval) -> Outcome | None:
+    return approval.outcome.result() if approval.outcome.done() else None
 
 
 def _outcome(stored: bytes) -> Outcome:

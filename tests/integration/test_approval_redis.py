@@ -10,11 +10,16 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+import pytest
 import redis.asyncio as redis
+import structlog
 from mcp import Client
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from proxy import approval_redis
 from proxy.approval_redis import RedisApprovalBook
 from proxy.config import ApprovalConfig
+from proxy.errors import ApprovalUnavailable
 from tests.integration.test_approval import with_policy
 from tests.kit import (
     child_env,
@@ -242,3 +247,117 @@ async def _post_json(http: aiohttp.ClientSession, url: str, body: dict, headers:
         return await response.json()
 
 
+def book_at(prefix: str, **extra) -> RedisApprovalBook:
+    return RedisApprovalBook(ApprovalConfig(backend="redis", key_prefix=prefix, **extra))
+
+
+async def drop_keys(prefix: str) -> None:
+    """What a test's stubbed script left behind."""
+    async with redis.Redis.from_url(SHARED_URL) as raw:
+        if keys := await raw.keys(prefix + "*"):
+            await raw.delete(*keys)
+
+
+@needs_shared_redis
+@pytest.mark.parametrize("failure", ["cancelled", "timed out"])
+async def test_an_open_whose_answer_is_lost_leaves_no_approval_behind(failure: str) -> None:
+    """OPEN ran in Redis, but its answer never came: the client left meanwhile, or the command timed out. The
+    approval must not stay listed (an approver could grant a call that is gone) nor hold a pending slot."""
+    prefix = unique_prefix("approval")
+    book = book_at(prefix)
+    script, answered = book._open, asyncio.Event()
+
+    async def ran_unanswered(**command):
+        await script(**command)
+        if failure == "timed out":
+            raise RedisTimeoutError("Timeout reading from redis")
+        await answered.wait()  # never set: the answer is still on its way
+
+    book._open = ran_unanswered
+    try:
+        opening = asyncio.create_task(book.open({"method": "tools/call", "target": "delete_file"}))
+        if failure == "cancelled":
+            await wait_until(lambda: redis_keys(prefix))
+            opening.cancel()
+        with pytest.raises((asyncio.CancelledError, ApprovalUnavailable)):
+            await asyncio.wait_for(opening, 2)
+        await wait_until(lambda: _no_keys(prefix), timeout=2)
+    finally:
+        await book.close()
+
+
+@needs_shared_redis
+async def test_the_pending_set_expires_with_its_last_deadline() -> None:
+    """A sidecar that dies with calls waiting leaves their ids in `pending`; the set must not outlive them."""
+    prefix = unique_prefix("approval")
+    book = book_at(prefix, timeout_seconds=5)
+    try:
+        approval = await book.open({"method": "tools/call", "target": "delete_file"})
+        async with redis.Redis.from_url(SHARED_URL) as raw:
+            ttl = await raw.pttl(prefix + "pending")
+        if approval is not None:
+            book.withdraw(approval)
+    finally:
+        await book.close()
+    assert approval is not None and 0 < ttl <= 5000
+
+
+@needs_shared_redis
+async def test_a_decision_delivered_while_the_store_fails_at_the_deadline_is_kept() -> None:
+    """The decision's message arrived (so it was recorded: its approver got 200) while the closing read failed."""
+    prefix = unique_prefix("approval")
+    book = book_at(prefix)
+    try:
+        approval = await book.open({"method": "tools/call", "target": "delete_file"})
+        assert approval is not None
+
+        async def message_then_failure(**_command):
+            book._deliver(orjson.dumps({"id": approval.id, "approved": True, "note": "fine"}))
+            raise RedisTimeoutError("Timeout reading from redis")
+
+        book._close = message_then_failure
+        outcome = await asyncio.wait_for(book.wait(approval, within_seconds=0.05), 2)
+    finally:
+        await book.close()
+        await drop_keys(prefix)
+    assert outcome == (True, "fine")
+
+
+@needs_shared_redis
+async def test_close_leaves_no_cleanup_running() -> None:
+    prefix = unique_prefix("approval")
+    book = book_at(prefix, redis_timeout_seconds=0.05)
+    hung = asyncio.Event()
+
+    async def never_answered(**_command):
+        await hung.wait()
+
+    approval = await book.open({"method": "tools/call", "target": "delete_file"})
+    book._close = never_answered
+    book.withdraw(approval)
+    chores = set(book._chores)
+    await asyncio.wait_for(book.close(), 2)
+    await drop_keys(prefix)
+    assert chores and all(chore.done() for chore in chores)
+
+
+@needs_redis_server
+async def test_a_refused_subscription_is_reported_once(monkeypatch) -> None:
+    """SUBSCRIBE sent is not SUBSCRIBE granted (here an ACL refuses the channel): no 'restored' for it, so no
+    lost/restored pair in the log at every attempt."""
+    monkeypatch.setattr(approval_redis, "RESUBSCRIBE_SECONDS", 0.05)
+    with private_redis() as server, structlog.testing.capture_logs() as logs:
+        async with redis.Redis.from_url(server.url) as raw:
+            await raw.execute_command("ACL", "SETUSER", "approver", "on", ">pw", "~*", "+@all", "resetchannels")
+            book = book_at(unique_prefix("approval"), redis_url=f"redis://approver:pw@127.0.0.1:{server.port}/0")
+            await book.start()
+            try:
+                await wait_until(lambda: refusals(raw, 3))
+            finally:
+                await book.close()
+    assert [log["event"] for log in logs if log["event"].startswith("approval.subscription")] == [
+        "approval.subscription_lost"]
+
+
+async def refusals(raw: redis.Redis, count: int) -> bool:
+    return sum(int(entry["count"]) for entry in await raw.acl_log()) >= count
