@@ -127,7 +127,7 @@ class RedisApprovalBook(ApprovalBook):
         except REDIS_FAILURES as error:
             if isinstance(error, UNANSWERED):  # the same: the script may have run before the timeout
                 self._chore(self._forget(approval.id))
-            log.error("approval.redis_unreachable", step="open", error=str(error) or error.__class__.__name__)
+            _log_unreachable("open", error)
             raise ApprovalUnavailable("Approval cannot be requested right now: the approval store is unreachable") \
                 from None
         if not opened:
@@ -162,7 +162,7 @@ class RedisApprovalBook(ApprovalBook):
             return bool(await self._decide(keys=self._keys(approval_id), args=[approval_id, decision,
                                                                                 DECISION_KEEP_MS, self.channel]))
         except REDIS_FAILURES as error:
-            log.error("approval.redis_unreachable", step="decide", error=str(error) or error.__class__.__name__)
+            _log_unreachable("decide", error)
             raise ApprovalUnavailable("The approval store is unreachable; the decision may not have been recorded") \
                 from None
 
@@ -170,7 +170,7 @@ class RedisApprovalBook(ApprovalBook):
         try:
             items = await self._list(keys=[self.prefix + "pending"], args=[self.prefix + "item:"])
         except REDIS_FAILURES as error:
-            log.error("approval.redis_unreachable", step="list", error=str(error) or error.__class__.__name__)
+            _log_unreachable("list", error)
             raise ApprovalUnavailable("The approval store is unreachable") from None
         return [orjson.loads(item) for item in items if item]
 
@@ -187,7 +187,7 @@ class RedisApprovalBook(ApprovalBook):
         try:
             decision = await self._close(keys=self._keys(approval.id), args=[approval.id])
         except REDIS_FAILURES as error:
-            log.error("approval.redis_unreachable", step="expire", error=str(error) or error.__class__.__name__)
+            _log_unreachable("expire", error)
             return _delivered(approval) or timed_out(within_seconds)  # a published decision was a recorded one
         self._pending.pop(approval.id, None)  # closed in Redis already: nothing left to forget
         return _outcome(decision) if decision is not None else timed_out(within_seconds)
@@ -251,6 +251,10 @@ class RedisApprovalBook(ApprovalBook):
             decision = await self._stored_decision(approval_id)
             if decision is not None and not approval.outcome.done():
                 approval.outcome.set_result(decision)
+
+
+def _log_unreachable(step: str, error: BaseException) -> None:
+    log.error("approval.redis_unreachable", step=step, error=str(error) or error.__class__.__name__)
 
 
 def _delivered(approval: PendingApproval) -> Outcome | None:

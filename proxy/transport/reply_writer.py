@@ -50,3 +50,10 @@ async def hooked_event(reply: Reply, event: SseEvent, message: dict[str, Any]) -
     data = orjson.dumps(message).decode()
     return SseEvent(data=data, event=event.event, id=event.id, raw=encode_event(data, event=event.event,
                                                                                   event_id=event.id))
+
+
+async def close_events(reply: Reply) -> None:
+    """Stop reading the upstream's stream (after the final response: only its end was left to come)."""
+    close = getattr(reply.events, "aclose", None)
+    if close is not None:
+        await close()

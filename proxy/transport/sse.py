@@ -30,7 +30,7 @@ from proxy.reply import EVENT_STREAM, Reply
 from proxy.sse_codec import encode_event
 from proxy.transport import envelope
 from proxy.transport.heartbeat import StreamHeartbeat
-from proxy.transport.reply_writer import final_body, final_response, hooked_event
+from proxy.transport.reply_writer import close_events, final_body, final_response, hooked_event
 from proxy.transport.streamable_http import STREAM_HEADERS
 
 log = structlog.get_logger("proxy.transport.sse")
@@ -197,10 +197,15 @@ class LegacySseHandler:
                     event = await hooked_event(reply, event, final)
                     self._learn_version(client, ctx, reply.message)
                 client.send(event.data)
+                if final is not None and not reply.stream_buffered:
+                    reply.final_relayed = True  # the request's stream ends with its answer: its end is not awaited
+                    break
         except UpstreamError as error:
             if ctx.is_request and not final_seen:
                 client.send(orjson.dumps(error_reply(error, ctx).message).decode())
         finally:
+            if reply.final_relayed:
+                await close_events(reply)
             await reply.finish()
 
     def _send_final(self, client: LegacyClient, ctx: CallContext, body: bytes, status: int) -> bool:

@@ -18,7 +18,7 @@ from proxy.reply import Reply
 from proxy.sse_codec import encode_event
 from proxy.transport import envelope
 from proxy.transport.heartbeat import StreamHeartbeat
-from proxy.transport.reply_writer import final_body, final_response, hooked_event
+from proxy.transport.reply_writer import close_events, final_body, final_response, hooked_event
 
 log = structlog.get_logger("proxy.transport")
 
@@ -107,14 +107,8 @@ async def _write_stream(request: HttpRequest, ctx: CallContext | None, reply: Re
                     break
                 await response.write(chunk)
     if reply.final_relayed:  # the upstream's stream still has its end to come: stop reading it here
-        await _close_events(reply)
+        await close_events(reply)
     return response
-
-
-async def _close_events(reply: Reply) -> None:
-    close = getattr(reply.events, "aclose", None)
-    if close is not None:
-        await close()
 
 
 async def _relayed(ctx: CallContext | None, reply: Reply) -> AsyncIterator[bytes]:

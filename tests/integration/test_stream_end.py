@@ -95,3 +95,24 @@ async def test_an_approved_call_s_stream_also_ends_early_and_keeps_its_connectio
             while not pool._idle:
                 await asyncio.sleep(0.01)
     assert events[-1]["id"] == 1 and "result" in events[-1]
+
+
+async def test_a_legacy_sse_client_s_answer_does_not_hold_the_upstream_stream(monkeypatch) -> None:
+    """The 2024-11-05 transport (GET /sse, POST /messages/) puts the answer on the client's stream and stops reading the
+    upstream's: a stream whose end never comes costs its connection after the drain bound, not until it idles out."""
+    monkeypatch.setattr(connection_pool, "DRAIN_SECONDS", 0.2)
+    upstream_handler = HoldingUpstream()
+    async with start_raw_upstream(upstream_handler) as upstream, run_sidecar(make_config(upstream.url)) as sidecar, \
+            aiohttp.ClientSession() as http, asyncio.timeout(5):
+        stream = await http.get(f"http://{sidecar.config.server.listen}/sse")
+        endpoint = (await stream.content.readuntil(b"\n\n")).decode().split("data: ")[1].strip()
+        body = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "add", "arguments": {}}}
+        async with http.post(f"http://{sidecar.config.server.listen}{endpoint}", json=body) as accepted:
+            assert accepted.status == 202
+        events = [await stream.content.readuntil(b"\n\n") for _ in range(2)]
+        pool = sidecar.app.deps.upstream._pool
+        while pool._open:  # the upstream's end never comes: closed after the drain bound
+            await asyncio.sleep(0.01)
+        stream.close()
+        upstream_handler.end.set()
+    assert b'"progress"' in events[0] and b'"id":7,"result"' in events[1]
