@@ -214,8 +214,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
         groups = [{**group, "targets": chosen[group["name"]]} for group in groups if group["name"] in chosen]
     if args.groups:
         groups = [group for group in groups if group["name"] in args.groups.split(",")]
+    rounds = args.rounds or source["rounds"]
+    if rounds > 1 and rounds % 2:
+        raise SystemExit(f"--rounds {rounds}: use an even number, so that every forward round has its backward one "
+                         "and a drift of the machine over the run weighs on every target alike")
     return Settings(groups=groups, clients=[int(c) for c in (args.clients or source["clients"])],
-                    seconds=args.seconds or source["seconds"], rounds=args.rounds or source["rounds"],
+                    seconds=args.seconds or source["seconds"], rounds=rounds,
                     warmup_seconds=source["warmup_seconds"], quick=args.quick)
 
 
@@ -250,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--groups", help="comma-separated group names to run (default: all)")
     parser.add_argument("--clients", nargs="+", help="client counts (default from scenarios)")
     parser.add_argument("--seconds", type=float, help="seconds per measurement")
-    parser.add_argument("--rounds", type=int, help="alternation rounds per group")
+    parser.add_argument("--rounds", type=int, help="alternation rounds per group (1, or an even number)")
     parser.add_argument("--out", default=str(HERE / "results"), help="directory for latest.json and the chart")
     parser.add_argument("--readme", default=None, help="Markdown file whose results section to rewrite "
                         "(default: bench/README.md, except with --quick); 'none' to skip")
