@@ -31,4 +31,5 @@ policy-test: install
 
 bench: install
 	$(PY) -m pip install -q -e '.[dev,bench]'
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || echo "nginx not found: the ref-* targets will be skipped (apt-get install nginx-light)"
 	$(PY) -m bench.run

@@ -31,7 +31,8 @@ def cores() -> tuple[set[int] | None, set[int] | None]:
 
 @dataclass
 class Proc:
-    """A child process of the run, pinned to `cpus` (None: wherever the kernel likes)."""
+    """A child process of the run, pinned to `cpus` (None: wherever the kernel likes): `program` with `args`, by
+    default this Python (`args` then start with -m)."""
 
     name: str
     args: Sequence[str]
@@ -40,6 +41,7 @@ class Proc:
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    program: str = sys.executable
 
     def start(self, log_dir: Path) -> Proc:
         cpus = self.cpus
@@ -47,7 +49,7 @@ class Proc:
         self.log_path = log_dir / f"{self.name}.log"
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, *self.args], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+            [self.program, *self.args], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
             preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )
         log.close()

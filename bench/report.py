@@ -59,7 +59,8 @@ def checks(results: list[Row]) -> list[Row]:
                   _ratio(results, "sdk-modern", "cache-hit", "direct", 1, "p50_ms"), ">= 3", True))
     specs.append(("cache hit vs SDK upstream, throughput at 32 clients (times)",
                   _ratio(results, "sdk-modern", "cache-hit", "direct", 32, "calls_per_s"), ">= 3", True))
-    peaks = [row["peak_rss_mb"] for row in results if row.get("peak_rss_mb") and row["clients"] == 32]
+    peaks = [row["peak_rss_mb"] for row in results
+             if row.get("peak_rss_mb") and row["clients"] == 32 and not row["target"].startswith("ref-")]
     specs.append(("highest sidecar peak RSS at 32 clients, MB", max(peaks) if peaks else None, "< 120", False))
     return [_verdict(name, value, goal, higher) for name, value, goal, higher in specs]
 
@@ -122,6 +123,7 @@ def markdown(results: dict[str, Any], chart: Path | None) -> str:
         lines += ["", "Against a client that sends trace context itself (`direct-traced`; a decomposition, not a "
                   "target): " + "; ".join(f"full / direct-traced at 32 clients, {group}: {value:.2f}"
                                           for group, value in traced if value is not None) + "."]
+    lines += _reference_lines(rows)
     lines += ["", "| target (issue 9) | measured | goal | met |", "|---|---:|---|---|"]
     for check in results["checks"]:
         met = {True: "yes", False: "**no**", None: "not measured"}[check["ok"]]
@@ -143,6 +145,31 @@ def markdown(results: dict[str, Any], chart: Path | None) -> str:
     if chart is not None:
         lines += ["", f"![latency percentiles]({chart})"]
     return "\n".join(lines)
+
+
+def references(results: list[Row]) -> list[tuple[str, float | None]]:
+    """The sidecar against nginx placed where it runs (bench/reference.py), same run: the share of a gap to
+    `direct` that any proxy on that core pays here, and the floor of a cache hit."""
+    found: list[tuple[str, float | None]] = []
+    for group in ("sdk-modern", "sdk-legacy"):
+        found.append((f"ref-nginx / direct throughput at 32 clients, {group}",
+                      _ratio(results, group, "ref-nginx", "direct", 32, "calls_per_s")))
+        for target in ("passthrough", "full"):
+            found.append((f"{target} / ref-nginx throughput at 32 clients, {group}",
+                          _ratio(results, group, target, "ref-nginx", 32, "calls_per_s")))
+    found.append(("ref-nginx: added p50 at 1 client, sdk-modern, ms", _added_p50(results, "sdk-modern", "ref-nginx")))
+    found.append(("ref-static vs SDK upstream, p50 at 1 client (times faster; the most a cache hit can show)",
+                  _ratio(results, "sdk-modern", "ref-static", "direct", 1, "p50_ms")))
+    return [(name, value) for name, value in found if value is not None]
+
+
+def _reference_lines(rows: list[Row]) -> list[str]:
+    found = references(rows)
+    if not found:
+        return []
+    return ["", "Against nginx on the sidecar's core (`ref-nginx` proxies, `ref-static` answers a canned result; a "
+            "yardstick, not a target; its CPU and RSS are nginx's own):", "", "| comparison | measured |",
+            "|---|---:|", *(f"| {name} | {value} |" for name, value in found)]
 
 
 def _cpu(row: Row) -> str:

@@ -21,10 +21,11 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
-from bench import report
+from bench import reference, report
 from bench.credentials import bench_credentials
 from bench.loadgen import LoadResult, LoadSpec, run_load, summarize
 from bench.procs import ROOT, Proc, cores, free_port, machine_counters, machine_noise
@@ -148,7 +149,8 @@ class Run:
             if name in ("direct", "direct-traced"):  # the load generator calls the upstream itself
                 targets.append(Target(name, upstream_url))
                 continue
-            target = self.sidecar(name, group["name"], upstream_url)
+            maker = self.reference if name in reference.NAMES else self.sidecar
+            target = maker(name, group["name"], upstream_url)
             if target is not None:
                 targets.append(target)
         for target in targets:
@@ -171,6 +173,20 @@ class Run:
         proc = Proc(f"sidecar-{group}-{name}", ["-m", "proxy", "serve", "--config", str(config)], port,
                     self.sidecar_cpus)
         return Target(name, f"http://127.0.0.1:{port}/mcp", profile, proc.start(self.work))
+
+    def reference(self, name: str, group: str, upstream_url: str) -> Target | None:
+        """nginx on the sidecar's core (bench/reference.py): what any proxy placed there costs on this machine."""
+        skipped = reference.skip_reason()
+        if skipped:
+            self.skipped.append({"group": group, "target": name, "reason": skipped})
+            return None
+        port = free_port()
+        config = self.work / f"nginx-{group}-{name}.conf"
+        config.write_text(reference.nginx_config(name, port, urlsplit(upstream_url).port or 80, self.work))
+        proc = Proc(f"{name}-{group}", reference.nginx_args(config, self.work), port, self.sidecar_cpus,
+                    program=reference.nginx_binary() or "nginx")
+        load = {"repeat": True} if name == "ref-static" else {}
+        return Target(name, f"http://127.0.0.1:{port}/mcp", Profile(name, load=load), proc.start(self.work))
 
     async def measure(self, target: Target, upstream: Proc, era: str, clients: int) -> None:
         if self.settings.warmup_seconds:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench import profiles
-from bench.report import checks, yardstick
+from bench.report import checks, references, yardstick
 
 BASE = {"server": {"listen": "127.0.0.1:1", "admin_listen": "127.0.0.1:2"}, "upstream": {"url": "http://u/mcp"},
         "auth": {"mode": "off"}}
@@ -61,3 +61,16 @@ def test_the_yardstick_divides_sidecar_cpu_by_the_raw_upstream_s_own_in_the_same
                {**row, "target": "full", "clients": 32, "cpu_us_per_call_best_round": 300.0}]  # no 32-client base
     assert yardstick(results) == [{"target": "passthrough", "clients": 1, "raw_upstream_cpu_us": 100.0,
                                    "sidecar_cpu_us": 150.0, "times_raw_upstream": 1.5}]
+
+
+def test_references_compare_the_sidecar_with_nginx_in_the_same_run() -> None:
+    row = {"group": "sdk-modern", "clients": 32, "p50_ms": 2.0}
+    results = [{**row, "target": "direct", "calls_per_s": 1000.0},
+               {**row, "target": "ref-nginx", "calls_per_s": 880.0, "peak_rss_mb": 8.0},
+               {**row, "target": "full", "calls_per_s": 900.0, "peak_rss_mb": 100.0}]
+    found = dict(references(results))
+    assert found == {"ref-nginx / direct throughput at 32 clients, sdk-modern": 0.88,
+                     "full / ref-nginx throughput at 32 clients, sdk-modern": pytest.approx(1.023, abs=1e-3)}
+    # nginx's memory is no sidecar's: the RSS target reads the sidecar rows only
+    rss = {check["name"]: check for check in checks(results)}["highest sidecar peak RSS at 32 clients, MB"]
+    assert rss["measured"] == 100.0
