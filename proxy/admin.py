@@ -51,7 +51,8 @@ async def metrics(request: web.Request) -> web.Response:
     reader = request.app[ADMIN_DEPS].telemetry.prometheus
     if reader is None:
         raise web.HTTPNotFound(text="metrics are disabled (telemetry.enabled / telemetry.prometheus)")
-    return web.Response(body=reader.render(), headers={"Content-Type": CONTENT_TYPE})
+    # Off the event loop: collecting takes a while with many series, and with workers it reads and writes files.
+    return web.Response(body=await asyncio.to_thread(reader.render), headers={"Content-Type": CONTENT_TYPE})
 
 
 async def list_approvals(request: web.Request) -> web.Response:

@@ -7,14 +7,10 @@ interval instead of adding a PeriodicExportingMetricReader (which doubled the pe
 
 from __future__ import annotations
 
-import threading
-
-import structlog
 from opentelemetry.sdk.metrics.export import MetricExporter
 
+from proxy.periodic import PeriodicThread
 from proxy.prometheus import PrometheusReader
-
-log = structlog.get_logger("proxy.metrics")
 
 
 class MetricPush:
@@ -25,29 +21,18 @@ class MetricPush:
                  timeout_seconds: float = 10.0) -> None:
         self.reader = reader
         self.exporter = exporter
-        self.interval_seconds = interval_seconds
         self.timeout_millis = timeout_seconds * 1000
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="otlp-metric-push", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stopped.wait(self.interval_seconds):
-            self.push()
+        self._thread = PeriodicThread(self._push, interval_seconds, "otlp-metric-push", "metrics.push_failed")
 
     def push(self) -> None:
-        try:
-            data = self.reader.snapshot()
-            if data is not None:
-                self.exporter.export(data, timeout_millis=self.timeout_millis)
-        except Exception:  # an unreachable collector must not end the thread
-            log.exception("metrics.push_failed")
+        self._thread.run_once()
+
+    def _push(self) -> None:
+        data = self.reader.snapshot()
+        if data is not None:
+            self.exporter.export(data, timeout_millis=self.timeout_millis)
 
     def shutdown(self) -> None:
         """Blocking (HTTP): call it off the event loop, before the MeterProvider is shut down."""
-        if self._stopped.is_set():
-            return
-        self._stopped.set()
-        self._thread.join(timeout=self.timeout_millis / 1000)
-        self.push()
+        self._thread.stop(self.timeout_millis / 1000)
         self.exporter.shutdown()

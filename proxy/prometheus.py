@@ -27,24 +27,37 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.core import Metric as Family
 
+from proxy.worker_metrics import WorkerMetrics
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _UNIT_SUFFIX = {"s": "seconds", "ms": "milliseconds", "By": "bytes"}
 _INVALID = re.compile(r"[^a-zA-Z0-9_:]")
 
 
 class PrometheusReader(MetricReader):
-    """A pull reader: each scrape collects the current cumulative state and renders it."""
+    """A pull reader: each scrape collects the current cumulative state and renders it. With `shared` (several
+    workers), a scrape publishes this worker's state and renders the sum over every worker's."""
 
-    def __init__(self) -> None:
+    def __init__(self, shared: WorkerMetrics | None = None) -> None:
         super().__init__()
+        self.shared = shared
         self._data: MetricsData | None = None
         self._included: list[tuple[str, Callable[[], Metric]]] = []
         self._collecting = threading.Lock()  # scrapes (event loop) and the OTLP push thread both collect
+        self._collector = _Collector(self)
         self._registry = CollectorRegistry(auto_describe=False)
-        self._registry.register(_Collector(self))
+        self._registry.register(self._collector)
 
     def render(self) -> bytes:
-        return generate_latest(self._registry)
+        if self.shared is None:
+            return generate_latest(self._registry)
+        self.publish()
+        return generate_latest(_Families(self.shared.merged()))  # type: ignore[arg-type]
+
+    def publish(self) -> None:
+        """This worker's families into the shared directory (only with `shared`)."""
+        assert self.shared is not None
+        self.shared.publish(list(self._collector.collect()))
 
     def snapshot(self) -> MetricsData | None:
         with self._collecting:
@@ -75,6 +88,16 @@ def _with_included(data: MetricsData, included: list[tuple[str, Callable[[], Met
         else:
             scopes[index] = replace(scopes[index], metrics=[*scopes[index].metrics, produce()])
     return MetricsData([replace(first, scope_metrics=scopes), *others])
+
+
+class _Families:
+    """What generate_latest needs of a registry: families to collect."""
+
+    def __init__(self, families: list[Family]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Family]:
+        return self._families
 
 
 class _Collector:

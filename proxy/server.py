@@ -14,14 +14,16 @@ import os
 import resource
 import signal
 import sys
+import tempfile
 import time
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import structlog
 from aiohttp import web
 
+from proxy import worker_metrics
 from proxy.app import McpApp, create_apps
 from proxy.config import Config, parse_host_port
 from proxy.listener import HttpServer
@@ -123,9 +125,28 @@ def run(config: Config) -> int:
     """Serve until signalled; the process exit code."""
     if config.server.workers > 1:
         _preflight(config)  # a policy that cannot load stops every worker: say so once, as exit 2
-        return supervise(config)
+        with _shared_metrics(config) as worker_config:
+            return supervise(worker_config)
     _serve_forever(config)
     return 0
+
+
+@contextlib.contextmanager
+def _shared_metrics(config: Config) -> Iterator[Config]:
+    """The workers' config, with the directory where they share their metrics (proxy/worker_metrics.py): the
+    configured one, emptied of an earlier run's files, or a temporary one removed when the last worker is gone."""
+    telemetry = config.telemetry
+    if not (telemetry.enabled and telemetry.prometheus):
+        yield config
+    elif telemetry.worker_metrics_dir:
+        directory = Path(telemetry.worker_metrics_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        worker_metrics.clear(directory)
+        yield config
+    else:
+        with tempfile.TemporaryDirectory(prefix="mcp-sidecar-metrics-") as directory:
+            yield config.model_copy(
+                update={"telemetry": telemetry.model_copy(update={"worker_metrics_dir": directory})})
 
 
 def _preflight(config: Config) -> None:

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -35,9 +36,11 @@ from proxy.config import Config, TelemetryConfig
 from proxy.context import CallContext
 from proxy.metric_push import MetricPush
 from proxy.metrics import SidecarMetrics
+from proxy.periodic import PeriodicThread
 from proxy.prometheus import PrometheusReader
 from proxy.reply import Reply
 from proxy.spans import SpanRecorder
+from proxy.worker_metrics import WorkerMetrics
 
 SCOPE = "mcp-sidecar"
 DEFAULT_SERVICE_NAME = "mcp-sidecar"
@@ -102,9 +105,10 @@ class Telemetry:
     def __init__(self, config: TelemetryConfig, spans: SpanRecorder | None = None,
                  meter_provider: MeterProvider | None = None, prometheus: PrometheusReader | None = None,
                  upstream_url: str | None = None, metric_push: MetricPush | None = None,
-                 prometheus_only: bool = False) -> None:
+                 prometheus_only: bool = False, publisher: PeriodicThread | None = None) -> None:
         self.config = config
         self.metric_push = metric_push
+        self.publisher = publisher  # this worker's metrics into the directory the workers share
         self.spans = spans
         self.meter_provider = meter_provider
         self.prometheus = prometheus
@@ -141,7 +145,8 @@ class Telemetry:
         spans = SpanRecorder(resource, TraceIdRatioBased(settings.sampling_ratio), [*processors, *span_processors],
                              SCOPE)
         readers = list(metric_readers)
-        prometheus = PrometheusReader() if section.prometheus else None
+        shared = WorkerMetrics(Path(section.worker_metrics_dir)) if section.worker_metrics_dir else None
+        prometheus = PrometheusReader(shared) if section.prometheus else None
         if prometheus is not None:
             readers.append(prometheus)
         push = None
@@ -156,8 +161,13 @@ class Telemetry:
                 readers.append(PeriodicExportingMetricReader(
                     exporter, export_interval_millis=settings.metric_interval_seconds * 1000))
         meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
+        publisher = None
+        if prometheus is not None and shared is not None:
+            # A worker that no scrape reaches still has its share counted; its last one goes out on shutdown.
+            publisher = PeriodicThread(prometheus.publish, section.worker_metrics_publish_seconds,
+                                       "worker-metrics-publish", "metrics.publish_failed")
         return cls(section, spans, meter_provider, prometheus, config.upstream.url, push,
-                   prometheus_only=prometheus is not None and readers == [prometheus])
+                   prometheus_only=prometheus is not None and readers == [prometheus], publisher=publisher)
 
     @property
     def enabled(self) -> bool:
@@ -172,6 +182,8 @@ class Telemetry:
             await asyncio.to_thread(self.spans.shutdown)
         if self.metric_push is not None:  # its last push reads the Prometheus reader: before the provider stops
             await asyncio.to_thread(self.metric_push.shutdown)
+        if self.publisher is not None:  # likewise
+            await asyncio.to_thread(self.publisher.stop, 5.0)
         if self.meter_provider is not None:
             await asyncio.to_thread(self.meter_provider.shutdown)
 

@@ -90,6 +90,29 @@ def serve_process(args: list[str], port: int, path: str = "/mcp", env: dict[str,
         stop_process(process)
 
 
+@dataclass
+class Workers:
+    process: subprocess.Popen[bytes]
+    url: str  # the MCP endpoint
+    admin: str  # the admin listener's base URL
+
+
+@contextlib.contextmanager
+def serve_workers(upstream: str, env: dict[str, str], workers: int = 2) -> Iterator[Workers]:
+    """`mcp-sidecar serve --workers N` in front of `upstream`, listening once entered; stopped on exit. Its stderr
+    is a pipe the test may read."""
+    port, admin = free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "serve", "--workers", str(workers), "--upstream", upstream,
+         "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port, process=process)
+        yield Workers(process, f"http://127.0.0.1:{port}/mcp", f"http://127.0.0.1:{admin}")
+    finally:
+        stop_process(process)
+
+
 def make_config(upstream_url: str = "http://127.0.0.1:9/mcp", **dotted: Any) -> Config:
     """A validated Config for tests: audit and auth off unless asked for, free ports, and any dotted overrides."""
     overrides: dict[str, Any] = {

@@ -18,6 +18,10 @@ class TelemetryConfig(Section):
     otlp_metrics: bool = True  # also push metrics over OTLP when an endpoint is set
     metric_export_interval_seconds: float = Field(default=15.0, gt=0)
     prometheus: bool = True  # serve Prometheus text on the admin listener's /metrics
+    # With server.workers > 1: where the workers share their metrics, so that /metrics (answered by any one of them)
+    # reports the sum of all. None: a temporary directory the supervisor makes and removes.
+    worker_metrics_dir: str | None = None
+    worker_metrics_publish_seconds: float = Field(default=5.0, gt=0)  # how stale another worker's share may be
     # The sidecar's trace context into the forwarded params._meta and the traceparent header, so the upstream's spans
     # join the trace. Off: the upstream gets the message as the client sent it (an upstream without tracing, or
     # outside the trust boundary: trace ids are then not handed to it).

@@ -4,8 +4,6 @@ that waits in another, the pending limit holds for all of them, and a Redis that
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -23,13 +21,11 @@ from proxy.errors import ApprovalUnavailable
 from tests.integration.test_approval import with_policy
 from tests.kit import (
     child_env,
-    free_port,
     make_config,
     modern_headers,
     modern_request,
     run_sidecar,
-    stop_process,
-    wait_for_port,
+    serve_workers,
     wait_until,
 )
 from tests.redis_kit import SHARED_URL, needs_redis_server, needs_shared_redis, private_redis, unique_prefix
@@ -209,22 +205,16 @@ async def test_two_workers_share_the_book(stateless_upstream: str, tmp_path: Pat
     lists the waiting call and can approve it."""
     (tmp_path / "policy.rego").write_text(APPROVE_DELETES)
     prefix = unique_prefix("approval")
-    port, admin = free_port(), free_port()
     env = child_env(MCP_SIDECAR__AUDIT__ENABLED="false", MCP_SIDECAR__AUTH__MODE="off",
                     MCP_SIDECAR__POLICY__ENGINE="rego", MCP_SIDECAR__POLICY__DIRECTORY=str(tmp_path),
                     MCP_SIDECAR__APPROVAL__BACKEND="redis", MCP_SIDECAR__APPROVAL__REDIS_URL=SHARED_URL,
                     MCP_SIDECAR__APPROVAL__KEY_PREFIX=prefix)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "proxy", "serve", "--workers", "2", "--upstream", stateless_upstream,
-         "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    admin_url = f"http://127.0.0.1:{admin}"
-    try:
-        wait_for_port(port, process=process)
+    with serve_workers(stateless_upstream, env) as workers:
+        admin_url = workers.admin
         body = modern_request("tools/call", {"name": "delete_file", "arguments": {"path": "/tmp/w"}})
         async with aiohttp.ClientSession() as caller:
             json_only = {**modern_headers("tools/call", "delete_file"), "Accept": "application/json"}
-            call = asyncio.create_task(_post_json(caller, f"http://127.0.0.1:{port}/mcp", body, json_only))
+            call = asyncio.create_task(_post_json(caller, workers.url, body, json_only))
             async with aiohttp.ClientSession() as first:
                 waiting = await wait_listed(first, admin_url)
             seen = []
@@ -235,8 +225,6 @@ async def test_two_workers_share_the_book(stateless_upstream: str, tmp_path: Pat
                     approver.post(f"{admin_url}/approvals/{waiting[0]['id']}/approve") as response:
                 assert response.status == 200
             answer = await asyncio.wait_for(call, 5)
-    finally:
-        stop_process(process)
     assert all(listing == waiting for listing in seen)
     assert answer["result"]["content"][0]["text"] == "deleted /tmp/w"
 

@@ -10,12 +10,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.kit import child_env, free_port, modern_headers, modern_request, stop_process, wait_for_port, wait_until
+from tests.kit import child_env, free_port, modern_headers, modern_request, serve_workers, wait_until
 
 SIDECAR_ENV = child_env(MCP_SIDECAR__AUDIT__ENABLED="false", MCP_SIDECAR__AUTH__MODE="off")
 
@@ -38,17 +40,8 @@ def socket_count(pid: int) -> int:
 
 @pytest.fixture
 def two_workers(stateful_upstream: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "proxy", "serve", "--workers", "2", "--upstream", stateful_upstream,
-         "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{free_port()}"],
-        env=SIDECAR_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    try:
-        wait_for_port(port, process=process)
-        yield process, f"http://127.0.0.1:{port}/mcp"
-    finally:
-        stop_process(process)
+    with serve_workers(stateful_upstream, SIDECAR_ENV) as workers:
+        yield workers.process, workers.url
 
 
 async def test_both_workers_accept_and_answer(two_workers: tuple[subprocess.Popen[bytes], str]) -> None:
@@ -117,3 +110,37 @@ def test_a_broken_policy_is_reported_once_by_the_parent_with_exit_2(stateless_up
     assert done.returncode == 2
     assert done.stderr.count(b"does not load") == 1 and b"broken.rego" in done.stderr
     assert b"worker" not in done.stderr
+
+
+async def scraped_calls(admin: str) -> float:
+    """tools/call count in one scrape, on a new connection (so the kernel picks the worker again)."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+        async with session.get(f"{admin}/metrics") as response:
+            text = await response.text()
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == "mcp_sidecar_calls_total" and sample.labels.get("mcp_method_name") == "tools/call")
+
+
+async def test_metrics_count_the_calls_of_every_worker_whichever_answers(stateless_upstream: str,
+                                                                         tmp_path: Path) -> None:
+    env = {**SIDECAR_ENV, "MCP_SIDECAR__TELEMETRY__WORKER_METRICS_DIR": str(tmp_path),
+           "MCP_SIDECAR__TELEMETRY__WORKER_METRICS_PUBLISH_SECONDS": "0.2"}
+    with serve_workers(stateless_upstream, env) as workers:
+        await wait_until(lambda: len(worker_pids(workers.process.pid)) == 2, timeout=10)
+        calls = 20  # each on its own connection: SO_REUSEPORT spreads them (all on one worker: odds 2**-19)
+        for number in range(calls):
+            async with aiohttp.ClientSession() as session:
+                body = modern_request("tools/call", {"name": "add", "arguments": {"a": number, "b": 1}})
+                async with session.post(workers.url, json=body,
+                                        headers=modern_headers("tools/call", "add")) as response:
+                    assert response.status == 200
+        await wait_until(lambda: _equals(scraped_calls(workers.admin), calls), timeout=5)
+        scrapes = [await scraped_calls(workers.admin) for _ in range(12)]  # reaching either worker
+        published = sorted(int(name.removeprefix("worker-").removesuffix(".json")) for name in os.listdir(tmp_path)
+                           if name.startswith("worker-"))
+        assert published == sorted(worker_pids(workers.process.pid))
+    assert scrapes == [calls] * 12
+
+
+async def _equals(value: Any, expected: float) -> bool:
+    return await value == expected

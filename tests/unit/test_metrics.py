@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from proxy.metric_push import MetricPush
 from proxy.metrics import OTHER, BoundedLabels, SidecarMetrics
 from proxy.prometheus import PrometheusReader, prometheus_name
+from proxy.worker_metrics import WorkerMetrics
 from tests.kit import make_ctx
 
 
@@ -153,3 +154,22 @@ def test_durations_aggregated_by_the_sidecar_render_as_the_sdks() -> None:
         ("error_type", ""), ("gen_ai_tool_name", "add"), ("le", "0.01"), ("mcp_method_name", "tools/call"),
         ("mcp_protocol_version", "2026-07-28")))
     assert ours[bucket] == 1  # a value on a bound falls in that bound's bucket
+
+
+def test_with_workers_each_scrape_renders_the_sum_of_every_worker(tmp_path) -> None:
+    def worker(pid: int) -> tuple[SidecarMetrics, PrometheusReader]:
+        reader = PrometheusReader(WorkerMetrics(tmp_path, pid, alive=lambda _: True))
+        provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+        return SidecarMetrics(provider.get_meter("test"), 200), reader
+
+    (first, first_reader), (second, second_reader) = worker(1), worker(2)
+    for metrics, calls in ((first, 2), (second, 3)):
+        for _ in range(calls):
+            ctx = make_ctx(target="add")
+            metrics.started(ctx)
+            metrics.finished(ctx, None, 0.01)
+    second_reader.publish()  # as its publisher thread does; the first publishes when it answers the scrape
+    labels = (("gen_ai_tool_name", "add"), ("mcp_method_name", "tools/call"), ("mcp_sidecar_outcome", "allowed"))
+    assert samples(first_reader)[("mcp_sidecar_calls_total", labels)] == 5
+    assert samples(second_reader)[("mcp_sidecar_calls_total", labels)] == 5
+    assert samples(first_reader)[("mcp_sidecar_in_flight", (("mcp_method_name", "tools/call"),))] == 0
