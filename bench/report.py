@@ -28,6 +28,24 @@ def _ratio(results: list[Row], group: str, target: str, base: str, clients: int,
     return round(value, 3)
 
 
+def _round_spread(results: list[Row], group: str, target: str, base: str, clients: int, key: str,
+                  added: bool = False) -> str | None:
+    """Lowest and highest of the same comparison made round by round (round k of each target falls in the same
+    alternation round): how far the machine's weather moved the figure within this run."""
+    row, base_row = find(results, group, target, clients), find(results, group, base, clients)
+    if not row or not base_row:
+        return None
+    values = []
+    for mine, theirs in zip(row.get("rounds", []), base_row.get("rounds", []), strict=False):
+        if not mine.get(key) or not theirs.get(key):
+            continue
+        if added:
+            values.append(mine[key] - theirs[key])
+        else:
+            values.append(mine[key] / theirs[key] if key == "calls_per_s" else theirs[key] / mine[key])
+    return f"{min(values):.2f} .. {max(values):.2f}" if len(values) > 1 else None
+
+
 def _added_p50(results: list[Row], group: str, target: str) -> float | None:
     row, base = find(results, group, target, 1), find(results, group, "direct", 1)
     if not row or not base or row["p50_ms"] is None or base["p50_ms"] is None:
@@ -42,27 +60,32 @@ def _field(results: list[Row], group: str, target: str, clients: int, key: str) 
 
 def checks(results: list[Row]) -> list[Row]:
     """The issue's targets on this run's figures; `ok` is None where the run did not measure it."""
-    specs: list[tuple[str, float | None, str, bool]] = []
+    specs: list[tuple[str, float | None, str, bool, str | None]] = []
     for target in ("full", "passthrough"):
         specs.append((f"{target} / direct throughput, SDK upstream (modern), 32 clients",
-                      _ratio(results, "sdk-modern", target, "direct", 32, "calls_per_s"), ">= 0.95", True))
+                      _ratio(results, "sdk-modern", target, "direct", 32, "calls_per_s"), ">= 0.95", True,
+                      _round_spread(results, "sdk-modern", target, "direct", 32, "calls_per_s")))
         specs.append((f"{target}: added p50 at 1 client, SDK upstream (modern), ms",
-                      _added_p50(results, "sdk-modern", target), "< 1.0", False))
+                      _added_p50(results, "sdk-modern", target), "< 1.0", False,
+                      _round_spread(results, "sdk-modern", target, "direct", 1, "p50_ms", added=True)))
     specs.append(("full / direct throughput, SDK upstream (legacy, SSE), 32 clients",
-                  _ratio(results, "sdk-legacy", "full", "direct", 32, "calls_per_s"), ">= 0.95", True))
+                  _ratio(results, "sdk-legacy", "full", "direct", 32, "calls_per_s"), ">= 0.95", True,
+                  _round_spread(results, "sdk-legacy", "full", "direct", 32, "calls_per_s")))
     for target, limit in (("passthrough", 200.0), ("full", 500.0), ("full-sampled", 500.0)):
         for clients in (1, 32):
             specs.append((f"sidecar CPU per call, {target}, raw upstream, {clients} client(s), us (best round)",
                           _field(results, "raw-modern", target, clients, "cpu_us_per_call_best_round"),
-                          f"< {limit:g}", False))
+                          f"< {limit:g}", False, None))
     specs.append(("cache hit vs SDK upstream, p50 at 1 client (times faster)",
-                  _ratio(results, "sdk-modern", "cache-hit", "direct", 1, "p50_ms"), ">= 3", True))
+                  _ratio(results, "sdk-modern", "cache-hit", "direct", 1, "p50_ms"), ">= 3", True,
+                  _round_spread(results, "sdk-modern", "cache-hit", "direct", 1, "p50_ms")))
     specs.append(("cache hit vs SDK upstream, throughput at 32 clients (times)",
-                  _ratio(results, "sdk-modern", "cache-hit", "direct", 32, "calls_per_s"), ">= 3", True))
+                  _ratio(results, "sdk-modern", "cache-hit", "direct", 32, "calls_per_s"), ">= 3", True,
+                  _round_spread(results, "sdk-modern", "cache-hit", "direct", 32, "calls_per_s")))
     peaks = [row["peak_rss_mb"] for row in results
              if row.get("peak_rss_mb") and row["clients"] == 32 and not row["target"].startswith("ref-")]
-    specs.append(("highest sidecar peak RSS at 32 clients, MB", max(peaks) if peaks else None, "< 120", False))
-    return [_verdict(name, value, goal, higher) for name, value, goal, higher in specs]
+    specs.append(("highest sidecar peak RSS at 32 clients, MB", max(peaks) if peaks else None, "< 120", False, None))
+    return [_verdict(*spec) for spec in specs]
 
 
 def yardstick(results: list[Row]) -> list[Row]:
@@ -79,10 +102,10 @@ def yardstick(results: list[Row]) -> list[Row]:
     return rows
 
 
-def _verdict(name: str, value: float | None, goal: str, higher_is_better: bool) -> Row:
+def _verdict(name: str, value: float | None, goal: str, higher_is_better: bool, spread: str | None) -> Row:
     bound = float(goal.split()[-1])
     ok = None if value is None else (value >= bound if higher_is_better else value < bound)
-    return {"name": name, "measured": value, "target": goal, "ok": ok}
+    return {"name": name, "measured": value, "target": goal, "ok": ok, "rounds": spread}
 
 
 def write(results: dict[str, Any], out: Path, readme: Path | None) -> None:
@@ -124,10 +147,12 @@ def markdown(results: dict[str, Any], chart: Path | None) -> str:
                   "target): " + "; ".join(f"full / direct-traced at 32 clients, {group}: {value:.2f}"
                                           for group, value in traced if value is not None) + "."]
     lines += _reference_lines(rows)
-    lines += ["", "| target (issue 9) | measured | goal | met |", "|---|---:|---|---|"]
+    lines += ["", "| target (issue 9) | measured | round by round, lowest .. highest | goal | met |",
+              "|---|---:|---:|---|---|"]
     for check in results["checks"]:
         met = {True: "yes", False: "**no**", None: "not measured"}[check["ok"]]
-        lines.append(f"| {check['name']} | {check['measured']} | {check['target']} | {met} |")
+        lines.append(f"| {check['name']} | {check['measured']} | {check.get('rounds') or ''} | {check['target']} | "
+                     f"{met} |")
     scaled = yardstick(rows)
     if scaled:
         lines += ["", "The CPU targets in units of the machine: the sidecar's CPU per call (best round) over the "

@@ -74,3 +74,15 @@ def test_references_compare_the_sidecar_with_nginx_in_the_same_run() -> None:
     # nginx's memory is no sidecar's: the RSS target reads the sidecar rows only
     rss = {check["name"]: check for check in checks(results)}["highest sidecar peak RSS at 32 clients, MB"]
     assert rss["measured"] == 100.0
+
+
+def test_a_check_gives_the_round_by_round_spread_of_its_comparison() -> None:
+    row = {"group": "sdk-modern", "clients": 32, "p50_ms": 2.0}
+    results = [{**row, "target": "direct", "calls_per_s": 1000.0,
+                "rounds": [{"calls_per_s": 1000.0}, {"calls_per_s": 800.0}]},
+               {**row, "target": "full", "calls_per_s": 900.0,
+                "rounds": [{"calls_per_s": 1100.0}, {"calls_per_s": 640.0}]}]
+    verdicts = {check["name"]: check for check in checks(results)}
+    throughput = verdicts["full / direct throughput, SDK upstream (modern), 32 clients"]
+    assert throughput["rounds"] == "0.80 .. 1.10"
+    assert verdicts["highest sidecar peak RSS at 32 clients, MB"]["rounds"] is None
