@@ -125,6 +125,8 @@ def run(config: Config) -> int:
     """Serve until signalled; the process exit code."""
     if config.server.workers > 1:
         _preflight(config)  # a policy that cannot load stops every worker: say so once, as exit 2
+        for warning in per_worker_state(config):
+            log.warning("workers.state_not_shared", detail=warning, workers=config.server.workers)
         with _shared_metrics(config) as worker_config:
             return supervise(worker_config)
     _serve_forever(config)
@@ -147,6 +149,21 @@ def _shared_metrics(config: Config) -> Iterator[Config]:
         with tempfile.TemporaryDirectory(prefix="mcp-sidecar-metrics-") as directory:
             yield config.model_copy(
                 update={"telemetry": telemetry.model_copy(update={"worker_metrics_dir": directory})})
+
+
+def per_worker_state(config: Config) -> list[str]:
+    """What each worker keeps for itself that a deployment may expect to be shared, said once at startup."""
+    found = []
+    if config.rate_limits.buckets and config.rate_limits.backend == "memory":
+        found.append("rate limits count per worker (rate_limits.backend: memory): a caller whose connections reach "
+                     "several workers gets up to that many times each limit; use rate_limits.backend: redis")
+    if config.approval.backend == "memory" and config.policy.engine != "off":
+        found.append("approvals are kept per worker (approval.backend: memory): a call waits in one worker and only "
+                     "that worker's admin listener lists it; use approval.backend: redis")
+    if config.upstream.url is None:
+        found.append("each worker spawns or connects its own upstream and holds its own 2025 sessions: a client "
+                     "whose next connection reaches another worker loses its session; run one worker")
+    return found
 
 
 def _preflight(config: Config) -> None:
