@@ -34,5 +34,5 @@ class MetricPush:
 
     def shutdown(self) -> None:
         """Blocking (HTTP): call it off the event loop, before the MeterProvider is shut down."""
-        self._thread.stop(self.timeout_millis / 1000)
-        self.exporter.shutdown()
+        if self._thread.stop(self.timeout_millis / 1000):
+            self.exporter.shutdown()

@@ -33,10 +33,13 @@ class PeriodicThread:
         except Exception:
             log.exception(self.failure_event)
 
-    def stop(self, timeout_seconds: float) -> None:
-        """Blocking: waits for a call in progress (up to the timeout), then makes the last one."""
+    def stop(self, timeout_seconds: float) -> bool:
+        """Blocking: waits for a call in progress (up to the timeout), then makes the last one, unless that call is
+        still running. False when it had been stopped before."""
         if self._stopped.is_set():
-            return
+            return False
         self._stopped.set()
         self._thread.join(timeout=timeout_seconds)
-        self.run_once()
+        if not self._thread.is_alive():
+            self.run_once()
+        return True

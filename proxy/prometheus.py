@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
+import structlog
 from opentelemetry.sdk.metrics.export import (
     Gauge,
     Histogram,
@@ -28,6 +29,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.core import Metric as Family
 
 from proxy.worker_metrics import WorkerMetrics
+
+log = structlog.get_logger("proxy.metrics")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _UNIT_SUFFIX = {"s": "seconds", "ms": "milliseconds", "By": "bytes"}
@@ -51,13 +54,17 @@ class PrometheusReader(MetricReader):
     def render(self) -> bytes:
         if self.shared is None:
             return generate_latest(self._registry)
-        self.publish()
+        try:
+            self.publish()
+        except OSError as error:  # the other workers' shares still answer; ours is as fresh as its last publish
+            log.warning("metrics.publish_failed", error=str(error))
         return generate_latest(_Families(self.shared.merged()))  # type: ignore[arg-type]
 
     def publish(self) -> None:
-        """This worker's families into the shared directory (only with `shared`)."""
+        """This worker's families into the shared directory (only with `shared`), collected and written in turn."""
         assert self.shared is not None
-        self.shared.publish(list(self._collector.collect()))
+        with self.shared.publishing:
+            self.shared.publish(list(self._collector.collect()))
 
     def snapshot(self) -> MetricsData | None:
         with self._collecting:

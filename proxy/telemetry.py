@@ -145,7 +145,8 @@ class Telemetry:
         spans = SpanRecorder(resource, TraceIdRatioBased(settings.sampling_ratio), [*processors, *span_processors],
                              SCOPE)
         readers = list(metric_readers)
-        shared = WorkerMetrics(Path(section.worker_metrics_dir)) if section.worker_metrics_dir else None
+        several = section.worker_metrics_dir and config.server.workers > 1  # the parent made and emptied it
+        shared = WorkerMetrics(Path(section.worker_metrics_dir)) if several else None
         prometheus = PrometheusReader(shared) if section.prometheus else None
         if prometheus is not None:
             readers.append(prometheus)

@@ -136,8 +136,8 @@ async def test_metrics_count_the_calls_of_every_worker_whichever_answers(statele
                     assert response.status == 200
         await wait_until(lambda: _equals(scraped_calls(workers.admin), calls), timeout=5)
         scrapes = [await scraped_calls(workers.admin) for _ in range(12)]  # reaching either worker
-        published = sorted(int(name.removeprefix("worker-").removesuffix(".json")) for name in os.listdir(tmp_path)
-                           if name.startswith("worker-"))
+        published = sorted(int(name.removeprefix("worker-").split("-")[0]) for name in os.listdir(tmp_path)
+                           if name.startswith("worker-"))  # worker-<pid>-<token>.json
         assert published == sorted(worker_pids(workers.process.pid))
     assert scrapes == [calls] * 12
 

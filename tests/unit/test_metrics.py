@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -173,3 +174,41 @@ def test_with_workers_each_scrape_renders_the_sum_of_every_worker(tmp_path) -> N
     assert samples(first_reader)[("mcp_sidecar_calls_total", labels)] == 5
     assert samples(second_reader)[("mcp_sidecar_calls_total", labels)] == 5
     assert samples(first_reader)[("mcp_sidecar_in_flight", (("mcp_method_name", "tools/call"),))] == 0
+
+
+def test_a_scrape_still_answers_when_this_worker_cannot_publish(tmp_path) -> None:
+    gone = tmp_path / "removed"  # the shared directory vanished (a cleaned /tmp, say)
+    reader = PrometheusReader(WorkerMetrics(gone, 1, alive=lambda _: True))
+    MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    assert reader.render() == b""  # nothing to sum, and no 500
+
+
+def test_an_earlier_snapshot_never_overwrites_a_later_one(tmp_path) -> None:
+    """The publisher thread collected, then its write stalled (a slow disk); a scrape publishes meanwhile. The
+    scrape's later snapshot must be what the file holds in the end, or the count would fall."""
+    shared = WorkerMetrics(tmp_path, 1, alive=lambda _: True)
+    reader = PrometheusReader(shared)
+    counter = MeterProvider(metric_readers=[reader], shutdown_on_exit=False).get_meter("test").create_counter("calls")
+    collected, release = threading.Event(), threading.Event()
+    write = shared.publish
+
+    def stalled_first_write(families) -> None:
+        if not collected.is_set():
+            collected.set()
+            release.wait(5)
+        write(families)
+
+    shared.publish = stalled_first_write
+    counter.add(1)
+    stalled = threading.Thread(target=reader.publish)
+    stalled.start()
+    assert collected.wait(5)
+    counter.add(1)
+    scrape = threading.Thread(target=reader.publish)
+    scrape.start()
+    scrape.join(0.2)  # without ordering it would be done by now, its snapshot then overwritten by the stalled one
+    release.set()
+    stalled.join(5)
+    scrape.join(5)
+    calls = [sample.value for family in shared.merged() for sample in family.samples if sample.name == "calls_total"]
+    assert calls == [2]

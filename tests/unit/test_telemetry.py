@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -275,3 +276,18 @@ def test_trace_carrier_is_what_the_w3c_propagator_writes() -> None:
         expected: dict[str, str] = {}
         TraceContextTextMapPropagator().inject(expected, context=trace.set_span_in_context(NonRecordingSpan(span)))
         assert trace_carrier(span) == expected
+
+
+def test_metrics_are_shared_only_between_several_workers(tmp_path) -> None:
+    """One worker with a configured directory keeps its metrics to itself: the directory is only emptied of an
+    earlier run's files when the parent starts several workers, so summing it alone would add those for ever."""
+    one = Telemetry.from_config(make_config(telemetry__worker_metrics_dir=str(tmp_path)), env={})
+    several = Telemetry.from_config(make_config(telemetry__worker_metrics_dir=str(tmp_path), server__workers=2),
+                                    env={})
+    try:
+        assert one.prometheus is not None and one.prometheus.shared is None and one.publisher is None
+        assert several.prometheus is not None and several.prometheus.shared is not None
+        assert several.publisher is not None
+    finally:
+        asyncio.run(several.shutdown())
+        asyncio.run(one.shutdown())

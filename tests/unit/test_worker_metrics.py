@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from prometheus_client import generate_latest
@@ -64,10 +65,11 @@ def test_a_worker_s_own_file_counts_even_if_its_pid_looks_dead(tmp_path: Path) -
 def test_unreadable_and_foreign_files_are_skipped(tmp_path: Path) -> None:
     me = WorkerMetrics(tmp_path, 1, lambda pid: True)
     me.publish(families(calls=2, in_flight=0, durations=(1, 1)))
-    (tmp_path / "worker-2.json").write_bytes(b'[{"name": "trunc')  # torn by a crash mid-write of an old version
-    (tmp_path / "worker-x.json").write_bytes(b"[]")
+    (tmp_path / "worker-2-0a0b.json").write_bytes(b'[{"name": "trunc')  # not written by publish: never whole
+    (tmp_path / "worker-x-0a0b.json").write_bytes(b"[]")
+    (tmp_path / "worker-3.json").write_bytes(b"[]")
     assert samples(me.merged())[("mcp_sidecar_calls_total", (("outcome", "allowed"),))] == 2
-    assert not list(tmp_path.glob("*.partial"))  # publish replaces atomically
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []  # no temporary file left
 
 
 def test_clear_forgets_an_earlier_run(tmp_path: Path) -> None:
@@ -76,6 +78,50 @@ def test_clear_forgets_an_earlier_run(tmp_path: Path) -> None:
     clear(tmp_path)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["unrelated.txt"]
     assert WorkerMetrics(tmp_path, 1, lambda pid: True).merged() == []
+
+
+def test_publishes_racing_in_one_worker_never_tear_its_file(tmp_path: Path) -> None:
+    """The publisher thread and scrapes publish at once: each publish succeeds and every read finds a whole file.
+    (Their order is the caller's to keep: PrometheusReader.publish holds `publishing`; see test_metrics.)"""
+    me = WorkerMetrics(tmp_path, 1, lambda pid: True)
+    counter = iter(range(1, 100_000))
+    key = ("mcp_sidecar_calls_total", (("outcome", "allowed"),))
+    stop, seen, problems = threading.Event(), [], []
+
+    def publisher() -> None:
+        while not stop.is_set():
+            try:
+                me.publish(families(calls=next(counter), in_flight=0, durations=(1, 1)))
+            except Exception as error:
+                problems.append(error)
+
+    def scraper() -> None:
+        while not stop.is_set():
+            try:
+                seen.append(samples(me.merged()).get(key, 0))
+            except Exception as error:
+                problems.append(error)
+
+    threads = [threading.Thread(target=publisher) for _ in range(3)] + [threading.Thread(target=scraper)]
+    for thread in threads:
+        thread.start()
+    stop.wait(0.5)
+    stop.set()
+    for thread in threads:
+        thread.join(5)
+    assert problems == []
+    since_first = seen[next(index for index, value in enumerate(seen) if value):]
+    assert len(since_first) > 10 and all(since_first)  # once there, the file is always whole
+
+
+def test_a_worker_that_reuses_a_dead_worker_s_pid_keeps_its_counts_apart(tmp_path: Path) -> None:
+    earlier = WorkerMetrics(tmp_path, 1, lambda pid: True)
+    earlier.publish(families(calls=5, in_flight=2, durations=(1, 1)))
+    later = WorkerMetrics(tmp_path, 1, lambda pid: True)  # the same pid, a new worker
+    later.publish(families(calls=1, in_flight=1, durations=(1, 1)))
+    merged = samples(later.merged())
+    assert merged[("mcp_sidecar_calls_total", (("outcome", "allowed"),))] == 6  # the earlier counts stay
+    assert merged[("mcp_sidecar_in_flight", (("method", "tools/call"),))] == 1  # its gauges died with it
 
 
 class _Registry:
