@@ -1,11 +1,12 @@
 # make run  - install into .venv and start the sidecar in front of the bundled demo MCP server
 # make test - install everything (Python deps, npm test servers) and run the whole test suite
+# make perf-gate - instructions per call (callgrind) against bench/perf_budget.json; fails 3% over budget
 # make bench - the benchmark matrix (a few minutes): bench/results/latest.json, bench/README.md, latency chart
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench policy-test
+.PHONY: install run test lint bench policy-test perf-gate
 
 install: $(STAMP)
 
@@ -33,3 +34,6 @@ bench: install
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || echo "nginx not found: the ref-* targets will be skipped (apt-get install nginx-light)"
 	$(PY) -m bench.run
+
+perf-gate: install
+	$(PY) -m bench.perf_gate
