@@ -143,7 +143,7 @@ def main() -> None:
     args.namespace = f"cache-bench-{uuid.uuid4().hex}"
     upstream_port = free_port()
     upstream = f"http://127.0.0.1:{upstream_port}/mcp"
-    demo = [sys.executable, "-m", "proxy.demo", "http", "--port", str(upstream_port), "--stateless-json"]
+    demo = [sys.executable, "-m", "proxy.runtime.demo", "http", "--port", str(upstream_port), "--stateless-json"]
     with tempfile.TemporaryDirectory() as config_dir, child(demo, upstream_port):
         config_path, sidecar_port = sidecar_config(upstream, args, config_dir)
         serve = [sys.executable, "-m", "proxy", "serve", "--config", config_path]

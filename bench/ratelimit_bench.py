@@ -26,8 +26,8 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from proxy.context import CallContext
-from proxy.limits import BucketSpec, MemoryBuckets
-from proxy.limits_redis import RedisBuckets
+from proxy.limits.buckets import BucketSpec, MemoryBuckets
+from proxy.limits.redis_buckets import RedisBuckets
 from proxy.pipeline import build_chain
 from proxy.reply import Reply
 from proxy.stages.ratelimit import RateLimitStage

@@ -37,8 +37,8 @@ HERE = Path(__file__).resolve().parent
 OFF_BY_BASE = {"audit": {"enabled": False}, "telemetry": {"enabled": False}, "auth": {"mode": "off"},
                "policy": {"engine": "off"}}
 UPSTREAM_ARGS = {
-    "sdk-json": ["-m", "proxy.demo", "http", "--stateless-json", "--port"],
-    "sdk-stateful": ["-m", "proxy.demo", "http", "--port"],
+    "sdk-json": ["-m", "proxy.runtime.demo", "http", "--stateless-json", "--port"],
+    "sdk-stateful": ["-m", "proxy.runtime.demo", "http", "--port"],
     "raw": ["-m", "bench.upstream_raw", "--port"],
     "raw-sse": ["-m", "bench.upstream_raw", "--sse", "--port"],
 }

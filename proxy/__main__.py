@@ -1,3 +1,3 @@
-from proxy.cli import main
+from proxy.runtime.cli import main
 
 main()

@@ -22,8 +22,8 @@ from proxy.context import CallContext
 from proxy.errors import ProxyError
 
 if TYPE_CHECKING:
+    from proxy.net.sse_codec import SseEvent
     from proxy.reply import Reply
-    from proxy.sse_codec import SseEvent
     from proxy.upstream import Upstream
 
 log = structlog.get_logger("proxy.catalog")

@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from proxy.context import CallContext
 from proxy.errors import ProxyError, error_reply
 from proxy.reply import Reply
-from proxy.telemetry import Telemetry
+from proxy.telemetry.setup import Telemetry
 
 if TYPE_CHECKING:
-    from proxy.approval import ApprovalBook
+    from proxy.approval.book import ApprovalBook
     from proxy.catalog import ToolCatalog
     from proxy.config import Config
-    from proxy.metrics import SidecarMetrics
     from proxy.stages.cache import CacheStage
+    from proxy.telemetry.metrics import SidecarMetrics
     from proxy.upstream import Upstream
 
 Handler = Callable[[CallContext], Awaitable[Reply]]

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from proxy import jsonrpc
-from proxy.sse_codec import SseEvent
+from proxy.net.sse_codec import SseEvent
 
 ResultHook = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
 DoneCallback = Callable[["Reply"], Awaitable[None] | None]

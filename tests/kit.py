@@ -21,10 +21,10 @@ from typing import Any
 from aiohttp import web
 
 from proxy import mcp
-from proxy.app import McpApp
 from proxy.config import Config, load_config
 from proxy.context import CallContext
-from proxy.server import running
+from proxy.runtime.app import McpApp
+from proxy.runtime.server import running
 
 ROOT = Path(__file__).resolve().parent.parent
 MODERN_META = {"io.modelcontextprotocol/protocolVersion": mcp.MODERN_VERSION,
@@ -72,7 +72,7 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> Non
 def start_upstream(mode: str = "stateful") -> Iterator[str]:
     """The bundled demo MCP server over Streamable HTTP: `stateful` (SSE, sessions) or `stateless` (JSON)."""
     port = free_port()
-    args = [sys.executable, "-m", "proxy.demo", "http", "--port", str(port)]
+    args = [sys.executable, "-m", "proxy.runtime.demo", "http", "--port", str(port)]
     if mode == "stateless":
         args.append("--stateless-json")
     with serve_process(args, port) as url:

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from proxy.config.base import Section, check_redis_url
-from proxy.limits import check_key_part
+from proxy.limits.buckets import check_key_part
 
 
 class BucketMatch(Section):

@@ -10,15 +10,15 @@ import orjson
 import structlog
 
 from proxy import jsonrpc
-from proxy.approval import ApprovalBook, PendingApproval
+from proxy.approval.book import ApprovalBook, PendingApproval
 from proxy.config import ApprovalConfig
 from proxy.context import CallContext
 from proxy.errors import ApprovalDenied, ProxyError, UpstreamError, error_reply, internal_error_reply
+from proxy.net.sse_codec import SseEvent
 from proxy.pipeline import Deps, Handler
 from proxy.reply import EVENT_STREAM, Reply
-from proxy.sse_codec import SseEvent
 
-log = structlog.get_logger("proxy.approval")
+log = structlog.get_logger("proxy.approval.book")
 
 
 class ApprovalStage:

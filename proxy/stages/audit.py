@@ -15,9 +15,9 @@ from proxy.audit import AuditLog
 from proxy.config import AuditConfig
 from proxy.context import CallContext
 from proxy.errors import ProxyError
-from proxy.metrics import SidecarMetrics
 from proxy.pipeline import Deps, Handler
 from proxy.reply import Reply
+from proxy.telemetry.metrics import SidecarMetrics
 
 log = structlog.get_logger("proxy.audit")
 

@@ -1,5 +1,5 @@
 """Cache stage (innermost): answer repeated calls from the cache, share one upstream call among identical misses,
-store what may be stored, and drop entries when the upstream announces changes. Rules and keys: proxy/cache.py.
+store what may be stored, and drop entries when the upstream announces changes. Rules and keys: proxy/cache/rules.py.
 
 Being innermost, a hit has already passed auth, policy and rate limits. A store that fails is bypassed: the call
 still goes upstream, and the failure is logged and counted.
@@ -13,19 +13,19 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 
-from proxy import cache
-from proxy.cache import Flight, Plan, Rule, SingleFlight
-from proxy.cache_store import Store, StoreUnavailable, create_store
+from proxy.cache import rules as cache
+from proxy.cache.rules import Flight, Plan, Rule, SingleFlight
+from proxy.cache.store import Store, StoreUnavailable, create_store
 from proxy.config import CacheConfig
 from proxy.context import CallContext
+from proxy.net.sse_codec import SseEvent
 from proxy.pipeline import Deps, Handler
 from proxy.reply import JSON, Reply, ResultHook
-from proxy.sse_codec import SseEvent
 
 if TYPE_CHECKING:
     from proxy.catalog import ToolCatalog
 
-log = structlog.get_logger("proxy.cache")
+log = structlog.get_logger("proxy.cache.rules")
 
 class CacheStage:
     name = "cache"

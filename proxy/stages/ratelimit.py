@@ -16,7 +16,7 @@ from proxy import mcp
 from proxy.config import BucketConfig, RateLimitsConfig
 from proxy.context import CallContext
 from proxy.errors import LimiterUnavailable, RateLimited
-from proxy.limits import (
+from proxy.limits.buckets import (
     CLAIM_PREFIX,
     BucketSpec,
     BucketStore,
@@ -27,7 +27,7 @@ from proxy.limits import (
     StoreUnavailable,
     round_trip_key,
 )
-from proxy.limits_redis import RedisBuckets
+from proxy.limits.redis_buckets import RedisBuckets
 from proxy.pipeline import Deps, Handler
 from proxy.reply import Reply, ResultHook
 

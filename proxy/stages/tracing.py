@@ -15,14 +15,14 @@ import structlog
 from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind
 
-from proxy import semconv
 from proxy.audit import redact
 from proxy.config import TelemetryConfig
 from proxy.context import CallContext
 from proxy.pipeline import Deps, Handler
 from proxy.reply import Reply
-from proxy.spans import RecordedSpan
-from proxy.telemetry import TRACED_KINDS, Telemetry, parent_context
+from proxy.telemetry import semconv
+from proxy.telemetry.setup import TRACED_KINDS, Telemetry, parent_context
+from proxy.telemetry.spans import RecordedSpan
 
 log = structlog.get_logger("proxy.tracing")
 

@@ -11,7 +11,7 @@ from proxy import jsonrpc, mcp
 from proxy.config import ServerConfig, parse_host_port
 from proxy.context import CallContext
 from proxy.errors import BadMessage, HeaderMismatch, OriginRejected, PayloadTooLarge, UnsupportedMediaType
-from proxy.listener import HttpRequest
+from proxy.net.listener import HttpRequest
 
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import structlog
 
-from proxy.listener import ResponseStream
+from proxy.net.listener import ResponseStream
 
 log = structlog.get_logger("proxy.transport")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.config import Config
-from proxy.listener import HttpRequest, HttpResponse, Routes
+from proxy.net.listener import HttpRequest, HttpResponse, Routes
 from proxy.stages.auth import WELL_KNOWN
 
 

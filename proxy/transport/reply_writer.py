@@ -8,8 +8,8 @@ import orjson
 
 from proxy import jsonrpc
 from proxy.context import CallContext
+from proxy.net.sse_codec import SseEvent, encode_event
 from proxy.reply import Reply
-from proxy.sse_codec import SseEvent, encode_event
 
 
 async def final_body(ctx: CallContext | None, reply: Reply) -> bytes:

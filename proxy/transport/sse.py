@@ -23,11 +23,11 @@ from proxy.auth.sessions import Owner, owner_of
 from proxy.config import ServerConfig
 from proxy.context import CallContext, CallRecord, Principal
 from proxy.errors import ProxyError, UpstreamError, error_reply
-from proxy.listener import HttpRequest, HttpResponse, ResponseStream
-from proxy.mailbox import Mailbox, MailboxClosed
+from proxy.net.listener import HttpRequest, HttpResponse, ResponseStream
+from proxy.net.message_box import Mailbox, MailboxClosed
+from proxy.net.sse_codec import encode_event
 from proxy.pipeline import Handler
 from proxy.reply import EVENT_STREAM, Reply
-from proxy.sse_codec import encode_event
 from proxy.transport import envelope
 from proxy.transport.heartbeat import StreamHeartbeat
 from proxy.transport.reply_writer import close_events, final_body, final_response, hooked_event

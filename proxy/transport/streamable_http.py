@@ -12,10 +12,10 @@ from proxy import mcp
 from proxy.config import ServerConfig
 from proxy.context import CallContext
 from proxy.errors import ProxyError, UpstreamError, error_reply, internal_error_reply
-from proxy.listener import HttpRequest, HttpResponse, ResponseStream
+from proxy.net.listener import HttpRequest, HttpResponse, ResponseStream
+from proxy.net.sse_codec import encode_event
 from proxy.pipeline import Handler
 from proxy.reply import Reply
-from proxy.sse_codec import encode_event
 from proxy.transport import envelope
 from proxy.transport.heartbeat import StreamHeartbeat
 from proxy.transport.reply_writer import close_events, final_body, final_response, hooked_event

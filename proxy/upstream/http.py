@@ -13,9 +13,9 @@ from proxy import mcp
 from proxy.config import UpstreamConfig
 from proxy.context import CallContext
 from proxy.errors import UpstreamBadOutput, UpstreamError, UpstreamTimeout
+from proxy.net.connection_pool import ConnectFailed, ConnectionPool, Response
+from proxy.net.sse_codec import EventTooLarge, SseDecoder, SseEvent
 from proxy.reply import EVENT_STREAM, JSON, Reply
-from proxy.sse_codec import EventTooLarge, SseDecoder, SseEvent
-from proxy.upstream.connection_pool import ConnectFailed, ConnectionPool, Response
 from proxy.upstream.credentials import UpstreamCredentials
 
 log = structlog.get_logger("proxy.upstream")

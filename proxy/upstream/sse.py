@@ -15,10 +15,10 @@ import structlog
 
 from proxy.config import UpstreamConfig
 from proxy.errors import UpstreamError
+from proxy.net.sse_codec import EventTooLarge, SseDecoder, SseEvent
 from proxy.reply import EVENT_STREAM, JSON
-from proxy.sse_codec import EventTooLarge, SseDecoder, SseEvent
+from proxy.upstream.channel.upstream import ChannelUpstream
 from proxy.upstream.credentials import UpstreamCredentials
-from proxy.upstream.relay import ChannelUpstream
 
 log = structlog.get_logger("proxy.upstream.sse")
 

@@ -6,8 +6,8 @@ One supervised child serves every 2026-07-28 caller (ids remapped); each 2025-er
 from __future__ import annotations
 
 from proxy.config import UpstreamConfig
+from proxy.upstream.channel.upstream import ChannelUpstream
 from proxy.upstream.process import ChildProcess, ProcessSpec, child_environment
-from proxy.upstream.relay import ChannelUpstream
 
 
 class StdioUpstream(ChannelUpstream):

@@ -54,17 +54,17 @@ def user(subject: str, *roles: str, **claims: Any) -> Principal:
 
 def install_identities(monkeypatch: pytest.MonkeyPatch) -> tuple[PrincipalStage, SeenStage]:
     """Wrap the real stage list: the test principal outermost, the recorder just inside policy."""
-    import proxy.app
+    import proxy.runtime.app
 
     principal, seen = PrincipalStage(), SeenStage()
-    real = proxy.app.build_stages
+    real = proxy.runtime.app.build_stages
 
     def build(config, deps):
         stages = real(config, deps)
         at = next((i for i, stage in enumerate(stages) if stage.name == "policy"), len(stages) - 1)
         return [principal, *stages[: at + 1], seen, *stages[at + 1 :]]
 
-    monkeypatch.setattr(proxy.app, "build_stages", build)
+    monkeypatch.setattr(proxy.runtime.app, "build_stages", build)
     return principal, seen
 
 

@@ -8,9 +8,9 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from mcp import Client
 
-from proxy.app import create_app
 from proxy.context import CallContext
 from proxy.reply import Reply
+from proxy.runtime.app import create_app
 from proxy.stages import approval as approval_module
 from tests.integration.policy_support import copy_policies
 from tests.kit import make_config, run_sidecar
@@ -33,9 +33,9 @@ class NeedsApproval:
 def with_policy(monkeypatch, tool: str) -> None:
     """The stand-in policy, then the approval stage, in the cache's place (without a policy engine the sidecar builds
     no approval stage: nothing could ask for one)."""
-    import proxy.app
+    import proxy.runtime.app
 
-    real = proxy.app.build_stages
+    real = proxy.runtime.app.build_stages
 
     def build(config, deps):
         stages = real(config, deps)
@@ -43,7 +43,7 @@ def with_policy(monkeypatch, tool: str) -> None:
         approval = approval_module.ApprovalStage(config.approval, deps.approvals)
         return [*stages[:at], NeedsApproval(tool), approval, *stages[at:]]
 
-    monkeypatch.setattr(proxy.app, "build_stages", build)
+    monkeypatch.setattr(proxy.runtime.app, "build_stages", build)
 
 
 def test_no_approval_stage_without_a_policy_engine(tmp_path) -> None:

@@ -14,8 +14,8 @@ import structlog
 from mcp import Client
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from proxy import approval_redis
-from proxy.approval_redis import RedisApprovalBook
+from proxy.approval import redis_book as approval_redis
+from proxy.approval.redis_book import RedisApprovalBook
 from proxy.config import ApprovalConfig
 from proxy.errors import ApprovalUnavailable
 from tests.integration.test_approval import with_policy

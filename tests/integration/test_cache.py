@@ -12,7 +12,7 @@ import orjson
 import pytest
 from mcp import Client, MCPError
 
-import proxy.app
+import proxy.runtime.app
 from proxy.context import CallContext, Principal
 from proxy.pipeline import Handler
 from proxy.reply import Reply
@@ -44,7 +44,7 @@ class TestIdentity:
 @pytest.fixture
 def identity(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestIdentity]:
     stage = TestIdentity()
-    monkeypatch.setattr(proxy.app, "build_stages", lambda config, deps: [stage, *build_stages(config, deps)])
+    monkeypatch.setattr(proxy.runtime.app, "build_stages", lambda config, deps: [stage, *build_stages(config, deps)])
     yield stage
 
 

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from proxy.upstream.connection_pool import ConnectFailed, ConnectionBroken, ConnectionPool
-from proxy.upstream.deadlines import TICK as DEADLINE_TICK
+from proxy.net.connection_pool import ConnectFailed, ConnectionBroken, ConnectionPool
+from proxy.upstream.channel.deadlines import TICK as DEADLINE_TICK
 from proxy.upstream.http import HttpUpstream
 from tests.kit import make_config, wait_until
 

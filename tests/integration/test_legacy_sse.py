@@ -30,7 +30,7 @@ from tests.kit import (
 def sse_server(port: int | None = None) -> Iterator[str]:
     """The demo server speaking only the legacy SSE transport."""
     port = port or free_port()
-    with serve_process([sys.executable, "-m", "proxy.demo", "sse", "--port", str(port)], port, "/sse") as url:
+    with serve_process([sys.executable, "-m", "proxy.runtime.demo", "sse", "--port", str(port)], port, "/sse") as url:
         yield url
 
 

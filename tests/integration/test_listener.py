@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import pytest
 import uvloop
 
-from proxy.listener import HttpRequest, HttpResponse, HttpServer, ResponseStream, Routes
-from proxy.listener import connection as listener_connection
-from proxy.listener import server as listener_server
+from proxy.net.listener import HttpRequest, HttpResponse, HttpServer, ResponseStream, Routes
+from proxy.net.listener import connection as listener_connection
+from proxy.net.listener import server as listener_server
 from tests.kit import wait_until
 from tests.raw_http import WAIT, assert_closed, connect, exchange, read_reply, request
 

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from proxy.config.base import parse_host_port
-from proxy.server import YOUNG_COLLECTION_THRESHOLD, connection_limit, serve
+from proxy.runtime.server import YOUNG_COLLECTION_THRESHOLD, connection_limit, serve
 from tests.kit import RunningSidecar, make_config, modern_headers, modern_request, run_sidecar
 from tests.raw_http import WAIT, assert_closed, connect, exchange, read_reply, request
 

@@ -15,7 +15,7 @@ import yaml
 from mcp import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.telemetry import Telemetry
+from proxy.telemetry.setup import Telemetry
 from tests.kit import child_env, free_port, make_config, make_ctx, modern_headers, modern_request, run_sidecar
 from tests.otlp_kit import SERVER, otlp_receiver
 

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as redis
 
-from proxy.limits import BucketSpec, StoreUnavailable
-from proxy.limits_redis import RedisBuckets
+from proxy.limits.buckets import BucketSpec, StoreUnavailable
+from proxy.limits.redis_buckets import RedisBuckets
 from tests.kit import wait_until
 from tests.redis_kit import SHARED_URL, needs_redis_server, needs_shared_redis, private_redis, unique_prefix
 

@@ -9,7 +9,7 @@ from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from proxy.span_exporter import OtlpSpanExporter, compression_from
+from proxy.telemetry.export.span_exporter import OtlpSpanExporter, compression_from
 from tests.kit import free_port, serve_app, wait_until
 from tests.unit.test_otlp_wire import finished_spans
 

@@ -17,7 +17,7 @@ from mcp.types import ElicitResult
 from tests.integration.test_sdk_matrix import MODES, session_transcript
 from tests.kit import ROOT, make_config, modern_headers, modern_request, run_sidecar, wait_until
 
-DEMO = [sys.executable, "-m", "proxy.demo", "stdio"]
+DEMO = [sys.executable, "-m", "proxy.runtime.demo", "stdio"]
 
 
 def stdio_config(command: list[str] | None = None, env: dict[str, str] | None = None, **dotted: Any):
@@ -172,7 +172,7 @@ signal.signal(signal.SIGTERM, signal.SIG_IGN)   # a stubborn server: only SIGKIL
 grandchild = subprocess.Popen(["sleep", "60"])
 with open(os.environ["PID_FILE"], "a") as out:
     out.write(f"{os.getpid()} {grandchild.pid}\\n")
-from proxy.demo import main
+from proxy.runtime.demo import main
 main(["stdio"])
 """
 

@@ -9,7 +9,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from proxy.upstream import connection_pool
+from proxy.net import connection_pool
 from tests.integration.test_approval import with_policy
 from tests.integration.test_stream_keepalive import approve_first
 from tests.kit import make_config, modern_headers, modern_request, run_sidecar, start_raw_upstream

@@ -11,7 +11,7 @@ from aiohttp import web
 from mcp import Client
 
 from proxy import mcp
-from proxy.approval import ApprovalBook
+from proxy.approval.book import ApprovalBook
 from proxy.config import ApprovalConfig
 from proxy.reply import Reply
 from proxy.stages.approval import ApprovalStage

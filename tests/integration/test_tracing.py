@@ -34,7 +34,7 @@ DEMO_SERVICE = "demo-upstream"
 def traced_upstream(receiver: Receiver, stateless: bool = True) -> Iterator[str]:
     """The demo server exporting its own SDK spans to the receiver."""
     port = free_port()
-    args = [sys.executable, "-m", "proxy.demo", "http", "--port", str(port)]
+    args = [sys.executable, "-m", "proxy.runtime.demo", "http", "--port", str(port)]
     if stateless:
         args.append("--stateless-json")
     env = child_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url, OTEL_SERVICE_NAME=DEMO_SERVICE)

@@ -12,8 +12,8 @@ from opentelemetry.trace import SpanContext, TraceFlags
 from proxy.audit import REDACTED, AuditLog, audit_event, redact
 from proxy.config import AuditConfig
 from proxy.context import Principal
-from proxy.logs import configure_logging
 from proxy.reply import Reply
+from proxy.runtime.logs import configure_logging
 from tests.kit import make_ctx
 
 SPAN = SpanContext(trace_id=0x4BF92F3577B34DA6A3CE929D0E0E4736, span_id=0x00F067AA0BA902B7, is_remote=False,

@@ -8,11 +8,11 @@ from typing import Any
 import jwt
 import pytest
 
-from proxy.app import create_app
 from proxy.config import Config
 from proxy.context import ANONYMOUS, CallContext
 from proxy.errors import Forbidden, Unauthenticated
 from proxy.reply import Reply
+from proxy.runtime.app import create_app
 from proxy.stages.auth import AuthStage
 from tests.idp import ISSUER, claims_for
 from tests.kit import make_config, make_ctx

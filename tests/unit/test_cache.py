@@ -1,4 +1,4 @@
-"""Cache keys, scope rules, entry terms and single flight (proxy/cache.py), without sockets."""
+"""Cache keys, scope rules, entry terms and single flight (proxy/cache/rules.py), without sockets."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from proxy import cache
-from proxy.cache import PRIVATE, PUBLIC, Rule, SingleFlight
+from proxy.cache import rules as cache
+from proxy.cache.rules import PRIVATE, PUBLIC, Rule, SingleFlight
 from proxy.context import Principal
 from tests.kit import make_config, make_ctx
 

@@ -1,10 +1,10 @@
-"""The bounded memory store and its generations (proxy/cache_store.py), without sockets."""
+"""The bounded memory store and its generations (proxy/cache/store.py), without sockets."""
 
 from __future__ import annotations
 
 import pytest
 
-from proxy.cache_store import BoundedMemoryCache, MemoryStore, RedisStore, StoreUnavailable
+from proxy.cache.store import BoundedMemoryCache, MemoryStore, RedisStore, StoreUnavailable
 from proxy.config import ConfigError
 from tests.kit import make_config
 

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 
 from proxy.catalog import ToolCatalog, ToolInfo
+from proxy.net.sse_codec import SseEvent
 from proxy.reply import Reply
-from proxy.sse_codec import SseEvent
 
 
 async def events(*messages: dict[str, Any]) -> AsyncIterator[SseEvent]:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from proxy.limits import BucketSpec, Caller, MemoryBuckets, RetryCredits, check_key_part, round_trip_key
+from proxy.limits.buckets import BucketSpec, Caller, MemoryBuckets, RetryCredits, check_key_part, round_trip_key
 
 
 class FakeClock:

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from proxy.mailbox import Mailbox, MailboxClosed
+from proxy.net.message_box import Mailbox, MailboxClosed
 
 
 async def test_items_come_out_in_order_then_the_close_reason() -> None:

@@ -10,10 +10,10 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.metric_push import MetricPush
-from proxy.metrics import OTHER, BoundedLabels, SidecarMetrics
-from proxy.prometheus import PrometheusReader, prometheus_name
-from proxy.worker_metrics import WorkerMetrics
+from proxy.telemetry.export.metric_push import MetricPush
+from proxy.telemetry.export.prometheus import PrometheusReader, prometheus_name
+from proxy.telemetry.export.worker_metrics import WorkerMetrics
+from proxy.telemetry.metrics import OTHER, BoundedLabels, SidecarMetrics
 from tests.kit import make_ctx
 
 

@@ -10,9 +10,9 @@ import orjson
 import pytest
 
 from proxy.errors import UpstreamError
-from proxy.mailbox import Mailbox, MailboxClosed
-from proxy.upstream.deadlines import TICK
-from proxy.upstream.mux import CallOverdue, Multiplexer
+from proxy.net.message_box import Mailbox, MailboxClosed
+from proxy.upstream.channel.deadlines import TICK
+from proxy.upstream.channel.mux import CallOverdue, Multiplexer
 
 
 class MemoryChannel:

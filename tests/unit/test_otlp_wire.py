@@ -25,8 +25,8 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from proxy.otlp_wire import TraceRequestEncoder, any_value, varint
-from proxy.spans import FinishedSpan
+from proxy.telemetry.export.otlp_wire import TraceRequestEncoder, any_value, varint
+from proxy.telemetry.spans import FinishedSpan
 from tests.unit.test_spans import recorder as span_recorder
 
 REMOTE = SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, is_remote=True,

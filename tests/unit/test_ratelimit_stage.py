@@ -11,7 +11,7 @@ import yaml
 from proxy import mcp
 from proxy.config import ConfigError
 from proxy.context import CallContext, Principal
-from proxy.limits import BucketSpec, MemoryBuckets
+from proxy.limits.buckets import BucketSpec, MemoryBuckets
 from proxy.pipeline import build_chain
 from proxy.reply import Reply
 from proxy.stages.ratelimit import RateLimitStage, caller_of

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.sse_codec import EventTooLarge, SseDecoder, encode_event, parse_block
+from proxy.net.sse_codec import EventTooLarge, SseDecoder, encode_event, parse_block
 
 
 def test_events_split_across_chunks_come_out_whole() -> None:

@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 
 from proxy import mcp
-from proxy.cache_store import MemoryStore, StoreUnavailable
+from proxy.cache.store import MemoryStore, StoreUnavailable
 from proxy.context import CallContext
+from proxy.net.sse_codec import SseEvent
 from proxy.reply import Reply
-from proxy.sse_codec import SseEvent
 from proxy.stages.cache import CacheStage
 from tests.kit import make_config, make_ctx
 

@@ -12,14 +12,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from proxy import jsonrpc, mcp
-from proxy.app import forward_to
 from proxy.config import TelemetryConfig
 from proxy.context import CallContext, Principal
 from proxy.errors import PolicyDenied, RateLimited
 from proxy.pipeline import build_chain
 from proxy.reply import Reply
+from proxy.runtime.app import forward_to
 from proxy.stages.tracing import TracingStage
-from proxy.telemetry import Telemetry, parent_context, parse_headers, resolve_settings, trace_carrier
+from proxy.telemetry.setup import Telemetry, parent_context, parse_headers, resolve_settings, trace_carrier
 from tests.kit import make_config, make_ctx
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

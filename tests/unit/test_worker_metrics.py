@@ -8,7 +8,7 @@ from pathlib import Path
 from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from proxy.worker_metrics import WorkerMetrics, clear
+from proxy.telemetry.export.worker_metrics import WorkerMetrics, clear
 
 
 def families(calls: float, in_flight: float, durations: tuple[int, int]) -> list:

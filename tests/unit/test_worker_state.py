@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from proxy.config import load_config
-from proxy.server import per_worker_state
+from proxy.runtime.server import per_worker_state
 from tests.kit import make_config
 
 BUCKET = {"name": "per-user", "capacity": 10, "refill_per_second": 1, "key": ["subject"]}
@@ -21,7 +21,7 @@ def test_memory_limits_approvals_and_spawned_upstreams_are_each_named() -> None:
     assert len(said) == 2
     assert "rate_limits.backend: redis" in said[0] and "approval.backend: redis" in said[1]
 
-    stdio = load_config(None, env={}, overrides={"upstream.command": ["python", "-m", "proxy.demo"],
+    stdio = load_config(None, env={}, overrides={"upstream.command": ["python", "-m", "proxy.runtime.demo"],
                                                  "auth.mode": "off", "server.workers": 2})
     assert any("run one worker" in line for line in per_worker_state(stdio))
 

@@ -1,7 +1,0 @@
-"""The MCP listener's HTTP/1.1 server, on httptools: a request costs a fraction of what aiohttp's server spends."""
-
-from proxy.listener.connection import ResponseStream
-from proxy.listener.messages import HttpRequest, HttpResponse
-from proxy.listener.server import HttpServer, RouteHandler, Routes
-
-__all__ = ["HttpRequest", "HttpResponse", "HttpServer", "ResponseStream", "RouteHandler", "Routes"]

@@ -1,0 +1,1 @@
+"""The project's own network infrastructure: the HTTP/1.1 listener, the upstream connection pool, SSE framing."""

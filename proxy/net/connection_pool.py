@@ -1,0 +1,469 @@
+"""A keep-alive HTTP/1.1 client for one origin: a bounded pool of connections, each request written in one write,
+responses parsed by httptools (llhttp, the parser uvicorn uses), bodies read whole or streamed with back-pressure.
+
+It does what the sidecar needs of its upstream and nothing more: no redirects, cookies, proxies or retries (a POST
+is never sent twice). aiohttp's ClientSession does all of those on every request, which made it the largest part
+of a pass-through call's cost. An answer that arrives together with its headers, the usual JSON reply, is complete
+without another wake-up of the event loop.
+
+A request's deadline is a number on its connection (or on its place in the queue for one), failed with
+TimeoutError by the pool's one sweep (see deadlines.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+import zlib
+from collections import deque
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+import httptools
+
+from proxy.upstream.channel.deadlines import NO_DEADLINE, DeadlineSweep, deadline_in
+
+USER_AGENT = "mcp-sidecar"
+# Past this many unread body bytes a streamed response stops reading its socket until the reader catches up.
+PAUSE_ABOVE_BYTES = 256 * 1024
+RESUME_BELOW_BYTES = 64 * 1024
+DRAIN_SECONDS = 2.0  # how long the end of a released body may take to arrive before its connection is closed
+_DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+class ConnectFailed(OSError):
+    """The origin could not be reached: refused, unresolvable, or no connection within the connect timeout."""
+
+
+class ConnectionBroken(ConnectionError):
+    """The connection closed or broke before the response was whole, or the origin spoke invalid HTTP."""
+
+
+class Response:
+    """Status and headers of one response; its body arrives through `read()` (whole) or `readany()` (streamed)."""
+
+    __slots__ = ("_chunks", "_connection", "_decoder", "_done", "_dropping", "_error", "_unread", "_waiter", "_whole",
+                 "content_type", "headers", "status")
+
+    def __init__(self, connection: _Connection, status: int, headers: list[tuple[str, str]]) -> None:
+        self.status = status
+        self.headers = headers
+        self.content_type = ""
+        self._connection = connection
+        self._chunks: deque[bytes] = deque()
+        self._unread = 0
+        self._done = False
+        self._error: Exception | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._whole = False
+        self._dropping = False
+        self._decoder = None
+        for name, value in headers:
+            lower = name.lower()
+            if lower == "content-type":
+                self.content_type = value.split(";", 1)[0].strip().lower()
+            elif lower == "content-encoding" and value.strip().lower() not in ("", "identity"):
+                self._decoder = _decoder_for(value.strip().lower())
+
+    @property
+    def complete(self) -> bool:
+        """The whole body has arrived (nothing more to wait for)."""
+        return self._done and self._error is None
+
+    async def read(self) -> bytes:
+        """The whole body."""
+        self._whole = True
+        if not self._done:  # once done, the connection may already serve another request
+            self._connection.resume()
+        while not self._done:
+            await self._wait()
+        return self.arrived_body()
+
+    def arrived_body(self) -> bytes:
+        """The whole body of a response already `complete` (no wait: the usual JSON answer came with its head)."""
+        if self._error is not None:
+            raise self._error
+        body = b"".join(self._chunks)
+        self._chunks.clear()
+        return body
+
+    async def readany(self, idle_timeout: float | None = None) -> bytes:
+        """The next part of the body as it arrived; b"" once the body is complete. The request's deadline no longer
+        applies; a wait longer than `idle_timeout` (None: no limit) raises TimeoutError."""
+        connection = self._connection
+        # Only while this body still arrives is the connection (and its deadline) ours: once it is complete, the
+        # connection may already carry another request, with a deadline of its own.
+        if not self._done:
+            connection.deadline = NO_DEADLINE
+        while not self._chunks and not self._done:
+            if idle_timeout is not None:
+                connection.expire_in(idle_timeout)
+            try:
+                await self._wait()
+            finally:
+                if not self._done:
+                    connection.deadline = NO_DEADLINE
+        if self._chunks:
+            chunk = self._chunks.popleft()
+            self._unread -= len(chunk)
+            if not self._done and self._unread < RESUME_BELOW_BYTES:
+                self._connection.resume()
+            return chunk
+        if self._error is not None:
+            raise self._error
+        return b""
+
+    def release(self, drain: bool = False) -> None:
+        """Done with the response. A body not read to its end closes the connection (it cannot be reused), unless
+        `drain`: what is left is expected to be short (the end of an SSE stream whose last event was read), so it is
+        read and dropped as it comes, and the connection goes back to the pool, or is closed after DRAIN_SECONDS."""
+        if self._done:
+            return
+        if not drain:
+            self._fail(ConnectionBroken("response released before its end"))
+            self._connection.close()
+            return
+        self._dropping = True
+        self._chunks.clear()
+        self._unread = 0
+        self._connection.resume()
+        self._connection.expire_in(DRAIN_SECONDS)
+
+    async def _wait(self) -> None:
+        self._waiter = self._connection.loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _feed(self, data: bytes) -> None:
+        if self._decoder is not None:
+            try:
+                data = self._decoder.decompress(data)
+            except zlib.error as exc:
+                self._connection.fail(ConnectionBroken(f"response body does not decompress: {exc}"))
+                return
+        if data and not self._dropping:
+            self._chunks.append(data)
+            self._unread += len(data)
+            if not self._whole and self._unread > PAUSE_ABOVE_BYTES:
+                self._connection.pause()
+            self._wake()
+
+    def _finish(self) -> None:
+        if self._decoder is not None:
+            rest = self._decoder.flush()
+            if rest:
+                self._chunks.append(rest)
+        self._done = True
+        self._wake()
+
+    def _fail(self, error: Exception) -> None:
+        if not self._done:
+            self._error = error
+            self._done = True
+            self._wake()
+
+
+def _decoder_for(encoding: str) -> zlib._Decompress:
+    wbits = _DECODERS.get(encoding)
+    if wbits is None:
+        raise ConnectionBroken(f"response uses an unsupported Content-Encoding: {encoding}")
+    return zlib.decompressobj(wbits)
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP (or TLS) connection: at most one request in flight, its response parsed as bytes arrive."""
+
+    def __init__(self, pool: ConnectionPool, loop: asyncio.AbstractEventLoop) -> None:
+        self.pool = pool
+        self.loop = loop
+        self.deadline = NO_DEADLINE  # time.monotonic() past which the request in flight fails with TimeoutError
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.idle_since = 0.0
+        self._paused = False
+        self._header_lines: list[tuple[bytes, bytes]] = []
+        self._answer: asyncio.Future[Response] | None = None  # a request waiting for its status and headers
+        self._response: Response | None = None  # the response whose body is arriving
+        self._ends_at_close = False  # neither Content-Length nor chunked: the body ends when the connection does
+
+    async def exchange(self, request: bytes) -> Response:
+        """Writes one request; returns once its status and headers have arrived."""
+        if self.closed or self.transport is None or self.transport.is_closing():
+            raise ConnectionBroken("connection closed before the request was sent")
+        answer = self._answer = self.loop.create_future()
+        self.transport.write(request)
+        try:
+            return await answer
+        finally:
+            if self._answer is answer:
+                self._answer = None
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self._answer is None and self._response is None:
+            self.close()  # bytes nobody asked for: the connection's state is unknown
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.fail(ConnectionBroken(f"upstream sent invalid HTTP: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        if self._response is not None and self._ends_at_close and exc is None:
+            self._response._finish()
+        else:
+            self._broke(ConnectionBroken("upstream closed the connection" + (f": {exc}" if exc else "")))
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self._header_lines = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_lines.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status < 200:  # 100 Continue, 103 Early Hints: the final response follows
+            return
+        headers = [(name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
+                   for name, value in self._header_lines]
+        try:
+            self._response = Response(self, status, headers)
+        except ConnectionBroken as exc:
+            self.fail(exc)
+            return
+        self._ends_at_close = status not in (204, 304) and not any(
+            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self._header_lines)
+        answer, self._answer = self._answer, None
+        if answer is not None and not answer.done():
+            answer.set_result(self._response)
+
+    def on_body(self, body: bytes) -> None:
+        if self._response is not None:
+            self._response._feed(body)
+
+    def on_message_complete(self) -> None:
+        response, self._response = self._response, None
+        if response is None:  # an informational response ended
+            return
+        self.deadline = NO_DEADLINE
+        response._finish()
+        if self.parser.should_keep_alive() and not self.closed:
+            self.resume()
+            self.pool.put_back(self)
+        else:
+            self.close()
+
+    # deadlines, flow control and failure
+    def expire_in(self, seconds: float) -> None:
+        self.deadline = deadline_in(seconds)
+        self.pool.deadlines.watch()
+
+    def pause(self) -> None:
+        if not self._paused and self.transport is not None and not self.transport.is_closing():
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._paused and self.transport is not None and not self.transport.is_closing():
+            self._paused = False
+            self.transport.resume_reading()
+
+    def fail(self, error: Exception) -> None:
+        self.deadline = NO_DEADLINE
+        self._broke(error)
+        self.close()
+
+    def _broke(self, error: Exception) -> None:
+        answer, self._answer = self._answer, None
+        if answer is not None and not answer.done():
+            answer.set_exception(error)
+        if self._response is not None:
+            self._response._fail(error)
+            self._response = None
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+
+class ConnectionPool:
+    """Connections to one origin (the path of `url` is every request's target), at most `limit` open at a time;
+    idle ones are reused newest first and dropped after `keepalive_seconds` or when the origin closes them."""
+
+    def __init__(self, url: str, limit: int, connect_timeout: float, keepalive_seconds: float = 60.0) -> None:
+        parts = urlsplit(url)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        host_header = parts.netloc.rpartition("@")[2]
+        self.limit = limit
+        self.connect_timeout = connect_timeout
+        self.keepalive_seconds = keepalive_seconds
+        self._first_line = f" {self.target} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: {USER_AGENT}\r\n"
+        self._idle: list[_Connection] = []
+        self._open: set[_Connection] = set()
+        self._opening = 0
+        self._waiters: deque[tuple[asyncio.Future[_Connection | None], float]] = deque()  # (turn, deadline)
+        self.deadlines = DeadlineSweep(self._fail_overdue)
+
+    async def request(self, method: str, headers: Mapping[str, str], body: bytes | None = None,
+                      within: float | None = None) -> Response:
+        """Sends one request; returns its response once status and headers are in. A failed or cancelled request
+        closes its connection. `within` (seconds) bounds the wait for a connection, the response's head and a body read
+        whole with `read()`; past it, TimeoutError."""
+        request = self._encode(method, headers, body)
+        deadline = deadline_in(within)
+        connection = self._take_idle() or await self._acquire(deadline)
+        if within is not None:
+            connection.deadline = deadline
+            self.deadlines.watch()
+        try:
+            return await connection.exchange(request)
+        except BaseException:
+            connection.close()
+            raise
+
+    async def close(self) -> None:
+        for connection in list(self._open):
+            connection.close()
+        for waiter, _ in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(ConnectionBroken("connection pool closed"))
+        self.deadlines.cancel()
+
+    def _fail_overdue(self, now: float) -> bool:
+        """Fail the requests past their deadline; whether any deadline is still pending."""
+        pending = False
+        for connection in list(self._open):
+            if connection.deadline <= now:
+                connection.fail(TimeoutError("the upstream request's deadline passed"))
+            elif connection.deadline != NO_DEADLINE:
+                pending = True
+        for waiter, deadline in self._waiters:
+            if deadline <= now and not waiter.done():
+                waiter.set_exception(TimeoutError("no upstream connection came free before the deadline"))
+            elif deadline != NO_DEADLINE:
+                pending = True
+        return pending
+
+    def put_back(self, connection: _Connection) -> None:
+        """A connection whose response is complete is free again."""
+        now = connection.idle_since = time.monotonic()
+        if self._hand_over(connection):
+            return
+        self._idle.append(connection)
+        while now - self._idle[0].idle_since >= self.keepalive_seconds:  # the oldest idle ones expire
+            self._idle.pop(0).close()
+
+    def forget(self, connection: _Connection) -> None:
+        """A connection closed: its slot is free."""
+        if connection in self._open:
+            self._open.discard(connection)
+            if connection in self._idle:
+                self._idle.remove(connection)
+            self._hand_over(None)
+
+    def _encode(self, method: str, headers: Mapping[str, str], body: bytes | None) -> bytes:
+        lines = [method, self._first_line]
+        lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
+        if body is not None:
+            lines.append(f"Content-Length: {len(body)}\r\n")
+        lines.append("\r\n")
+        head = "".join(lines)
+        line_ends = len(lines) + 1  # one CRLF per item, none after the method, three after the first line
+        if head.count("\n") != line_ends or head.count("\r") != line_ends:
+            raise ValueError("an upstream request header contains a line break")
+        head_bytes = head.encode("utf-8", "surrogateescape")
+        return head_bytes + body if body else head_bytes
+
+    def _take_idle(self) -> _Connection | None:
+        """The newest idle connection still fresh; stale ones met on the way are closed."""
+        now = time.monotonic()
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.closed and now - connection.idle_since < self.keepalive_seconds:
+                return connection
+            connection.close()
+        return None
+
+    async def _acquire(self, deadline: float) -> _Connection:
+        while True:
+            idle = self._take_idle()
+            if idle is not None:
+                return idle
+            if len(self._open) + self._opening < self.limit:
+                return await self._connect(deadline)
+            handed = await self._next_turn(deadline)
+            if handed is not None and not handed.closed:
+                return handed  # else it closed before this request could use it, or a slot freed up: look again
+
+    async def _next_turn(self, deadline: float) -> _Connection | None:
+        """Waits until a connection is handed over (or None: a slot may be free)."""
+        waiter: asyncio.Future[_Connection | None] = asyncio.get_running_loop().create_future()
+        turn = (waiter, deadline)
+        self._waiters.append(turn)
+        if deadline != NO_DEADLINE:
+            self.deadlines.watch()
+        try:
+            return await waiter
+        except BaseException:
+            self._pass_on(turn)
+            raise
+
+    async def _connect(self, deadline: float) -> _Connection:
+        self._opening += 1
+        connection: _Connection | None = None
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(min(self.connect_timeout, deadline - time.monotonic())):
+                _, connection = await loop.create_connection(
+                    lambda: _Connection(self, loop), self.host, self.port, ssl=self.ssl,
+                    server_hostname=self.host if self.ssl else None)
+        except (OSError, TimeoutError) as exc:
+            if time.monotonic() >= deadline:
+                raise TimeoutError("the upstream request's deadline passed while connecting") from None
+            raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: {exc or 'timed out'}") from None
+        finally:
+            self._opening -= 1
+            if connection is None or connection.closed:
+                self._hand_over(None)  # the slot it would have taken is free again
+        if connection.closed:
+            raise ConnectionBroken("connection closed as it opened")
+        self._open.add(connection)
+        return connection
+
+    def _hand_over(self, connection: _Connection | None) -> bool:
+        """Gives a free connection (or, with None, a free slot) to the first waiting request; False if none waits."""
+        while self._waiters:
+            waiter, _ = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(connection)
+                return True
+        return False
+
+    def _pass_on(self, turn: tuple[asyncio.Future[_Connection | None], float]) -> None:
+        """A waiting request gave up (or its deadline passed): whatever it was handed goes to the next one."""
+        waiter = turn[0]
+        if turn in self._waiters:
+            self._waiters.remove(turn)
+        elif waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+            handed = waiter.result()
+            if handed is None:
+                self._hand_over(None)
+            else:
+                self.put_back(handed)

@@ -1,0 +1,121 @@
+"""The MCP listener: routes, the listening socket, idle keep-alive connections closed, and a graceful drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from proxy.net.listener.connection import HttpConnection, ResponseStream
+from proxy.net.listener.messages import HttpRequest, HttpResponse
+
+log = structlog.get_logger("proxy.net.listener")
+
+RouteHandler = Callable[[HttpRequest], Awaitable[HttpResponse | ResponseStream]]
+
+KEEPALIVE_SECONDS = 75.0  # an idle keep-alive connection is closed after this long
+SWEEP_SECONDS = 5.0
+MAX_CONNECTIONS = 10_000
+
+
+class Routes:
+    """Exact paths, each with its methods. A known path asked with another method answers 405 with Allow."""
+
+    def __init__(self) -> None:
+        self._paths: dict[str, dict[str, RouteHandler]] = {}
+
+    def add(self, method: str, path: str, handler: RouteHandler) -> None:
+        self._paths.setdefault(path, {})[method] = handler
+
+    def find(self, method: str, path: str) -> RouteHandler | HttpResponse:
+        methods = self._paths.get(path)
+        if methods is None:
+            return HttpResponse.text(404, "Not Found")
+        handler = methods.get(method)
+        if handler is None:
+            return HttpResponse.text(405, "Method Not Allowed", {"Allow": ", ".join(sorted(methods))})
+        return handler
+
+
+class HttpServer:
+    """Serves `routes` over HTTP/1.1; every connection is an `HttpConnection`."""
+
+    def __init__(self, routes: Routes, max_body_bytes: int, keepalive_seconds: float = KEEPALIVE_SECONDS,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
+        self.routes = routes
+        self.max_body_bytes = max_body_bytes
+        self.keepalive_seconds = keepalive_seconds
+        self.max_connections = max_connections  # past this, a new connection is answered 503 and closed
+        self.refused_connections = 0
+        self.connections: set[HttpConnection] = set()
+        self.draining = False
+        self.loop = asyncio.get_running_loop()
+        self._servers: list[asyncio.Server] = []
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._all_closed: asyncio.Event | None = None
+
+    async def listen(self, host: str, port: int, reuse_port: bool = False) -> None:
+        server = await self.loop.create_server(lambda: HttpConnection(self), host, port, reuse_port=reuse_port or None,
+                                               backlog=1024)
+        self._servers.append(server)
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_later(SWEEP_SECONDS, self._sweep)
+
+    @property
+    def ports(self) -> list[int]:
+        return [sock.getsockname()[1] for server in self._servers for sock in server.sockets
+                if sock.family in (socket.AF_INET, socket.AF_INET6)]
+
+    def admit(self, connection: HttpConnection) -> bool:
+        """Count a new connection in, unless the limit is reached (then it is to be refused)."""
+        if len(self.connections) < self.max_connections:
+            self.connections.add(connection)
+            return True
+        self.refused_connections += 1
+        if self.refused_connections % 1000 == 1:  # the first, then every thousandth: a flood must not flood the log
+            log.warning("listener.connection_limit", max_connections=self.max_connections,
+                        refused=self.refused_connections)
+        return False
+
+    def forget(self, connection: HttpConnection) -> None:
+        self.connections.discard(connection)
+        if not self.connections and self._all_closed is not None:
+            self._all_closed.set()
+
+    def _sweep(self) -> None:
+        """Close keep-alive connections idle past the limit (one timer for all, not one per request)."""
+        cutoff = self.loop.time() - self.keepalive_seconds
+        for connection in list(self.connections):
+            if connection.idle and connection.last_active < cutoff:
+                connection.drain()
+        self._sweeper = self.loop.call_later(SWEEP_SECONDS, self._sweep)
+
+    def stop_accepting(self) -> None:
+        """New connections are refused from now on; those open are kept (see `drain`)."""
+        for server in self._servers:
+            server.close()
+
+    async def drain(self, grace_seconds: float) -> None:
+        """Let the answers in progress finish within the grace period, closing each connection after its
+        answer; past it, cancel what is left."""
+        self.stop_accepting()
+        self.draining = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self._all_closed = asyncio.Event()
+        if not self.connections:
+            self._all_closed.set()
+        for connection in list(self.connections):
+            connection.drain()
+        try:
+            await asyncio.wait_for(self._all_closed.wait(), grace_seconds)
+        except TimeoutError:
+            log.warning("listener.drain_timeout", open_connections=len(self.connections))
+            for connection in list(self.connections):
+                connection.cancel()
+        for server in self._servers:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), 1.0)

@@ -1,0 +1,1 @@
+"""Traces and metrics: providers, names (semantic conventions), the sidecar's spans and metrics."""
