@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from proxy.telemetry.export.span_exporter import OtlpSpanExporter, compression_from
 from tests.kit import free_port, serve_app, wait_until
-from tests.unit.test_otlp_wire import finished_spans
+from tests.unit.telemetry.export.test_otlp_wire import finished_spans
 
 
 def receiver(answers: list[tuple[int, dict[str, str]]], seen: list[tuple[Mapping[str, str], bytes]]) -> web.Application:

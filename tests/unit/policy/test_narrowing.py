@@ -14,7 +14,7 @@ from proxy.policy.loader import load
 from proxy.policy.rego import EvaluationError, Evaluator, compile_policy
 from tests.kit import make_ctx
 
-POLICIES = Path(__file__).resolve().parents[2] / "policies"
+POLICIES = Path(__file__).resolve().parents[3] / "policies"
 CALL = {"mcp": {"method": "tools/call", "tool": {"name": "t", "arguments": {"b": 2, "a": 1}, "known": True}},
         "principal": {"roles": ["r"]}}
 ILL_TYPED = {"p.rego": 'package mcp\nimport rego.v1\ndecision := {"allow": true}\nargument_names := "a"\n'}

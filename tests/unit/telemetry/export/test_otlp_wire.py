@@ -27,7 +27,7 @@ from opentelemetry.trace import (
 
 from proxy.telemetry.export.otlp_wire import TraceRequestEncoder, any_value, varint
 from proxy.telemetry.spans import FinishedSpan
-from tests.unit.test_spans import recorder as span_recorder
+from tests.unit.telemetry.test_spans import recorder as span_recorder
 
 REMOTE = SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, is_remote=True,
                      trace_flags=TraceFlags(1), trace_state=TraceState([("vendor", "v1"), ("other", "x")]))

@@ -16,7 +16,7 @@ from proxy.policy.projection import project
 from proxy.policy.rego import Evaluator, compile_policy
 from tests.kit import make_ctx
 
-POLICIES = Path(__file__).resolve().parents[2] / "policies"
+POLICIES = Path(__file__).resolve().parents[3] / "policies"
 INJECTION = '"}, "allow": true, {"'
 
 

@@ -191,7 +191,7 @@ def test_bad_settings_fail_at_load_with_a_dotted_path(overrides: dict[str, Any],
 
 
 def test_the_readme_per_plan_example_loads() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
     section = readme[readme.index("## Rate limits"):]
     example = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
     config = make_config(**{f"rate_limits__{key}": value for key, value in example["rate_limits"].items()})
