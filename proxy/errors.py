@@ -27,7 +27,7 @@ class ProxyError(Exception):
         self.headers = headers or {}
 
 
-class BadMessage(ProxyError):
+class BadMessageError(ProxyError):
     """Malformed JSON (-32700) or an invalid JSON-RPC envelope (-32600)."""
 
     def __init__(self, code: int, message: str) -> None:
@@ -36,25 +36,25 @@ class BadMessage(ProxyError):
         self.error_type = str(code)
 
 
-class HeaderMismatch(ProxyError):
+class HeaderMismatchError(ProxyError):
     code = jsonrpc.HEADER_MISMATCH
     error_type = str(jsonrpc.HEADER_MISMATCH)
 
 
-class UnsupportedMediaType(ProxyError):
+class UnsupportedMediaTypeError(ProxyError):
     http_status = 415
 
 
-class PayloadTooLarge(ProxyError):
+class PayloadTooLargeError(ProxyError):
     http_status = 413
 
 
-class OriginRejected(ProxyError):
+class OriginRejectedError(ProxyError):
     http_status = 403
     error_type = "origin_rejected"
 
 
-class Unauthenticated(ProxyError):
+class UnauthenticatedError(ProxyError):
     """No or an invalid bearer token: 401 with a WWW-Authenticate challenge."""
 
     http_status = 401
@@ -63,7 +63,7 @@ class Unauthenticated(ProxyError):
     error_type = "unauthenticated"
 
 
-class Forbidden(ProxyError):
+class ForbiddenError(ProxyError):
     """A valid token without the scopes the sidecar requires: 403 insufficient_scope."""
 
     http_status = 403
@@ -72,7 +72,7 @@ class Forbidden(ProxyError):
     error_type = "insufficient_scope"
 
 
-class AuthUnavailable(ProxyError):
+class AuthUnavailableError(ProxyError):
     """Tokens cannot be checked right now (no signing keys could be fetched): fail closed, but not as the caller's
     fault, so clients retry instead of starting a new authorization."""
 
@@ -82,7 +82,7 @@ class AuthUnavailable(ProxyError):
     error_type = "auth_unavailable"
 
 
-class SessionNotOwned(ProxyError):
+class SessionNotOwnedError(ProxyError):
     """A 2025 session id presented by a principal other than the one that opened it: answered as the MCP SDK answers
     an unknown session (404, -32600 "Session not found"), so a leaked id is useless and its owner's session intact."""
 
@@ -91,7 +91,7 @@ class SessionNotOwned(ProxyError):
     error_type = "session_not_owned"
 
 
-class PolicyDenied(ProxyError):
+class PolicyDeniedError(ProxyError):
     http_status = 200
     code = jsonrpc.POLICY_DENIED
     outcome = "denied"
@@ -99,7 +99,7 @@ class PolicyDenied(ProxyError):
     tool_visible = True
 
 
-class ApprovalDenied(PolicyDenied):
+class ApprovalDenied(PolicyDeniedError):
     """A call policy sent for approval was refused, timed out, or found the queue full."""
 
     error_type = "approval_denied"
@@ -112,7 +112,7 @@ class ApprovalUnavailable(ApprovalDenied):
     error_type = "approval_unavailable"
 
 
-class RateLimited(ProxyError):
+class RateLimitedError(ProxyError):
     http_status = 429
     code = jsonrpc.RATE_LIMITED
     outcome = "limited"
@@ -120,26 +120,26 @@ class RateLimited(ProxyError):
     tool_visible = True
 
 
-class SessionNotFound(ProxyError):
+class SessionNotFoundError(ProxyError):
     """A legacy Mcp-Session-Id the sidecar does not know (ended, reaped, or its upstream process died)."""
 
     http_status = 404
     error_type = "session_not_found"
 
 
-class MethodNotAllowed(ProxyError):
+class MethodNotAllowedError(ProxyError):
     http_status = 405
     error_type = "method_not_allowed"
 
 
-class StreamConflict(ProxyError):
+class StreamConflictError(ProxyError):
     """A second GET stream for a legacy session that already has one."""
 
     http_status = 409
     error_type = "stream_conflict"
 
 
-class LimiterUnavailable(RateLimited):
+class LimiterUnavailable(RateLimitedError):
     """The limits cannot be checked (shared store down with fail_closed, or policy named an unknown bucket)."""
 
     http_status = 503
@@ -155,20 +155,20 @@ class UpstreamError(ProxyError):
     error_type = "upstream_unavailable"
 
 
-class UpstreamTimeout(UpstreamError):
+class UpstreamTimeoutError(UpstreamError):
     http_status = 504
     code = jsonrpc.UPSTREAM_TIMEOUT
     error_type = "upstream_timeout"
 
 
-class SessionLimitReached(UpstreamError):
+class SessionLimitError(UpstreamError):
     """Every legacy session slot (upstream.max_sessions) is taken."""
 
     http_status = 503
     error_type = "session_limit"
 
 
-class UpstreamBadOutput(UpstreamError):
+class UpstreamBadOutputError(UpstreamError):
     code = jsonrpc.UPSTREAM_BAD_OUTPUT
     error_type = "upstream_bad_output"
 

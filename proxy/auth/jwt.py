@@ -1,4 +1,4 @@
-"""Bearer token verification: a JWT in, a Principal out, or a TokenRejected with a log-safe reason.
+"""Bearer token verification: a JWT in, a Principal out, or a TokenRejectedError with a log-safe reason.
 
 The algorithm is checked against an explicit allow-list before any key is touched (so `alg: none` and HMAC tokens
 "signed" with an RSA public key never reach a verifier), then pyjwt checks the signature and the claims:
@@ -14,7 +14,7 @@ from typing import Any
 import jwt
 from jwt import exceptions as jwt_errors
 
-from proxy.auth.keys import KeySource, UnknownKey, VerificationKey
+from proxy.auth.keys import KeySource, UnknownKeyError, VerificationKey
 from proxy.context import Principal, claim_at
 
 REQUIRED_CLAIMS = ["exp", "iss", "aud", "sub"]
@@ -33,7 +33,7 @@ _REJECTIONS: list[tuple[type[Exception], str, str]] = [
 ]
 
 
-class TokenRejected(Exception):
+class TokenRejectedError(Exception):
     """A token that must not be accepted. `reason` is for logs (never the token), `description` for the client."""
 
     def __init__(self, reason: str, description: str, error: str = "invalid_token") -> None:
@@ -59,7 +59,7 @@ class TokenVerifier:
         self._verified: dict[str, tuple[Principal, float]] = {}
 
     async def verify(self, token: str) -> Principal:
-        """Raises TokenRejected, or KeysUnavailable when no signing keys could be loaded at all."""
+        """Raises TokenRejectedError, or KeysUnavailableError when no signing keys could be loaded at all."""
         remembered = self._verified.get(token)
         if remembered is not None and remembered[1] > self.wall_clock():
             return remembered[0]
@@ -82,16 +82,16 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
         except jwt_errors.InvalidTokenError:
-            raise TokenRejected("malformed token", "The access token is malformed") from None
+            raise TokenRejectedError("malformed token", "The access token is malformed") from None
         algorithm = header.get("alg")
         if algorithm not in self.algorithms:
-            raise TokenRejected(f"algorithm {str(algorithm)[:16]!r} not in the allow-list",
+            raise TokenRejectedError(f"algorithm {str(algorithm)[:16]!r} not in the allow-list",
                                 "The access token algorithm is not accepted")
         kid = header.get("kid")
         try:
             candidates = await self.keys.candidates(kid if isinstance(kid, str) else None)
-        except UnknownKey as exc:
-            raise TokenRejected(f"unknown signing key ({str(exc)[:80]})",
+        except UnknownKeyError as exc:
+            raise TokenRejectedError(f"unknown signing key ({str(exc)[:80]})",
                                 "The access token was signed with an unknown key") from None
         claims = self._decode(token, algorithm, candidates)
         return principal_from_claims(claims, self.roles_claim)
@@ -117,15 +117,15 @@ class TokenVerifier:
         raise _rejection(error) from None
 
 
-def _rejection(error: Exception) -> TokenRejected:
+def _rejection(error: Exception) -> TokenRejectedError:
     if isinstance(error, jwt_errors.MissingRequiredClaimError):
-        return TokenRejected(f"missing claim {error.claim}", f"The access token lacks the '{error.claim}' claim")
+        return TokenRejectedError(f"missing claim {error.claim}", f"The access token lacks the '{error.claim}' claim")
     for kind, reason, description in _REJECTIONS:
         if isinstance(error, kind):
-            return TokenRejected(reason, description)
+            return TokenRejectedError(reason, description)
     if isinstance(error, (jwt_errors.InvalidKeyError, TypeError, ValueError)):
-        return TokenRejected("bad signature", "The access token signature is invalid")
-    return TokenRejected(f"invalid token ({error.__class__.__name__})", "The access token is invalid")
+        return TokenRejectedError("bad signature", "The access token signature is invalid")
+    return TokenRejectedError(f"invalid token ({error.__class__.__name__})", "The access token is invalid")
 
 
 def principal_from_claims(claims: Mapping[str, Any], roles_claim: str = "roles") -> Principal:

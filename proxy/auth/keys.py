@@ -25,11 +25,11 @@ log = structlog.get_logger("proxy.auth")
 FetchJwks = Callable[[], Awaitable[Mapping[str, Any]]]
 
 
-class UnknownKey(Exception):
+class UnknownKeyError(Exception):
     """The token names a key the issuer does not (or no longer) publish."""
 
 
-class KeysUnavailable(Exception):
+class KeysUnavailableError(Exception):
     """No keys could be loaded at all (the IdP's JWKS endpoint unreachable since startup)."""
 
 
@@ -73,13 +73,13 @@ class JwksKeys:
         if self._keys is None or self.clock() - self._fetched_at >= self.lifespan:
             await self.refresh(floor=min(self.cooldown, 1.0))
         if self._keys is None:
-            raise KeysUnavailable("no signing keys could be fetched")
+            raise KeysUnavailableError("no signing keys could be fetched")
         found = self._match(kid)
         if not found and kid is not None:
             await self.refresh(floor=self.cooldown)
             found = self._match(kid)
         if not found:
-            raise UnknownKey(f"no key with kid {kid!r}" if kid is not None else "no usable key")
+            raise UnknownKeyError(f"no key with kid {kid!r}" if kid is not None else "no usable key")
         return found
 
     async def refresh(self, floor: float = 0.0) -> None:

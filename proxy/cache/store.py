@@ -2,7 +2,7 @@
 
 Both stores hold pre-serialised bytes under keys built here (aiocache's own key layouts differ per backend, so we
 pass full keys and no namespace). Generation tokens live beside the entries; invalidation writes a new token and
-never scans or flushes. A store that cannot answer raises StoreUnavailable; the stage treats that as a bypass.
+never scans or flushes. A store that cannot answer raises StoreUnavailableError; the stage treats that as a bypass.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ REDIS_COOL_DOWN_SECONDS = 1.0  # after a Redis failure, bypass without trying fo
 MAX_MEMORY_GENERATIONS = 10_000
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailableError(Exception):
     """The store did not answer in time or at all; `fresh` is False while cooling down after a failure."""
 
     def __init__(self, message: str, fresh: bool = True) -> None:
@@ -192,15 +192,15 @@ class RedisStore:
         return {}
 
     async def _guard(self, operation: Any) -> Any:
-        """Run one Redis operation; any failure becomes StoreUnavailable and a short cool-down."""
+        """Run one Redis operation; any failure becomes StoreUnavailableError and a short cool-down."""
         if self.clock() < self._down_until:
             operation.close()
-            raise StoreUnavailable("redis unavailable (cooling down after a failure)", fresh=False)
+            raise StoreUnavailableError("redis unavailable (cooling down after a failure)", fresh=False)
         try:
             return await operation
         except Exception as exc:  # timeouts, refused connections, protocol errors: all mean "no cache now"
             self._down_until = self.clock() + REDIS_COOL_DOWN_SECONDS
-            raise StoreUnavailable(f"redis: {exc.__class__.__name__}: {exc}") from None
+            raise StoreUnavailableError(f"redis: {exc.__class__.__name__}: {exc}") from None
 
 
 def create_store(config: CacheConfig, clock: Callable[[], float] = time.monotonic) -> Store:

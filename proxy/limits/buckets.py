@@ -154,7 +154,7 @@ class BucketStore(Protocol):
     async def redeem_retry(self, key: str) -> bool: ...
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailableError(Exception):
     """The shared store could not answer and the failure mode is fail_closed."""
 
 

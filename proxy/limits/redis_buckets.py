@@ -3,7 +3,7 @@
 The script refills and checks every bucket of the call, then takes `cost` from all of them or from none, in one
 atomic round trip. A bucket's key expires once it would be full again, so idle callers cost no memory.
 When Redis cannot answer, the store fails open (the call passes, logged and counted) or closed
-(`StoreUnavailable`), and retries Redis after a short pause so it recovers once Redis is back.
+(`StoreUnavailableError`), and retries Redis after a short pause so it recovers once Redis is back.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from proxy.limits.buckets import RETRY_CREDIT_SECONDS, BucketState, Check, Decision, StoreUnavailable
+from proxy.limits.buckets import RETRY_CREDIT_SECONDS, BucketState, Check, Decision, StoreUnavailableError
 
 log = structlog.get_logger("proxy.limits.buckets")
 
@@ -159,7 +159,7 @@ class RedisBuckets:
 
     def _unavailable(self) -> Decision:
         if not self.fail_open:
-            raise StoreUnavailable("the rate limit store (redis) is unreachable")
+            raise StoreUnavailableError("the rate limit store (redis) is unreachable")
         self.passed_unchecked += 1
         return Decision(True, (), degraded=True)
 

@@ -32,11 +32,11 @@ DRAIN_SECONDS = 2.0  # how long the end of a released body may take to arrive be
 _DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
-class ConnectFailed(OSError):
+class ConnectFailedError(OSError):
     """The origin could not be reached: refused, unresolvable, or no connection within the connect timeout."""
 
 
-class ConnectionBroken(ConnectionError):
+class ConnectionBrokenError(ConnectionError):
     """The connection closed or broke before the response was whole, or the origin spoke invalid HTTP."""
 
 
@@ -121,7 +121,7 @@ class Response:
         if self._done:
             return
         if not drain:
-            self._fail(ConnectionBroken("response released before its end"))
+            self._fail(ConnectionBrokenError("response released before its end"))
             self._connection.close()
             return
         self._dropping = True
@@ -146,7 +146,7 @@ class Response:
             try:
                 data = self._decoder.decompress(data)
             except zlib.error as exc:
-                self._connection.fail(ConnectionBroken(f"response body does not decompress: {exc}"))
+                self._connection.fail(ConnectionBrokenError(f"response body does not decompress: {exc}"))
                 return
         if data and not self._dropping:
             self._chunks.append(data)
@@ -173,7 +173,7 @@ class Response:
 def _decoder_for(encoding: str) -> zlib._Decompress:
     wbits = _DECODERS.get(encoding)
     if wbits is None:
-        raise ConnectionBroken(f"response uses an unsupported Content-Encoding: {encoding}")
+        raise ConnectionBrokenError(f"response uses an unsupported Content-Encoding: {encoding}")
     return zlib.decompressobj(wbits)
 
 
@@ -197,7 +197,7 @@ class _Connection(asyncio.Protocol):
     async def exchange(self, request: bytes) -> Response:
         """Writes one request; returns once its status and headers have arrived."""
         if self.closed or self.transport is None or self.transport.is_closing():
-            raise ConnectionBroken("connection closed before the request was sent")
+            raise ConnectionBrokenError("connection closed before the request was sent")
         answer = self._answer = self.loop.create_future()
         self.transport.write(request)
         try:
@@ -217,7 +217,7 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self.fail(ConnectionBroken(f"upstream sent invalid HTTP: {exc}"))
+            self.fail(ConnectionBrokenError(f"upstream sent invalid HTTP: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -225,7 +225,7 @@ class _Connection(asyncio.Protocol):
         if self._response is not None and self._ends_at_close and exc is None:
             self._response._finish()
         else:
-            self._broke(ConnectionBroken("upstream closed the connection" + (f": {exc}" if exc else "")))
+            self._broke(ConnectionBrokenError("upstream closed the connection" + (f": {exc}" if exc else "")))
 
     # httptools callbacks
     def on_message_begin(self) -> None:
@@ -242,7 +242,7 @@ class _Connection(asyncio.Protocol):
                    for name, value in self._header_lines]
         try:
             self._response = Response(self, status, headers)
-        except ConnectionBroken as exc:
+        except ConnectionBrokenError as exc:
             self.fail(exc)
             return
         self._ends_at_close = status not in (204, 304) and not any(
@@ -343,7 +343,7 @@ class ConnectionPool:
             connection.close()
         for waiter, _ in self._waiters:
             if not waiter.done():
-                waiter.set_exception(ConnectionBroken("connection pool closed"))
+                waiter.set_exception(ConnectionBrokenError("connection pool closed"))
         self.deadlines.cancel()
 
     def _fail_overdue(self, now: float) -> bool:
@@ -437,13 +437,13 @@ class ConnectionPool:
         except (OSError, TimeoutError) as exc:
             if time.monotonic() >= deadline:
                 raise TimeoutError("the upstream request's deadline passed while connecting") from None
-            raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: {exc or 'timed out'}") from None
+            raise ConnectFailedError(f"cannot connect to {self.host}:{self.port}: {exc or 'timed out'}") from None
         finally:
             self._opening -= 1
             if connection is None or connection.closed:
                 self._hand_over(None)  # the slot it would have taken is free again
         if connection.closed:
-            raise ConnectionBroken("connection closed as it opened")
+            raise ConnectionBrokenError("connection closed as it opened")
         self._open.add(connection)
         return connection
 

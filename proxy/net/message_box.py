@@ -15,7 +15,7 @@ from typing import Generic, TypeVar
 Item = TypeVar("Item")
 
 
-class MailboxClosed(Exception):
+class MailboxClosedError(Exception):
     """The mailbox was closed: by its producer (with a reason) or because its consumer fell behind."""
 
 
@@ -42,7 +42,7 @@ class Mailbox(Generic[Item]):
             return False
         if len(self._items) >= self.limit:
             self.overflowed = True
-            self.close(MailboxClosed(f"client fell {self.limit} messages behind"), discard=True)
+            self.close(MailboxClosedError(f"client fell {self.limit} messages behind"), discard=True)
             return False
         self._items.append(item)
         self._wakeup.set()
@@ -51,7 +51,7 @@ class Mailbox(Generic[Item]):
     def close(self, error: BaseException | None = None, *, discard: bool = False) -> None:
         """No more items; the consumer gets what is queued (unless discarded), then `error`."""
         if self._error is None:
-            self._error = error or MailboxClosed("closed")
+            self._error = error or MailboxClosedError("closed")
             if discard:
                 self._items.clear()
             self._wakeup.set()

@@ -39,7 +39,7 @@ def encode_event(data: str, *, event: str | None = "message", event_id: str | No
     return ("\n".join(lines) + "\n\n").encode()
 
 
-class EventTooLarge(ValueError):
+class EventTooLargeError(ValueError):
     pass
 
 
@@ -62,7 +62,7 @@ class SseDecoder:
                 events.append(event)
         self._buffer = self._buffer[start:]
         if len(self._buffer) > self._max:
-            raise EventTooLarge(f"SSE event larger than {self._max} bytes")
+            raise EventTooLargeError(f"SSE event larger than {self._max} bytes")
         return events
 
     @property

@@ -39,7 +39,7 @@ class PolicyLoadError(Exception):
         self.problems = problems
 
 
-class PolicyUnavailable(Exception):
+class PolicyUnavailableError(Exception):
     """The engine could not produce a result (no bundle, evaluation error, remote OPA down)."""
 
 
@@ -58,7 +58,7 @@ class Decision:
 
 
 class Engine(Protocol):
-    """Evaluates the two policy rules. Raises PolicyUnavailable when it cannot; undefined results are None.
+    """Evaluates the two policy rules. Raises PolicyUnavailableError when it cannot; undefined results are None.
     The in-process engine first cuts a tools/call's arguments down to the policy's data.mcp.argument_names."""
 
     async def start(self) -> None: ...

@@ -23,7 +23,7 @@ import orjson
 import structlog
 import yaml
 
-from proxy.policy.engine import PolicyUnavailable
+from proxy.policy.engine import PolicyUnavailableError
 from proxy.policy.rego import CompiledPolicy, EvaluationError, Evaluator, PolicyCompileError, compile_policy
 
 log = structlog.get_logger("proxy.policy")
@@ -263,11 +263,11 @@ class RegoEngine:
         # About 0.1-0.2 ms of native work: cheaper in place than the hop to a worker thread and back.
         loaded = self.loader.current
         if loaded is None:
-            raise PolicyUnavailable("no policy bundle is loaded")
+            raise PolicyUnavailableError("no policy bundle is loaded")
         try:
             return self.evaluator.evaluate_narrowed(loaded.compiled, f"mcp/{rule}", document), loaded.revision
         except EvaluationError as exc:
-            raise PolicyUnavailable(f"evaluation failed: {exc}") from None
+            raise PolicyUnavailableError(f"evaluation failed: {exc}") from None
 
     async def readiness(self) -> tuple[bool, str]:
         return self.loader.status()

@@ -24,7 +24,7 @@ _PACKAGE = re.compile(r"^package\s+([\w.]+)", re.MULTILINE)
 _HEAD = re.compile(r"^[ \t]*" + RULE + r"\b", re.MULTILINE)
 
 
-class IllTypedNames(ValueError):
+class IllTypedNamesError(ValueError):
     """data.mcp.argument_names is neither undefined nor a set of strings."""
 
 
@@ -80,11 +80,11 @@ def _with_tool(document: Mapping[str, Any], tool: dict[str, Any]) -> dict[str, A
 
 
 def argument_names(value: Any) -> tuple[str, ...] | None:
-    """The names the entrypoint returned, sorted; None for all arguments. Raises IllTypedNames."""
+    """The names the entrypoint returned, sorted; None for all arguments. Raises IllTypedNamesError."""
     if value is None:
         return None
     if value == []:  # the common answer: no argument matters
         return ()
     if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
-        raise IllTypedNames(f"data.mcp.{RULE} is ill-typed: expected a set of argument names (strings)")
+        raise IllTypedNamesError(f"data.mcp.{RULE} is ill-typed: expected a set of argument names (strings)")
     return None if ALL in value else tuple(sorted(set(value)))

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from proxy.policy.engine import PolicyUnavailable
+from proxy.policy.engine import PolicyUnavailableError
 
 
 class OpaEngine:
@@ -41,26 +41,26 @@ class OpaEngine:
 
     async def evaluate(self, rule: str, document: dict[str, Any]) -> tuple[Any, str | None]:
         if self._session is None:
-            raise PolicyUnavailable("OPA client not started")
+            raise PolicyUnavailableError("OPA client not started")
         try:
             async with asyncio.timeout(self.timeout_seconds):
                 async with self._session.post(f"{self.url}/v1/data/mcp/{rule}", params={"provenance": "true"},
                                               data=orjson.dumps({"input": document}),
                                               headers={"Content-Type": "application/json"}) as response:
                     if response.status != 200:
-                        raise PolicyUnavailable(f"OPA answered HTTP {response.status}")
+                        raise PolicyUnavailableError(f"OPA answered HTTP {response.status}")
                     body = orjson.loads(await response.read())
         except TimeoutError:
             self.failures += 1
-            raise PolicyUnavailable(f"OPA did not answer within {self.timeout_seconds:g}s") from None
+            raise PolicyUnavailableError(f"OPA did not answer within {self.timeout_seconds:g}s") from None
         except (aiohttp.ClientError, OSError, orjson.JSONDecodeError) as exc:
             self.failures += 1
-            raise PolicyUnavailable(f"OPA request failed: {exc.__class__.__name__}") from None
-        except PolicyUnavailable:
+            raise PolicyUnavailableError(f"OPA request failed: {exc.__class__.__name__}") from None
+        except PolicyUnavailableError:
             self.failures += 1
             raise
         if not isinstance(body, dict):
-            raise PolicyUnavailable("OPA answered something other than an object")
+            raise PolicyUnavailableError("OPA answered something other than an object")
         self._revision = _revision_of(body) or f"opa:{self.url}"
         return body.get("result"), self._revision
 

@@ -182,7 +182,7 @@ class Evaluator:
         projected = project(document, policy.use.paths)  # projected once, cut down and queried twice as it is
         try:
             narrowed = narrowing.narrow(projected, lambda bare: self._evaluate(policy, narrowing.ENTRYPOINT, bare))
-        except narrowing.IllTypedNames as exc:
+        except narrowing.IllTypedNamesError as exc:
             raise EvaluationError(str(exc)) from None
         return self._evaluate(policy, entrypoint, narrowed)
 

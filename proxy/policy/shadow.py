@@ -8,7 +8,7 @@ from typing import Any
 import structlog
 
 from proxy.context import CallContext
-from proxy.policy.engine import DECISION_RULE, Decision, Engine, PolicyUnavailable, decision_from
+from proxy.policy.engine import DECISION_RULE, Decision, Engine, PolicyUnavailableError, decision_from
 
 log = structlog.get_logger("proxy.policy")
 
@@ -25,7 +25,7 @@ class Shadow:
         try:
             value, revision = await self.engine.evaluate(DECISION_RULE, document)
             candidate = decision_from(value, revision)
-        except PolicyUnavailable as exc:
+        except PolicyUnavailableError as exc:
             candidate = Decision.deny(f"shadow policy could not be evaluated: {exc}", self.engine.revision)
         self.decisions += 1
         if (candidate.allow, candidate.obligations) != (active.allow, active.obligations):

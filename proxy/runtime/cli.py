@@ -96,11 +96,11 @@ def _serve(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     configure_logging(config.logging.level)
     from proxy.policy.engine import PolicyLoadError
-    from proxy.runtime.server import ListenFailed, run
+    from proxy.runtime.server import ListenError, run
 
     try:
         return run(config)
-    except ListenFailed as exc:
+    except ListenError as exc:
         print(f"mcp-sidecar: {exc}", file=sys.stderr)
         return 1
     except PolicyLoadError as exc:

@@ -67,7 +67,7 @@ def connection_limit(configured: int | None) -> int:
     return max(16, min(MAX_CONNECTIONS, soft - 256))
 
 
-class ListenFailed(OSError):
+class ListenError(OSError):
     """A listening address could not be bound (in use, not this host's, a privileged port)."""
 
 
@@ -76,7 +76,7 @@ async def _listen_on(address: str, start: Callable[[str, int], Awaitable[None]])
     try:
         await start(host, port)
     except OSError as exc:
-        raise ListenFailed(f"cannot listen on {address}: {exc.strerror or exc}") from None
+        raise ListenError(f"cannot listen on {address}: {exc.strerror or exc}") from None
 
 
 async def serve(config: Config, started: asyncio.Event | None = None) -> None:

@@ -15,12 +15,12 @@ import structlog
 
 from proxy import mcp
 from proxy.auth.identity import IdentityMinter
-from proxy.auth.jwt import TokenRejected, TokenVerifier
-from proxy.auth.keys import HmacKey, JwksKeys, KeySource, KeysUnavailable, PemKeys
+from proxy.auth.jwt import TokenRejectedError, TokenVerifier
+from proxy.auth.keys import HmacKey, JwksKeys, KeySource, KeysUnavailableError, PemKeys
 from proxy.auth.sessions import SessionOwners
 from proxy.config import AuthConfig, ServerConfig, UpstreamIdentityConfig, signing_key
 from proxy.context import ANONYMOUS, CallContext, Principal
-from proxy.errors import AuthUnavailable, Forbidden, SessionNotOwned, Unauthenticated
+from proxy.errors import AuthUnavailableError, ForbiddenError, SessionNotOwnedError, UnauthenticatedError
 from proxy.pipeline import Deps, Handler
 from proxy.reply import Reply
 
@@ -111,23 +111,23 @@ class AuthStage:
             if self.optional:
                 return ANONYMOUS
             log.info("auth.rejected", reason="no bearer token", method=ctx.method, http_method=ctx.http_method)
-            raise Unauthenticated("Authentication required", headers=self._challenge())
+            raise UnauthenticatedError("Authentication required", headers=self._challenge())
         try:
             principal = await self.verifier.verify(token)
-        except TokenRejected as rejected:
+        except TokenRejectedError as rejected:
             log.info("auth.rejected", reason=rejected.reason, method=ctx.method, http_method=ctx.http_method)
-            raise Unauthenticated(rejected.description, headers=self._challenge(
+            raise UnauthenticatedError(rejected.description, headers=self._challenge(
                 error=rejected.error, error_description=rejected.description)) from None
-        except KeysUnavailable:
+        except KeysUnavailableError:
             log.warning("auth.keys_unavailable", method=ctx.method)
-            raise AuthUnavailable("Token signing keys are unavailable; try again later",
+            raise AuthUnavailableError("Token signing keys are unavailable; try again later",
                                   headers={"Retry-After": "5"}) from None
         ctx.record.principal = principal
         missing = self.required_scopes - principal.scopes
         if missing:
             log.info("auth.forbidden", reason="insufficient scope", sub=principal.subject, missing=sorted(missing))
             description = "The access token lacks required scopes"
-            raise Forbidden(description, data={"required_scopes": sorted(self.required_scopes)},
+            raise ForbiddenError(description, data={"required_scopes": sorted(self.required_scopes)},
                             headers=self._challenge(error="insufficient_scope", error_description=description))
         return principal
 
@@ -137,7 +137,7 @@ class AuthStage:
         if session is not None and not self.sessions.admits(session, principal):
             log.warning("auth.session_not_owned", sub=principal.subject, method=ctx.method,
                         http_method=ctx.http_method)
-            raise SessionNotOwned("Session not found")
+            raise SessionNotOwnedError("Session not found")
         first_seen = session is not None and not self.sessions.owned(session)  # sidecar restarted, other worker
         reply = await call_next(ctx)
         if ctx.kind is mcp.Kind.SESSION_END and session is not None:
@@ -165,7 +165,7 @@ class AuthStage:
         if scheme.lower() != "bearer" or not token or " " in token:
             log.info("auth.rejected", reason="not a bearer token", method=ctx.method)
             description = "Expected an Authorization: Bearer token"
-            raise Unauthenticated(description, headers=self._challenge(error="invalid_token",
+            raise UnauthenticatedError(description, headers=self._challenge(error="invalid_token",
                                                                        error_description=description))
         return token
 

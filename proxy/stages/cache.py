@@ -15,7 +15,7 @@ import structlog
 
 from proxy.cache import rules as cache
 from proxy.cache.rules import Flight, Plan, Rule, SingleFlight
-from proxy.cache.store import Store, StoreUnavailable, create_store
+from proxy.cache.store import Store, StoreUnavailableError, create_store
 from proxy.config import CacheConfig
 from proxy.context import CallContext
 from proxy.net.sse_codec import SseEvent
@@ -56,7 +56,7 @@ class CacheStage:
         plan = cache.make_plan(ctx, rule, self.upstream_name)
         try:
             found, tokens = await self._lookup(plan)
-        except StoreUnavailable as error:
+        except StoreUnavailableError as error:
             self._unavailable(error, "lookup")
             self._mark(ctx, "bypass")
             return self._watched(await call_next(ctx))
@@ -125,7 +125,7 @@ class CacheStage:
             try:  # stored under the tokens read before the call: a change announced meanwhile makes it stale
                 await self.store.put(key, cache.encode_entry(tokens, result), ttl)
                 self._mark(ctx, "stored")
-            except StoreUnavailable as error:
+            except StoreUnavailableError as error:
                 self._unavailable(error, "store")
             finally:  # released only now, so a call arriving meanwhile follows instead of missing the entry
                 if flight is not None:
@@ -156,7 +156,7 @@ class CacheStage:
     async def invalidate(self, generation: str) -> bool:
         try:
             await self.store.bump(generation)
-        except StoreUnavailable as error:
+        except StoreUnavailableError as error:
             self._unavailable(error, "invalidate")
             return False
         self.counts["invalidations"] += 1
@@ -175,7 +175,7 @@ class CacheStage:
         ctx.record.cache_status = status
         self.counts[status] += 1
 
-    def _unavailable(self, error: StoreUnavailable, operation: str) -> None:
+    def _unavailable(self, error: StoreUnavailableError, operation: str) -> None:
         self.counts["store_errors"] += 1
         if error.fresh:
             log.warning("cache.store_unavailable", operation=operation, error=str(error))

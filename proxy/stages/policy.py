@@ -19,7 +19,7 @@ from proxy import mcp
 from proxy.catalog import ANNOTATION_DEFAULTS
 from proxy.config import PolicyConfig
 from proxy.context import CallContext
-from proxy.errors import PolicyDenied
+from proxy.errors import PolicyDeniedError
 from proxy.pipeline import Deps, Handler
 from proxy.policy.engine import (
     DECISION_RULE,
@@ -27,7 +27,7 @@ from proxy.policy.engine import (
     VISIBLE_RULE,
     Decision,
     Engine,
-    PolicyUnavailable,
+    PolicyUnavailableError,
     decision_from,
     policy_input,
     visible_keys,
@@ -100,7 +100,7 @@ class PolicyStage:
     async def decide(self, document: dict[str, Any], decision_id: str) -> Decision:
         try:
             value, revision = await self.engine.evaluate(DECISION_RULE, document)
-        except PolicyUnavailable as exc:
+        except PolicyUnavailableError as exc:
             log.warning("policy.unavailable", error=str(exc), method=document["mcp"]["method"])
             return Decision(allow=False, reasons=("policy could not be evaluated",), revision=self.engine.revision,
                             decision_id=decision_id, failed=True)
@@ -110,7 +110,7 @@ class PolicyStage:
         listed = {**document, "mcp": {**document["mcp"], "list": {"kind": kind, "items": items}}}
         try:
             value, _ = await self.engine.evaluate(VISIBLE_RULE, listed)
-        except PolicyUnavailable as exc:
+        except PolicyUnavailableError as exc:
             log.warning("policy.unavailable", error=str(exc), method=document["mcp"]["method"])
             return frozenset()  # fail closed: nothing is visible
         return visible_keys(value)
@@ -145,7 +145,7 @@ class PolicyStage:
             return await self._as_unknown(ctx.evolve(obligations={"rate_limit": limit} if limit else {}), call_next)
         data = {"decision_id": ctx.record.decision_id, "reasons": list(decision.reasons),
                 "revision": decision.revision}
-        raise PolicyDenied(text, data=data)
+        raise PolicyDeniedError(text, data=data)
 
     async def _hidden(self, ctx: CallContext, document: dict[str, Any], tool: Any) -> bool:
         kind, key_field = HIDEABLE[ctx.method or ""]

@@ -15,7 +15,7 @@ from typing import Any
 from proxy import mcp
 from proxy.config import BucketConfig, RateLimitsConfig
 from proxy.context import CallContext
-from proxy.errors import LimiterUnavailable, RateLimited
+from proxy.errors import LimiterUnavailable, RateLimitedError
 from proxy.limits.buckets import (
     CLAIM_PREFIX,
     BucketSpec,
@@ -24,7 +24,7 @@ from proxy.limits.buckets import (
     Check,
     Decision,
     MemoryBuckets,
-    StoreUnavailable,
+    StoreUnavailableError,
     round_trip_key,
 )
 from proxy.limits.redis_buckets import RedisBuckets
@@ -92,7 +92,7 @@ class RateLimitStage:
             return await call_next(ctx)
         try:
             decision = await self.store.take(checks, cost)
-        except StoreUnavailable as error:
+        except StoreUnavailableError as error:
             raise LimiterUnavailable(f"Rate limits cannot be checked right now ({error}); retry later.",
                                      headers={"Retry-After": "1"}) from None
         _record(ctx, decision)
@@ -196,7 +196,7 @@ def rate_limit_headers(decision: Decision) -> dict[str, str]:
     return headers
 
 
-def _refusal(ctx: CallContext, decision: Decision, headers: dict[str, str]) -> RateLimited:
+def _refusal(ctx: CallContext, decision: Decision, headers: dict[str, str]) -> RateLimitedError:
     deciding = decision.deciding
     assert deciding is not None
     seconds = max(1, math.ceil(decision.retry_after))
@@ -206,4 +206,4 @@ def _refusal(ctx: CallContext, decision: Decision, headers: dict[str, str]) -> R
                f"Retry after {seconds} s (at {at} UTC).")
     data = {"bucket": spec.name, "retry_after": seconds, "retry_after_ms": math.ceil(decision.retry_after * 1000),
             "limit": spec.capacity, "remaining": deciding.remaining, "window_seconds": spec.window_seconds}
-    return RateLimited(message, data=data, headers=headers)
+    return RateLimitedError(message, data=data, headers=headers)

@@ -10,7 +10,13 @@ from urllib.parse import urlsplit
 from proxy import jsonrpc, mcp
 from proxy.config import ServerConfig, parse_host_port
 from proxy.context import CallContext
-from proxy.errors import BadMessage, HeaderMismatch, OriginRejected, PayloadTooLarge, UnsupportedMediaType
+from proxy.errors import (
+    BadMessageError,
+    HeaderMismatchError,
+    OriginRejectedError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
 from proxy.net.listener import HttpRequest
 
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -23,7 +29,7 @@ def check_origin(request: HttpRequest, server: ServerConfig) -> None:
         return
     if origin in own_origins(server.listen, server.public_url):
         return
-    raise OriginRejected(f"Origin {origin!r} is not allowed")
+    raise OriginRejectedError(f"Origin {origin!r} is not allowed")
 
 
 @functools.lru_cache(maxsize=16)
@@ -49,9 +55,9 @@ def own_origins(listen: str, public_url: str | None) -> frozenset[str]:
 def read_body(request: HttpRequest, server: ServerConfig) -> bytes:
     """The POSTed JSON body (the listener has received it whole, or noted that it passed the limit)."""
     if request.body_too_large:
-        raise PayloadTooLarge(f"Request body exceeds {server.max_body_bytes} bytes")
+        raise PayloadTooLargeError(f"Request body exceeds {server.max_body_bytes} bytes")
     if request.content_type != "application/json":
-        raise UnsupportedMediaType("Content-Type must be application/json")
+        raise UnsupportedMediaTypeError("Content-Type must be application/json")
     return request.body
 
 
@@ -86,7 +92,7 @@ def message_context(request: HttpRequest, body: bytes) -> CallContext:
     try:
         message = jsonrpc.parse_message(body)
     except jsonrpc.MessageError as exc:
-        raise BadMessage(exc.code, exc.message) from None
+        raise BadMessageError(exc.code, exc.message) from None
     headers = forwarded_headers(request.headers)
     kind = mcp.message_kind(message)
     version = mcp.protocol_version(message, headers.get(mcp.HEADER_PROTOCOL_VERSION))
@@ -99,7 +105,7 @@ def check_mirrored_headers(ctx: CallContext) -> None:
     if ctx.era is mcp.Era.MODERN and ctx.kind is not mcp.Kind.RESPONSE:
         problem = mcp.header_mismatch(ctx.message, ctx.headers.get(mcp.HEADER_METHOD), ctx.headers.get(mcp.HEADER_NAME))
         if problem is not None:
-            raise HeaderMismatch(problem)
+            raise HeaderMismatchError(problem)
 
 
 def stream_context(request: HttpRequest, kind: mcp.Kind) -> CallContext:

@@ -24,7 +24,7 @@ from proxy.config import ServerConfig
 from proxy.context import CallContext, CallRecord, Principal
 from proxy.errors import ProxyError, UpstreamError, error_reply
 from proxy.net.listener import HttpRequest, HttpResponse, ResponseStream
-from proxy.net.message_box import Mailbox, MailboxClosed
+from proxy.net.message_box import Mailbox, MailboxClosedError
 from proxy.net.sse_codec import encode_event
 from proxy.pipeline import Handler
 from proxy.reply import EVENT_STREAM, Reply
@@ -125,7 +125,7 @@ class LegacySseHandler:
             with self.heartbeat.watching(response):
                 while True:
                     await response.write(encode_event(await client.outbox.get()))
-        except MailboxClosed as closed:
+        except MailboxClosedError as closed:
             log.info("sse.stream_closed", session=client.id[:8], reason=str(closed))
         except ConnectionError:
             log.info("sse.client_gone", session=client.id[:8])
@@ -162,7 +162,7 @@ class LegacySseHandler:
     async def shutdown(self) -> None:
         """End every stream so a graceful stop need not wait for long-lived GETs."""
         for client in list(self._clients.values()):
-            client.outbox.close(MailboxClosed("sidecar stopping"))
+            client.outbox.close(MailboxClosedError("sidecar stopping"))
         await asyncio.gather(*self._cleanups, return_exceptions=True)
 
     async def _deliver(self, client: LegacyClient, ctx: CallContext) -> None:

@@ -12,9 +12,9 @@ import structlog
 from proxy import mcp
 from proxy.config import UpstreamConfig
 from proxy.context import CallContext
-from proxy.errors import UpstreamBadOutput, UpstreamError, UpstreamTimeout
-from proxy.net.connection_pool import ConnectFailed, ConnectionPool, Response
-from proxy.net.sse_codec import EventTooLarge, SseDecoder, SseEvent
+from proxy.errors import UpstreamBadOutputError, UpstreamError, UpstreamTimeoutError
+from proxy.net.connection_pool import ConnectFailedError, ConnectionPool, Response
+from proxy.net.sse_codec import EventTooLargeError, SseDecoder, SseEvent
 from proxy.reply import EVENT_STREAM, JSON, Reply
 from proxy.upstream.credentials import UpstreamCredentials
 
@@ -76,8 +76,8 @@ class HttpUpstream:
                 return await self._whole_reply(ctx, response)
         except TimeoutError:
             log.warning("upstream.timeout", method=ctx.method, after_seconds=timeout)
-            raise UpstreamTimeout(f"Upstream did not answer within {timeout:g}s") from None
-        except ConnectFailed as exc:
+            raise UpstreamTimeoutError(f"Upstream did not answer within {timeout:g}s") from None
+        except ConnectFailedError as exc:
             log.warning("upstream.unreachable", url=self.url, error=str(exc))
             raise UpstreamError("Upstream MCP server is unreachable") from None
         except ConnectionError as exc:
@@ -110,9 +110,9 @@ class HttpUpstream:
                 for event in decoder.feed(chunk):
                     yield event
         except TimeoutError:
-            raise UpstreamTimeout(f"Upstream stream was idle for more than {idle:g}s") from None
-        except EventTooLarge as exc:
-            raise UpstreamBadOutput(str(exc)) from None
+            raise UpstreamTimeoutError(f"Upstream stream was idle for more than {idle:g}s") from None
+        except EventTooLargeError as exc:
+            raise UpstreamBadOutputError(str(exc)) from None
         except ConnectionError:
             log.warning("upstream.stream_broken", url=self.url)
             raise UpstreamError("Upstream connection broke off mid-stream") from None
@@ -126,7 +126,7 @@ def _require_response(reply: Reply, body: bytes) -> None:
         message = None
     if not isinstance(message, dict) or ("result" not in message and "error" not in message):
         log.warning("upstream.bad_output", size=len(body))
-        raise UpstreamBadOutput("Upstream answered with something that is not a JSON-RPC response")
+        raise UpstreamBadOutputError("Upstream answered with something that is not a JSON-RPC response")
     reply.message = message
 
 

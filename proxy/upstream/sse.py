@@ -15,7 +15,7 @@ import structlog
 
 from proxy.config import UpstreamConfig
 from proxy.errors import UpstreamError
-from proxy.net.sse_codec import EventTooLarge, SseDecoder, SseEvent
+from proxy.net.sse_codec import EventTooLargeError, SseDecoder, SseEvent
 from proxy.reply import EVENT_STREAM, JSON
 from proxy.upstream.channel.upstream import ChannelUpstream
 from proxy.upstream.credentials import UpstreamCredentials
@@ -97,7 +97,7 @@ class SseChannel:
             raise UpstreamError("Legacy SSE stream ended")
         try:
             return decoder.feed(chunk)
-        except EventTooLarge as exc:
+        except EventTooLargeError as exc:
             raise UpstreamError(str(exc)) from None
 
     async def _relay(self, decoder: SseDecoder, on_message: Callable[[bytes], None]) -> str:

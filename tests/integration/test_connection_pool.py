@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from proxy.net.connection_pool import ConnectFailed, ConnectionBroken, ConnectionPool
+from proxy.net.connection_pool import ConnectFailedError, ConnectionBrokenError, ConnectionPool
 from proxy.upstream.channel.deadlines import TICK as DEADLINE_TICK
 from proxy.upstream.http import HttpUpstream
 from tests.kit import make_config, wait_until
@@ -152,7 +152,7 @@ async def test_a_waiting_request_takes_the_slot_of_a_connection_that_broke(origi
         await wait_until(lambda: pool._waiters)  # the second queues behind the limit
         second_waits.set()
         assert await (await second).read() == b"second"
-        with pytest.raises(ConnectionBroken):
+        with pytest.raises(ConnectionBrokenError):
             await first
     assert origin.connections == 2
     await pool.close()
@@ -254,7 +254,7 @@ async def test_invalid_http_fails_the_request(origin_of) -> None:
 
     origin = await origin_of(garbage)
     pool = ConnectionPool(origin.url, limit=1, connect_timeout=2)
-    with pytest.raises(ConnectionBroken, match="invalid HTTP"):
+    with pytest.raises(ConnectionBrokenError, match="invalid HTTP"):
         async with asyncio.timeout(5):
             await pool.request("POST", {}, b"{}")
     await pool.close()
@@ -270,7 +270,7 @@ async def test_a_connection_closed_before_the_answer_fails_and_the_next_request_
     origin = await origin_of(hang_up_once)
     pool = ConnectionPool(origin.url, limit=1, connect_timeout=2)
     async with asyncio.timeout(5):
-        with pytest.raises(ConnectionBroken, match="closed the connection"):
+        with pytest.raises(ConnectionBrokenError, match="closed the connection"):
             await pool.request("POST", {}, b"{}")
         assert await (await pool.request("POST", {}, b"{}")).read() == b"ok"
     await pool.close()
@@ -285,7 +285,7 @@ async def test_a_body_cut_short_fails_the_read(origin_of) -> None:
     pool = ConnectionPool(origin.url, limit=1, connect_timeout=2)
     async with asyncio.timeout(5):
         response = await pool.request("POST", {}, b"{}")
-        with pytest.raises(ConnectionBroken):
+        with pytest.raises(ConnectionBrokenError):
             await response.read()
     await pool.close()
 
@@ -477,9 +477,9 @@ async def test_a_deadline_ends_with_its_response(origin_of) -> None:
 
 async def test_an_unreachable_origin_is_a_connect_failure() -> None:
     pool = ConnectionPool("http://127.0.0.1:1/mcp", limit=1, connect_timeout=2)
-    with pytest.raises(ConnectFailed, match="cannot connect"):
+    with pytest.raises(ConnectFailedError, match="cannot connect"):
         await pool.request("POST", {}, b"{}")
-    with pytest.raises(ConnectFailed):  # the failed attempt gave its slot back
+    with pytest.raises(ConnectFailedError):  # the failed attempt gave its slot back
         await pool.request("POST", {}, b"{}")
 
 
@@ -528,7 +528,7 @@ async def test_https_origins_are_verified_against_the_trusted_certificates(tmp_p
     url = f"https://localhost:{server.sockets[0].getsockname()[1]}/mcp"
     try:
         untrusting = ConnectionPool(url, limit=1, connect_timeout=2)
-        with pytest.raises(ConnectFailed, match="CERTIFICATE_VERIFY_FAILED"):
+        with pytest.raises(ConnectFailedError, match="CERTIFICATE_VERIFY_FAILED"):
             await untrusting.request("POST", {}, b"{}")
         monkeypatch.setenv("SSL_CERT_FILE", cert)  # the default context trusts what OpenSSL is told to
         trusting = ConnectionPool(url, limit=1, connect_timeout=2)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as redis
 
-from proxy.limits.buckets import BucketSpec, StoreUnavailable
+from proxy.limits.buckets import BucketSpec, StoreUnavailableError
 from proxy.limits.redis_buckets import RedisBuckets
 from tests.kit import wait_until
 from tests.redis_kit import SHARED_URL, needs_redis_server, needs_shared_redis, private_redis, unique_prefix
@@ -96,7 +96,7 @@ async def test_redis_down_follows_failure_mode_and_recovers(failure_mode: str) -
                 assert await store.ping() == (True, "redis unreachable (ConnectionError); failing open")
             else:
                 for _ in range(3):
-                    with pytest.raises(StoreUnavailable):
+                    with pytest.raises(StoreUnavailableError):
                         await store.take(checks, 1)
                 assert (await store.ping())[0] is False
             assert store.failures >= 1
@@ -108,7 +108,7 @@ async def test_redis_down_follows_failure_mode_and_recovers(failure_mode: str) -
             async def take_recorded() -> bool:
                 try:
                     decision = await store.take(checks, 1)
-                except StoreUnavailable:
+                except StoreUnavailableError:
                     return False
                 if not decision.degraded:
                     outcomes.append(decision.allowed)
@@ -127,7 +127,7 @@ async def test_a_store_that_was_never_reachable_fails_closed_quickly() -> None:
     store = RedisBuckets("redis://127.0.0.1:9/0", prefix=unique_prefix(), timeout=0.2, fail_open=False)
     await store.start()
     try:
-        with pytest.raises(StoreUnavailable):
+        with pytest.raises(StoreUnavailableError):
             await store.take([(BucketSpec("b", 1, 1.0), "b")], 1)
         await wait_until(lambda: store.failures == 1, timeout=1)
     finally:

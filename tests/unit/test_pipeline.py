@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from proxy.context import CallContext
-from proxy.errors import PolicyDenied
+from proxy.errors import PolicyDeniedError
 from proxy.pipeline import Handler, build_chain
 from proxy.reply import Reply
 from tests.kit import make_ctx
@@ -14,7 +14,7 @@ class Recorder:
     async def __call__(self, ctx: CallContext, call_next: Handler) -> Reply:
         self.log.append(f"{self.name}>")
         if self.refuse:
-            raise PolicyDenied("no")
+            raise PolicyDeniedError("no")
         reply = await call_next(ctx)
         self.log.append(f"<{self.name}")
         return reply

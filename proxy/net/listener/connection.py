@@ -16,7 +16,7 @@ from multidict import CIMultiDict
 from proxy.net.listener.messages import (
     BODILESS_STATUSES,
     LAST_CHUNK,
-    HeaderInjection,
+    HeaderInjectionError,
     HttpRequest,
     HttpResponse,
     chunk,
@@ -38,7 +38,7 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 HEAD_DEFER_SECONDS = 0.05  # the longest a deferred stream head waits for the first thing to go with it
 
 
-class _Refused(Exception):
+class _RefusedError(Exception):
     """A request the listener answers itself, then closes the connection."""
 
     def __init__(self, status: int, text: str) -> None:
@@ -183,7 +183,7 @@ class HttpConnection(asyncio.Protocol):
             self._input_done = True
         except httptools.HttpParserError as error:
             cause = error.__context__
-            refused = cause if isinstance(cause, _Refused) else _Refused(400, f"Bad Request: {error}")
+            refused = cause if isinstance(cause, _RefusedError) else _RefusedError(400, f"Bad Request: {error}")
             self._refuse(refused.response)
         else:
             if self._in_head:
@@ -194,7 +194,7 @@ class HttpConnection(asyncio.Protocol):
         head by the reads it spans instead (all but the one it began in, whose share of it is unknown)."""
         self._head_bytes += self._head_fed
         if self._head_bytes > MAX_TARGET_BYTES + 2 * MAX_HEADER_BYTES:  # room for separators and spaces
-            self._refuse(_Refused(431, "Request Header Fields Too Large").response)
+            self._refuse(_RefusedError(431, "Request Header Fields Too Large").response)
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -217,12 +217,12 @@ class HttpConnection(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self._target += url
         if len(self._target) > MAX_TARGET_BYTES:
-            raise _Refused(414, "URI Too Long")
+            raise _RefusedError(414, "URI Too Long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value)
         if self._header_bytes > MAX_HEADER_BYTES or len(self._headers) >= MAX_HEADERS:
-            raise _Refused(431, "Request Header Fields Too Large")
+            raise _RefusedError(431, "Request Header Fields Too Large")
         self._headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
 
     def on_headers_complete(self) -> None:
@@ -233,7 +233,7 @@ class HttpConnection(asyncio.Protocol):
         headers = CIMultiDict(self._headers)
         version = parser.get_http_version()
         if "Host" not in headers and version == "1.1":
-            raise _Refused(400, "Bad Request: an HTTP/1.1 request needs a Host header")
+            raise _RefusedError(400, "Bad Request: an HTTP/1.1 request needs a Host header")
         request = HttpRequest(parser.get_method().decode("ascii"), self._target, headers, self._remote, version)
         self._receiving = request
         length = request.content_length
@@ -342,7 +342,7 @@ class HttpConnection(asyncio.Protocol):
         try:
             head = response_head(response.status, response.headers, length=len(body),
                                  keep_alive=request is not self._final)
-        except HeaderInjection as error:
+        except HeaderInjectionError as error:
             log.error("listener.bad_response_header", error=str(error), path=request.path)
             body = b"Internal Server Error"
             head = response_head(500, {"Content-Type": "text/plain"}, length=len(body),

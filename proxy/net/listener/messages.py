@@ -105,7 +105,7 @@ def http_date() -> bytes:
     return cached[1]
 
 
-class HeaderInjection(ValueError):
+class HeaderInjectionError(ValueError):
     """A response header's name or value holds a line break: sending it would split the response."""
 
 
@@ -116,7 +116,7 @@ def response_head(status: int, headers: dict[str, str], *, length: int | None, k
     lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))]
     for name, value in headers.items():
         if "\n" in value or "\r" in value or "\n" in name or "\r" in name or ":" in name:
-            raise HeaderInjection(f"response header {name!r} holds a line break")
+            raise HeaderInjectionError(f"response header {name!r} holds a line break")
         lines.append(f"{name}: {value}\r\n".encode())
     if length is None:
         if chunked:

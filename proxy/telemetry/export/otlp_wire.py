@@ -48,7 +48,7 @@ _DISTINCT_LIMIT = 64  # a key with more distinct values than this is not cached 
 _SMALL = [bytes((value,)) for value in range(0x80)]
 
 
-class UnencodableValue(ValueError):
+class UnencodableValueError(ValueError):
     """An attribute value OTLP cannot carry (the exporter logs and skips those too)."""
 
 
@@ -88,7 +88,7 @@ def any_value(value: Any) -> bytes:
 
 def _int(value: int) -> bytes:
     if not _INT64_MIN <= value <= _INT64_MAX:
-        raise UnencodableValue(f"{value} does not fit in int64")
+        raise UnencodableValueError(f"{value} does not fit in int64")
     return b"\x18" + varint(value & 0xFFFFFFFFFFFFFFFF)  # negative numbers: two's complement, ten bytes
 
 
@@ -110,7 +110,7 @@ def _other_value(value: Any) -> bytes:
     if isinstance(value, Mapping):  # KeyValueList: 1 values
         return _delimited(b"\x32", b"".join(_delimited(b"\x0a", _key_value(str(key), item))
                                             for key, item in value.items()))
-    raise UnencodableValue(f"invalid type {type(value).__name__}")
+    raise UnencodableValueError(f"invalid type {type(value).__name__}")
 
 
 def _key_value(key: str, value: Any) -> bytes:
@@ -258,7 +258,7 @@ class TraceRequestEncoder:
         if entry is None:
             try:
                 encoded_value = any_value(value)
-            except UnencodableValue as error:
+            except UnencodableValueError as error:
                 log.error("Failed to encode key %s: %s", key, error)
                 return None
             key_value = self._key(key) + varint(len(encoded_value)) + encoded_value

@@ -53,7 +53,7 @@ class Call:
     deadline: float = NO_DEADLINE  # while the caller waits for its next message (see Multiplexer.next_message)
 
 
-class CallOverdue(Exception):
+class CallOverdueError(Exception):
     """No message for the call within the time its caller waits."""
 
 
@@ -94,7 +94,7 @@ class Multiplexer:
         return call
 
     async def next_message(self, call: Call, within: float) -> dict[str, Any]:
-        """The call's next message; CallOverdue if none came within `within` seconds (the call is then closed)."""
+        """The call's next message; CallOverdueError if none came within `within` seconds (the call is then closed)."""
         call.deadline = deadline_in(within)
         self._deadlines.watch()
         try:
@@ -106,7 +106,7 @@ class Multiplexer:
         pending = False
         for call in self._calls.values():
             if call.deadline <= now and not call.inbox.pending:  # a message queued in time is still taken
-                call.inbox.close(CallOverdue())
+                call.inbox.close(CallOverdueError())
             elif call.deadline != NO_DEADLINE:
                 pending = True
         return pending

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from proxy.config import UpstreamConfig
-from proxy.errors import SessionLimitReached, SessionNotFound, UpstreamError
+from proxy.errors import SessionLimitError, SessionNotFoundError, UpstreamError
 from proxy.upstream.channel.mux import Channel, Multiplexer
 from proxy.upstream.channel.supervisor import ChannelFactory
 
@@ -53,7 +53,7 @@ class SessionTable:
         """A new session with a fresh channel, for a client's initialize."""
         if len(self._sessions) + self._opening >= self.config.max_sessions:
             log.warning("upstream.session_limit", max_sessions=self.config.max_sessions)
-            raise SessionLimitReached(f"Too many sessions: the sidecar allows {self.config.max_sessions} at once; "
+            raise SessionLimitError(f"Too many sessions: the sidecar allows {self.config.max_sessions} at once; "
                                       "end one (DELETE) or retry later")
         session_id = secrets.token_hex(16)
         channel = self.factory(f"session-{session_id[:8]}")
@@ -76,7 +76,7 @@ class SessionTable:
     def get(self, session_id: str) -> Session:
         session = self._sessions.get(session_id)
         if session is None:
-            raise SessionNotFound("Session not found")
+            raise SessionNotFoundError("Session not found")
         session.last_used = self.clock()
         return session
 

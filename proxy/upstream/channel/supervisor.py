@@ -12,8 +12,8 @@ import structlog
 
 from proxy import mcp
 from proxy.config import UpstreamConfig
-from proxy.errors import UpstreamError, UpstreamTimeout
-from proxy.net.message_box import MailboxClosed
+from proxy.errors import UpstreamError, UpstreamTimeoutError
+from proxy.net.message_box import MailboxClosedError
 from proxy.upstream.channel.mux import Channel, Multiplexer
 
 log = structlog.get_logger("proxy.upstream.channel.supervisor")
@@ -128,6 +128,6 @@ async def request_once(mux: Multiplexer, method: str, params: dict[str, Any], se
                     return message
     except TimeoutError:
         mux.cancel(call, "timeout")
-        raise UpstreamTimeout(f"The upstream MCP server did not answer {method} within {seconds:g}s") from None
-    except MailboxClosed:
+        raise UpstreamTimeoutError(f"The upstream MCP server did not answer {method} within {seconds:g}s") from None
+    except MailboxClosedError:
         raise UpstreamError(f"The upstream MCP server went away during {method}") from None

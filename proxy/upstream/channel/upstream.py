@@ -17,11 +17,11 @@ import structlog
 from proxy import jsonrpc, mcp
 from proxy.config import UpstreamConfig
 from proxy.context import CallContext
-from proxy.errors import MethodNotAllowed, ProxyError, StreamConflict, UpstreamError, UpstreamTimeout
-from proxy.net.message_box import Mailbox, MailboxClosed
+from proxy.errors import MethodNotAllowedError, ProxyError, StreamConflictError, UpstreamError, UpstreamTimeoutError
+from proxy.net.message_box import Mailbox, MailboxClosedError
 from proxy.net.sse_codec import SseEvent
 from proxy.reply import EVENT_STREAM, Reply
-from proxy.upstream.channel.mux import Call, CallOverdue, Multiplexer
+from proxy.upstream.channel.mux import Call, CallOverdueError, Multiplexer
 from proxy.upstream.channel.sessions import Session, SessionTable
 from proxy.upstream.channel.supervisor import ChannelFactory, SharedChannel
 
@@ -88,7 +88,7 @@ class ChannelUpstream:
 
     def _session_of(self, ctx: CallContext) -> Session:
         if ctx.era is mcp.Era.MODERN:
-            raise MethodNotAllowed("2026-07-28 has no sessions and no GET stream", headers={"Allow": "POST"})
+            raise MethodNotAllowedError("2026-07-28 has no sessions and no GET stream", headers={"Allow": "POST"})
         if not ctx.session_id:
             raise ProxyError("Bad Request: Mcp-Session-Id header is required")
         return self.sessions.get(ctx.session_id)
@@ -124,7 +124,7 @@ class ChannelUpstream:
         session = self._session_of(ctx)
         mux = session.mux
         if mux.push is not None and not mux.push.closed:
-            raise StreamConflict("Conflict: only one GET stream is allowed per session")
+            raise StreamConflictError("Conflict: only one GET stream is allowed per session")
         box: Mailbox[dict[str, Any]] = Mailbox(self.config.queue_limit)
         mux.push = box
 
@@ -140,10 +140,10 @@ class ChannelUpstream:
 async def _next(mux: Multiplexer, call: Call, seconds: float) -> dict[str, Any]:
     try:
         return await mux.next_message(call, seconds)
-    except CallOverdue:
+    except CallOverdueError:
         mux.cancel(call, "timeout")
-        raise UpstreamTimeout(f"Upstream did not answer within {seconds:g}s") from None
-    except MailboxClosed:
+        raise UpstreamTimeoutError(f"Upstream did not answer within {seconds:g}s") from None
+    except MailboxClosedError:
         raise UpstreamError("The client fell too far behind the upstream's messages") from None
     except UpstreamError as exc:
         raise UpstreamError(exc.message) from None
@@ -162,7 +162,7 @@ async def _push_events(box: Mailbox[dict[str, Any]]) -> AsyncIterator[SseEvent]:
     while True:
         try:
             message = await box.get()
-        except (MailboxClosed, UpstreamError) as exc:
+        except (MailboxClosedError, UpstreamError) as exc:
             if box.overflowed:
                 log.warning("upstream.get_stream_closed", reason=str(exc))
             return

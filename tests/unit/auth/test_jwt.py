@@ -11,8 +11,8 @@ from typing import Any
 import jwt
 import pytest
 
-from proxy.auth.jwt import TokenRejected, TokenVerifier, claim_at, principal_from_claims
-from proxy.auth.keys import JwksKeys, KeysUnavailable, UnknownKey, VerificationKey, parse_jwks
+from proxy.auth.jwt import TokenRejectedError, TokenVerifier, claim_at, principal_from_claims
+from proxy.auth.keys import JwksKeys, KeysUnavailableError, UnknownKeyError, VerificationKey, parse_jwks
 from tests.idp import ISSUER, SigningKey, claims_for, forged_hs256, make_token, unsigned
 
 AUDIENCE = "https://sidecar.example/mcp"
@@ -33,7 +33,7 @@ def rsa_verifier(*keys: SigningKey, **options: Any) -> TokenVerifier:
 
 
 async def rejection(verifier: TokenVerifier, token: str) -> tuple[str, str]:
-    with pytest.raises(TokenRejected) as rejected:
+    with pytest.raises(TokenRejectedError) as rejected:
         await verifier.verify(token)
     assert rejected.value.error == "invalid_token"
     return rejected.value.reason, rejected.value.description
@@ -156,7 +156,7 @@ async def test_unknown_kid_flood_costs_one_fetch_per_cooldown(key_a: SigningKey)
     clock.now += 31
 
     async def lookup() -> None:
-        with pytest.raises(UnknownKey):
+        with pytest.raises(UnknownKeyError):
             await keys.candidates(uuid.uuid4().hex)
 
     await asyncio.gather(*(lookup() for _ in range(50)))
@@ -184,7 +184,7 @@ async def test_failed_refresh_keeps_old_keys_and_no_keys_means_unavailable(key_a
     clock.now += 60
     assert len(await keys.candidates("key-a")) == 1
     down = JwksKeys(idp.fetch, clock=clock)
-    with pytest.raises(KeysUnavailable):
+    with pytest.raises(KeysUnavailableError):
         await down.candidates("key-a")
 
 
@@ -223,5 +223,5 @@ async def test_verified_tokens_are_remembered_until_exp_or_a_minute(key_a: Signi
     now[0] += 50  # a minute after the first check: the long-lived token is checked again too
     await verifier.verify(long_lived)
     assert keys.lookups == 4
-    with pytest.raises(TokenRejected):
+    with pytest.raises(TokenRejectedError):
         await verifier.verify(long_lived[:-4] + "AAAA")  # a different string is never served from memory

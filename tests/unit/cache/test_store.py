@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.cache.store import BoundedMemoryCache, MemoryStore, RedisStore, StoreUnavailable
+from proxy.cache.store import BoundedMemoryCache, MemoryStore, RedisStore, StoreUnavailableError
 from proxy.config import ConfigError
 from tests.kit import make_config
 
@@ -69,10 +69,10 @@ async def test_redis_store_unreachable_raises_store_unavailable_then_cools_down(
     config = make_config(cache__enabled=True, cache__backend="redis", cache__redis_url="redis://127.0.0.1:9/0",
                          cache__op_timeout_seconds=0.5).cache
     store = RedisStore(config, clock)
-    with pytest.raises(StoreUnavailable) as first:
+    with pytest.raises(StoreUnavailableError) as first:
         await store.fetch(["k"], ["all"])
     assert first.value.fresh
-    with pytest.raises(StoreUnavailable) as second:
+    with pytest.raises(StoreUnavailableError) as second:
         await store.put("k", b"v", 5)
     assert not second.value.fresh  # cooling down: not even tried
     await store.close()

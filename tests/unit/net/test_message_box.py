@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from proxy.net.message_box import Mailbox, MailboxClosed
+from proxy.net.message_box import Mailbox, MailboxClosedError
 
 
 async def test_items_come_out_in_order_then_the_close_reason() -> None:
@@ -22,7 +22,7 @@ async def test_a_consumer_that_falls_limit_items_behind_is_cut_off() -> None:
     assert box.put(1) and box.put(2)
     assert box.put(3) is False
     assert box.overflowed and box.closed
-    with pytest.raises(MailboxClosed, match="2 messages behind"):
+    with pytest.raises(MailboxClosedError, match="2 messages behind"):
         await box.get()  # what was queued is dropped: memory stays bounded
 
 

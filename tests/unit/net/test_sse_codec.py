@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.net.sse_codec import EventTooLarge, SseDecoder, encode_event, parse_block
+from proxy.net.sse_codec import EventTooLargeError, SseDecoder, encode_event, parse_block
 
 
 def test_events_split_across_chunks_come_out_whole() -> None:
@@ -35,5 +35,5 @@ def test_encode_round_trips() -> None:
 
 def test_oversized_event_is_refused() -> None:
     decoder = SseDecoder(max_event_bytes=16)
-    with pytest.raises(EventTooLarge):
+    with pytest.raises(EventTooLargeError):
         decoder.feed(b"data: " + b"x" * 32)

@@ -59,7 +59,7 @@ def test_other_documents_are_neither_narrowed_nor_asked_about(document) -> None:
 
 @pytest.mark.parametrize("value", ["a", {"a": True}, ["a", 1], [None], 3])
 def test_ill_typed_names_are_an_error(value) -> None:
-    with pytest.raises(narrowing.IllTypedNames, match="argument_names is ill-typed"):
+    with pytest.raises(narrowing.IllTypedNamesError, match="argument_names is ill-typed"):
         narrowing.narrow(CALL, lambda bare: value)
 
 

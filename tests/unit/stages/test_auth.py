@@ -10,7 +10,7 @@ import pytest
 
 from proxy.config import Config
 from proxy.context import ANONYMOUS, CallContext
-from proxy.errors import Forbidden, Unauthenticated
+from proxy.errors import ForbiddenError, UnauthenticatedError
 from proxy.reply import Reply
 from proxy.runtime.app import create_app
 from proxy.stages.auth import AuthStage
@@ -64,7 +64,7 @@ async def test_principal_reaches_the_next_stage(tmp_path: Path) -> None:
 
 async def test_missing_token_challenge_and_optional_mode(tmp_path: Path) -> None:
     stage, _ = stage_for(tmp_path)
-    with pytest.raises(Unauthenticated) as refused:
+    with pytest.raises(UnauthenticatedError) as refused:
         await run(stage, make_ctx())
     assert refused.value.headers == {
         "WWW-Authenticate": 'Bearer resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp"'}
@@ -74,10 +74,10 @@ async def test_missing_token_challenge_and_optional_mode(tmp_path: Path) -> None
 
 async def test_required_scopes_are_advertised_and_enforced(tmp_path: Path) -> None:
     stage, audience = stage_for(tmp_path, auth__required_scopes=["mcp:tools"])
-    with pytest.raises(Unauthenticated) as missing:
+    with pytest.raises(UnauthenticatedError) as missing:
         await run(stage, make_ctx())
     assert missing.value.headers["WWW-Authenticate"].startswith('Bearer scope="mcp:tools", resource_metadata=')
-    with pytest.raises(Forbidden) as forbidden:
+    with pytest.raises(ForbiddenError) as forbidden:
         await run(stage, make_ctx(credentials="Bearer " + token(audience, scope="other")))
     assert forbidden.value.headers["WWW-Authenticate"].startswith(
         'Bearer error="insufficient_scope", error_description="The access token lacks required scopes", '
@@ -87,7 +87,7 @@ async def test_required_scopes_are_advertised_and_enforced(tmp_path: Path) -> No
 @pytest.mark.parametrize("header", ["Bearer", "Bearer ", "Token abc", "Bearer a b"])
 async def test_malformed_authorization_headers(tmp_path: Path, header: str) -> None:
     stage, _ = stage_for(tmp_path)
-    with pytest.raises(Unauthenticated) as refused:
+    with pytest.raises(UnauthenticatedError) as refused:
         await run(stage, make_ctx(credentials=header))
     assert 'error="invalid_token"' in refused.value.headers["WWW-Authenticate"]
 

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from proxy import mcp
-from proxy.cache.store import MemoryStore, StoreUnavailable
+from proxy.cache.store import MemoryStore, StoreUnavailableError
 from proxy.context import CallContext
 from proxy.net.sse_codec import SseEvent
 from proxy.reply import Reply
@@ -30,7 +30,7 @@ class Upstream:
 
 class DeadStore(MemoryStore):
     async def fetch(self, keys: Sequence[str], generations: Sequence[str]) -> Any:
-        raise StoreUnavailable("down")
+        raise StoreUnavailableError("down")
 
 
 class Catalog:

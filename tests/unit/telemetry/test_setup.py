@@ -14,7 +14,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from proxy import jsonrpc, mcp
 from proxy.config import TelemetryConfig
 from proxy.context import CallContext, Principal
-from proxy.errors import PolicyDenied, RateLimited
+from proxy.errors import PolicyDeniedError, RateLimitedError
 from proxy.pipeline import build_chain
 from proxy.reply import Reply
 from proxy.runtime.app import forward_to
@@ -167,7 +167,7 @@ async def test_trace_state_and_baggage_from_the_caller_go_upstream() -> None:
 
 async def test_policy_denial_is_on_the_span_and_no_upstream_span_exists() -> None:
     telemetry, exporter = traced()
-    refuse = Refuse(PolicyDenied("delete_file is not allowed"), policy_decision="deny",
+    refuse = Refuse(PolicyDeniedError("delete_file is not allowed"), policy_decision="deny",
                     policy_reasons=("destructive tools need approval",), policy_revision="rev-7")
     ctx = make_ctx(target="delete_file", principal=Principal(subject="alice"))
     reply = await run(telemetry, ctx, FakeUpstream(), refuse)
@@ -185,7 +185,7 @@ async def test_policy_denial_is_on_the_span_and_no_upstream_span_exists() -> Non
 
 async def test_rate_limit_state_and_cache_status_are_on_the_span() -> None:
     telemetry, exporter = traced()
-    refuse = Refuse(RateLimited("slow down"), rate_limit={"bucket": "per-user", "remaining": 0, "limit": 10,
+    refuse = Refuse(RateLimitedError("slow down"), rate_limit={"bucket": "per-user", "remaining": 0, "limit": 10,
                                                           "retry_after_seconds": 1.5}, cache_status="miss")
     await run(telemetry, make_ctx("tools/list", target=None), FakeUpstream(), refuse)
     [server] = exporter.get_finished_spans()

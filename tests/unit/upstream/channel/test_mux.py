@@ -10,9 +10,9 @@ import orjson
 import pytest
 
 from proxy.errors import UpstreamError
-from proxy.net.message_box import Mailbox, MailboxClosed
+from proxy.net.message_box import Mailbox, MailboxClosedError
 from proxy.upstream.channel.deadlines import TICK
-from proxy.upstream.channel.mux import CallOverdue, Multiplexer
+from proxy.upstream.channel.mux import CallOverdueError, Multiplexer
 
 
 class MemoryChannel:
@@ -119,7 +119,7 @@ async def test_a_caller_that_falls_behind_is_cancelled() -> None:
         feed(mux, {"jsonrpc": "2.0", "method": "notifications/progress",
                    "params": {"progressToken": token, "progress": step}})
     await asyncio.sleep(0.01)
-    with pytest.raises(MailboxClosed):
+    with pytest.raises(MailboxClosedError):
         await call.inbox.get()
     assert mux.in_flight == 0
     assert channel.sent[-1]["method"] == "notifications/cancelled"
@@ -131,7 +131,7 @@ async def test_a_call_waiting_past_its_time_is_overdue_and_the_others_are_not() 
     loop = asyncio.get_running_loop()
     patient_waits = asyncio.ensure_future(mux.next_message(patient, 5))
     started = loop.time()
-    with pytest.raises(CallOverdue):
+    with pytest.raises(CallOverdueError):
         await asyncio.wait_for(mux.next_message(slow, 0.15), 5)
     assert 0.15 <= loop.time() - started < 0.15 + TICK + 0.25
     feed(mux, {"jsonrpc": "2.0", "id": patient.upstream_id, "result": {}})
