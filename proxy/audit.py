@@ -9,14 +9,18 @@ from collections.abc import Callable
 from typing import IO, Any
 
 import orjson
-from opentelemetry.trace import SpanContext
+import structlog
+from opentelemetry.trace import INVALID_SPAN_CONTEXT, SpanContext
 
 from proxy.config import AuditConfig
 from proxy.context import CallContext
+from proxy.errors import ProxyError
 from proxy.reply import Reply
 from proxy.timestamps import utc_text
 
 REDACTED = "[redacted]"
+
+log = structlog.get_logger("proxy.audit")
 
 
 def audit_event(ctx: CallContext, reply: Reply | None, log_arguments: bool,
@@ -125,6 +129,42 @@ class AuditLog:
         self.flush()
         if self._file is not sys.stdout.buffer:
             self._file.close()
+
+
+class AuditTrail:
+    """The audit log as the sidecar keeps it, built once at startup and shared by the audit stage and the legacy
+    `GET /sse` handler. It fails open (a full disk must not stop MCP traffic) and counts what it could not write."""
+
+    def __init__(self, config: AuditConfig, count: Callable[[str, int], None]) -> None:
+        self.log = AuditLog(config, on_write_failure=self._write_failed)
+        self._count = count  # (counter name, amount): the sidecar's metrics
+
+    @classmethod
+    def from_config(cls, config: AuditConfig, count: Callable[[str, int], None]) -> AuditTrail | None:
+        return cls(config, count) if config.enabled else None
+
+    def write(self, ctx: CallContext, reply: Reply | None, span: SpanContext) -> None:
+        try:
+            self.log.record(ctx, reply, span)
+        except Exception as exc:
+            self._count("audit_failures", 1)
+            log.warning("audit.write_failed", error=exc.__class__.__name__, decision_id=ctx.record.decision_id)
+
+    def refused(self, ctx: CallContext, error: ProxyError) -> None:
+        """A refusal outside the chain (a legacy GET /sse without a valid token): still one event."""
+        ctx.record.fail(error.outcome, error.error_type, error.message)
+        ctx.record.http_status = error.http_status
+        self.write(ctx, None, INVALID_SPAN_CONTEXT)
+
+    def _write_failed(self, error: Exception, events: int) -> None:
+        self._count("audit_failures", events)
+        log.warning("audit.write_failed", error=error.__class__.__name__, events=events)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self.log.close()
 
 
 def audit_line(event: dict[str, Any]) -> bytes:

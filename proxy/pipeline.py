@@ -1,24 +1,13 @@
-"""The Stage protocol, the shared dependencies stages are built with, and the chain that runs them."""
+"""The Stage protocol, the readiness checks, and the chain that runs the stages."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Protocol, runtime_checkable
 
 from proxy.context import CallContext
 from proxy.errors import ProxyError, error_reply
 from proxy.reply import Reply
-from proxy.telemetry.setup import Telemetry
-
-if TYPE_CHECKING:
-    from proxy.approval.book import ApprovalBook
-    from proxy.catalog import ToolCatalog
-    from proxy.config import Config
-    from proxy.stages.cache import CacheStage
-    from proxy.telemetry.metrics import SidecarMetrics
-    from proxy.upstream import Upstream
 
 Handler = Callable[[CallContext], Awaitable[Reply]]
 ReadinessCheck = Callable[[], Awaitable[tuple[bool, str]]]
@@ -42,23 +31,20 @@ class Lifecycle(Protocol):
     async def close(self) -> None: ...
 
 
-@dataclass(slots=True)
-class Deps:
-    """What stages are built with: shared resources, never globals."""
+class Readiness:
+    """The named checks behind `/readyz`, added by whatever holds a resource worth asking about (the upstream, the
+    policy engine, the JWKS keys, Redis) while the sidecar is built; the admin app asks them all."""
 
-    config: Config
-    upstream: Upstream
-    catalog: ToolCatalog
-    approvals: ApprovalBook
-    clock: Callable[[], float] = time.monotonic
-    readiness_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
-    cache: CacheStage | None = None  # set by the cache stage when enabled; the admin listener purges through it
-    telemetry: Telemetry = field(default_factory=Telemetry.disabled)  # tracer, meter, /metrics reader
+    def __init__(self) -> None:
+        self._checks: dict[str, ReadinessCheck] = {}
 
-    @property
-    def metrics(self) -> SidecarMetrics:
-        """Always usable (no-op when telemetry is off): `deps.metrics.count("policy_reload_failures")`."""
-        return self.telemetry.metrics
+    def add(self, name: str, check: ReadinessCheck) -> None:
+        if name in self._checks:
+            raise ValueError(f"readiness check {name!r} added twice")
+        self._checks[name] = check
+
+    def __iter__(self) -> Iterator[tuple[str, ReadinessCheck]]:
+        return iter(list(self._checks.items()))
 
 
 def build_chain(stages: Sequence[Stage], terminal: Handler) -> Handler:

@@ -13,8 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.config import ApprovalConfig
-
 Outcome = tuple[bool, str]  # (approved, the approver's note or why there was no decision)
 
 
@@ -87,11 +85,3 @@ class ApprovalBook:
 
     async def readiness(self) -> tuple[bool, str]:
         return True, "pending approvals kept in this process"
-
-
-def create_approval_book(config: ApprovalConfig) -> ApprovalBook:
-    if config.backend == "redis":
-        from proxy.approval.redis_book import RedisApprovalBook
-
-        return RedisApprovalBook(config)
-    return ApprovalBook(max_pending=config.max_pending)

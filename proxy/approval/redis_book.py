@@ -28,7 +28,7 @@ from proxy.approval.book import ApprovalBook, Outcome, PendingApproval, timed_ou
 from proxy.config import ApprovalConfig
 from proxy.errors import ApprovalUnavailable
 
-log = structlog.get_logger("proxy.approval.book")
+log = structlog.get_logger("proxy.approval")
 
 REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 UNANSWERED = (RedisTimeoutError, TimeoutError)  # the command may have run all the same

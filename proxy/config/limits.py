@@ -7,7 +7,20 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from proxy.config.base import Section, check_redis_url
-from proxy.limits.buckets import check_key_part
+
+# Key parts a bucket can be partitioned by; `claim:<dotted.path>` names a principal claim.
+KEY_PARTS = frozenset({"subject", "tool", "method", "session", "client"})
+CLAIM_PREFIX = "claim:"
+
+
+def check_key_part(part: str) -> str:
+    """Validate one key part at load time; raises ValueError naming the allowed parts."""
+    if part in KEY_PARTS:
+        return part
+    if part.startswith(CLAIM_PREFIX) and all(part[len(CLAIM_PREFIX):].split(".")):
+        return part
+    allowed = ", ".join(sorted(KEY_PARTS))
+    raise ValueError(f"unknown key part {part!r}: use {allowed} or claim:<dotted.path>")
 
 
 class BucketMatch(Section):

@@ -14,23 +14,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
+from proxy.config.limits import CLAIM_PREFIX, KEY_PARTS
 from proxy.context import claim_at
 
-# Key parts a bucket can be partitioned by; `claim:<dotted.path>` names a principal claim.
-KEY_PARTS = frozenset({"subject", "tool", "method", "session", "client"})
-CLAIM_PREFIX = "claim:"
 MISSING = "-"  # the value of a key part the call does not have (no session, no such claim)
 RETRY_CREDIT_SECONDS = 300.0  # how long the retry of an input_required round trip stays free
-
-
-def check_key_part(part: str) -> str:
-    """Validate one key part at load time; raises ValueError naming the allowed parts."""
-    if part in KEY_PARTS:
-        return part
-    if part.startswith(CLAIM_PREFIX) and all(part[len(CLAIM_PREFIX):].split(".")):
-        return part
-    allowed = ", ".join(sorted(KEY_PARTS))
-    raise ValueError(f"unknown key part {part!r}: use {allowed} or claim:<dotted.path>")
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from proxy.limits.buckets import RETRY_CREDIT_SECONDS, BucketState, Check, Decision, StoreUnavailableError
 
-log = structlog.get_logger("proxy.limits.buckets")
+log = structlog.get_logger("proxy.limits")
 
 # KEYS: one hash per bucket. ARGV[1] = cost, then capacity and rate (tokens/s) per key.
 # Returns {allowed, then per key: whole tokens left, ms until cost fits (0 if it does), ms until full}.

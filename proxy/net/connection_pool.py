@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from proxy.upstream.channel.deadlines import NO_DEADLINE, DeadlineSweep, deadline_in
+from proxy.net.deadlines import NO_DEADLINE, DeadlineSweep, deadline_in
 
 USER_AGENT = "mcp-sidecar"
 # Past this many unread body bytes a streamed response stops reading its socket until the reader catches up.

@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 
 from proxy.errors import ApprovalUnavailable
-from proxy.pipeline import Deps
+from proxy.stages.deps import Deps
 from proxy.telemetry.export.prometheus import CONTENT_TYPE
 
 ADMIN_DEPS = web.AppKey("admin_deps", Deps)
@@ -18,9 +18,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    checks = request.app[ADMIN_DEPS].readiness_checks
-    names = list(checks)
-    results = await asyncio.gather(*(checks[name]() for name in names), return_exceptions=True)
+    names, checks = zip(*request.app[ADMIN_DEPS].readiness, strict=True)
+    results = await asyncio.gather(*(check() for check in checks), return_exceptions=True)
     report: dict[str, dict[str, object]] = {}
     for name, result in zip(names, results, strict=True):
         if isinstance(result, BaseException):
@@ -34,18 +33,18 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def cache_purge(request: web.Request) -> web.Response:
     """POST /cache/purge[?tool=NAME]: drop one tool's cached results, or every entry."""
-    stage = request.app[ADMIN_DEPS].cache
-    if stage is None:
+    cache = request.app[ADMIN_DEPS].cache
+    if cache is None:
         return web.json_response({"error": "caching is disabled"}, status=404)
-    done, generation = await stage.purge(request.query.get("tool") or None)
+    done, generation = await cache.purge(request.query.get("tool") or None)
     return web.json_response({"purged": generation}, status=200 if done else 503)
 
 
 async def cache_stats(request: web.Request) -> web.Response:
-    stage = request.app[ADMIN_DEPS].cache
-    if stage is None:
+    cache = request.app[ADMIN_DEPS].cache
+    if cache is None:
         return web.json_response({"error": "caching is disabled"}, status=404)
-    return web.json_response(stage.stats())
+    return web.json_response(cache.stats())
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text of the sidecar's OTel metrics (404 when telemetry or telemetry.prometheus is off)."""
     reader = request.app[ADMIN_DEPS].telemetry.prometheus

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from proxy.approval.book import create_approval_book
+from proxy.approval.factory import create_approval_book
+from proxy.audit import AuditTrail
+from proxy.auth.authenticator import Authenticator
+from proxy.cache.controller import ResponseCache
 from proxy.catalog import ToolCatalog
 from proxy.config import Config
 from proxy.context import CallContext
 from proxy.errors import ProxyError
 from proxy.net.listener import Routes
-from proxy.pipeline import Deps, Handler, Lifecycle, Stage, build_chain
+from proxy.pipeline import Handler, Lifecycle, Stage, build_chain
 from proxy.reply import Reply
 from proxy.runtime.admin import create_admin_app
 from proxy.stages import build_stages
+from proxy.stages.deps import Deps
 from proxy.telemetry.setup import TRACED_KINDS, Telemetry
 from proxy.transport import oauth_metadata, sse
 from proxy.transport.heartbeat import StreamHeartbeat
@@ -39,7 +44,9 @@ class McpApp:
     async def running(self) -> AsyncIterator[McpApp]:
         """The upstream and every stage with a lifecycle started; on exit closed in reverse, telemetry last (the
         spans of the calls drained before are flushed too)."""
-        lifecycles = [self.deps.approvals, *(stage for stage in self.stages if isinstance(stage, Lifecycle))]
+        shared = (self.deps.approvals, self.deps.authenticator, self.deps.audit, self.deps.cache)
+        lifecycles = [*(item for item in shared if item is not None),
+                      *(stage for stage in self.stages if isinstance(stage, Lifecycle))]
         await self.deps.upstream.start()
         started: list[Lifecycle] = []
         try:
@@ -55,25 +62,34 @@ class McpApp:
             await self.deps.telemetry.shutdown()
 
 
-def create_app(config: Config, upstream: Upstream | None = None) -> McpApp:
-    upstream = upstream if upstream is not None else create_upstream(config)
+def create_deps(config: Config, upstream: Upstream) -> Deps:
+    """The shared objects, each built once from its config section and handed to whoever needs it."""
+    telemetry = Telemetry.from_config(config)
     catalog = ToolCatalog(upstream, ttl_seconds=config.upstream.catalog_ttl_seconds)
-    approvals = create_approval_book(config.approval)
-    deps = Deps(config=config, upstream=upstream, catalog=catalog, approvals=approvals,
-                telemetry=Telemetry.from_config(config))
-    deps.readiness_checks["upstream"] = upstream.readiness
+    deps = Deps(config=config, upstream=upstream, catalog=catalog, approvals=create_approval_book(config.approval),
+                telemetry=telemetry,
+                authenticator=Authenticator.from_config(config.auth, config.server, time.monotonic),
+                audit=AuditTrail.from_config(config.audit, telemetry.metrics.count),
+                cache=ResponseCache.from_config(config.cache, time.monotonic, config.upstream.name, catalog))
+    deps.readiness.add("upstream", upstream.readiness)
     if config.approval.backend == "redis":
-        deps.readiness_checks["approvals"] = approvals.readiness
+        deps.readiness.add("approvals", deps.approvals.readiness)
+    if deps.authenticator is not None and deps.authenticator.jwks is not None:
+        deps.readiness.add("auth_keys", deps.authenticator.readiness)
     upstream.on_restart(lambda: deps.metrics.count("upstream_restarts"))
+    return deps
+
+
+def create_app(config: Config, upstream: Upstream | None = None) -> McpApp:
+    deps = create_deps(config, upstream if upstream is not None else create_upstream(config))
     stages = build_stages(config, deps)
-    chain = build_chain(stages, forward_to(upstream, deps.telemetry, catalog))
+    chain = build_chain(stages, forward_to(deps.upstream, deps.telemetry, deps.catalog))
     heartbeat = StreamHeartbeat(config.server.stream_keepalive_seconds)
     handler = StreamableHttpHandler(config.server, chain, heartbeat)
-    auth = next((stage for stage in stages if stage.name == "auth"), None)
-    audit = next((stage for stage in stages if stage.name == "audit"), None)
-    legacy_sse = sse.LegacySseHandler(config.server, chain, config.upstream.queue_limit, config.upstream.max_sessions,
-                                      authenticate=getattr(auth, "principal_of", None),
-                                      audit_refusal=getattr(audit, "refused", None), heartbeat=heartbeat)
+    legacy_sse = sse.LegacySseHandler(
+        config.server, chain, config.upstream.queue_limit, config.upstream.max_sessions,
+        authenticate=deps.authenticator.principal_of if deps.authenticator is not None else None,
+        audit_refusal=deps.audit.refused if deps.audit is not None else None, heartbeat=heartbeat)
 
     routes = Routes()
     path = config.server.mcp_path

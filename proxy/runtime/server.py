@@ -29,7 +29,7 @@ from proxy.net.listener.server import MAX_CONNECTIONS
 from proxy.runtime.app import McpApp, create_apps
 from proxy.telemetry.export import worker_metrics
 
-log = structlog.get_logger("proxy.runtime.server")
+log = structlog.get_logger("proxy.server")
 
 
 @contextlib.asynccontextmanager

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from proxy.config import Config
-from proxy.pipeline import Deps, Stage
+from proxy.pipeline import Stage
 from proxy.stages.approval import ApprovalStage
 from proxy.stages.audit import AuditStage
 from proxy.stages.auth import AuthStage
 from proxy.stages.cache import CacheStage
+from proxy.stages.deps import Deps
 from proxy.stages.policy import PolicyStage
 from proxy.stages.ratelimit import RateLimitStage
 from proxy.stages.tracing import TracingStage

@@ -15,10 +15,11 @@ from proxy.config import ApprovalConfig
 from proxy.context import CallContext
 from proxy.errors import ApprovalDenied, ProxyError, UpstreamError, error_reply, internal_error_reply
 from proxy.net.sse_codec import SseEvent
-from proxy.pipeline import Deps, Handler
+from proxy.pipeline import Handler
 from proxy.reply import EVENT_STREAM, Reply
+from proxy.stages.deps import Deps
 
-log = structlog.get_logger("proxy.approval.book")
+log = structlog.get_logger("proxy.approval")
 
 
 class ApprovalStage:

@@ -20,7 +20,7 @@ from proxy.catalog import ANNOTATION_DEFAULTS
 from proxy.config import PolicyConfig
 from proxy.context import CallContext
 from proxy.errors import PolicyDeniedError
-from proxy.pipeline import Deps, Handler
+from proxy.pipeline import Handler
 from proxy.policy.engine import (
     DECISION_RULE,
     LIST_KINDS,
@@ -35,6 +35,7 @@ from proxy.policy.engine import (
 from proxy.policy.listing import filter_entries, list_item
 from proxy.policy.shadow import Shadow
 from proxy.reply import Reply
+from proxy.stages.deps import Deps
 
 log = structlog.get_logger("proxy.policy")
 
@@ -60,14 +61,14 @@ class PolicyStage:
         metrics = deps.metrics
         engine = build_engine(config, Path(config.directory), label="policy",
                               on_failure=lambda: metrics.count("policy_reload_failures", which="active"))
-        deps.readiness_checks["policy"] = engine.readiness
+        deps.readiness.add("policy", engine.readiness)
         shadow = None
         if config.shadow_directory:
             shadow_engine = build_engine(config.model_copy(update={"engine": "rego", "on_load_error": "deny"}),
                                          Path(config.shadow_directory), label="policy-shadow",
                                          on_failure=lambda: metrics.count("policy_reload_failures", which="shadow"))
             shadow = Shadow(shadow_engine, lambda: metrics.count("policy_shadow_disagreements"))
-            deps.readiness_checks["policy_shadow"] = shadow.readiness
+            deps.readiness.add("policy_shadow", shadow.readiness)
         return cls(engine, deps.config.upstream.name, deps.catalog, shadow)
 
     async def start(self) -> None:

@@ -28,8 +28,9 @@ from proxy.limits.buckets import (
     round_trip_key,
 )
 from proxy.limits.redis_buckets import RedisBuckets
-from proxy.pipeline import Deps, Handler
+from proxy.pipeline import Handler
 from proxy.reply import Reply, ResultHook
+from proxy.stages.deps import Deps
 
 MRTR_RETRY_PARAMS = ("inputResponses", "requestState")
 MAX_REMEMBERED_CALLERS = 4096
@@ -67,7 +68,7 @@ class RateLimitStage:
             store = RedisBuckets(config.redis_url, prefix=config.key_prefix, timeout=config.redis_timeout_seconds,
                                  fail_open=config.failure_mode == "fail_open",
                                  retry_seconds=config.redis_retry_seconds, clock=deps.clock)
-            deps.readiness_checks["rate_limits"] = store.ping
+            deps.readiness.add("rate_limits", store.ping)
         else:
             store = MemoryBuckets(deps.clock, config.max_keys)
         specs = tuple(spec_of(bucket) for bucket in config.buckets)

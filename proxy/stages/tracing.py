@@ -18,8 +18,9 @@ from opentelemetry.trace import SpanKind
 from proxy.audit import redact
 from proxy.config import TelemetryConfig
 from proxy.context import CallContext
-from proxy.pipeline import Deps, Handler
+from proxy.pipeline import Handler
 from proxy.reply import Reply
+from proxy.stages.deps import Deps
 from proxy.telemetry import semconv
 from proxy.telemetry.setup import TRACED_KINDS, Telemetry, parent_context
 from proxy.telemetry.spans import RecordedSpan

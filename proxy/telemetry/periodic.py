@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import structlog
 
-log = structlog.get_logger("proxy.telemetry.periodic")
+log = structlog.get_logger("proxy.periodic")
 
 
 class PeriodicThread:

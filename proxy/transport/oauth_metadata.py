@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from proxy.auth.resource_metadata import WELL_KNOWN
 from proxy.config import Config
 from proxy.net.listener import HttpRequest, HttpResponse, Routes
-from proxy.stages.auth import WELL_KNOWN
 
 
 def protected_resource_metadata(config: Config) -> dict[str, Any]:

@@ -81,8 +81,8 @@ class LegacyClient:
         return headers
 
 
-Authenticate = Callable[[CallContext], Awaitable[Principal]]  # the auth stage's principal_of
-AuditRefusal = Callable[[CallContext, ProxyError], None]  # the audit stage's refused
+Authenticate = Callable[[CallContext], Awaitable[Principal]]  # the shared Authenticator's principal_of
+AuditRefusal = Callable[[CallContext, ProxyError], None]  # the shared AuditTrail's refused
 
 
 class LegacySseHandler:

@@ -146,10 +146,10 @@ async def test_list_changed_on_the_legacy_get_stream_invalidates(stateful_upstre
     async with run_sidecar(config) as sidecar, Client(sidecar.url, mode="legacy", cache=None) as client:
         first = await lookup(client, key)
         assert await lookup(client, key) == first
-        stage = sidecar.app.deps.cache
-        assert stage is not None
+        cache = sidecar.app.deps.cache
+        assert cache is not None
         assert (await client.call_tool("change_tools", {})).content[0].text == "announced"
-        await wait_until(lambda: stage.counts["invalidations"] == 1)  # the GET stream is not ordered with the call
+        await wait_until(lambda: cache.counts["invalidations"] == 1)  # the GET stream is not ordered with the call
         second = await lookup(client, key)
         assert second > first
         assert await lookup(client, key) == second

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from proxy.net.connection_pool import ConnectFailedError, ConnectionBrokenError, ConnectionPool
-from proxy.upstream.channel.deadlines import TICK as DEADLINE_TICK
+from proxy.net.deadlines import TICK as DEADLINE_TICK
 from proxy.upstream.http import HttpUpstream
 from tests.kit import make_config, wait_until
 

@@ -26,7 +26,7 @@ from proxy.net.listener.messages import (
 if TYPE_CHECKING:
     from proxy.net.listener.server import HttpServer
 
-log = structlog.get_logger("proxy.net.listener")
+log = structlog.get_logger("proxy.listener")
 
 MAX_TARGET_BYTES = 8 * 1024
 MAX_HEADER_BYTES = 64 * 1024

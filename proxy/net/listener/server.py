@@ -12,7 +12,7 @@ import structlog
 from proxy.net.listener.connection import HttpConnection, ResponseStream
 from proxy.net.listener.messages import HttpRequest, HttpResponse
 
-log = structlog.get_logger("proxy.net.listener")
+log = structlog.get_logger("proxy.listener")
 
 RouteHandler = Callable[[HttpRequest], Awaitable[HttpResponse | ResponseStream]]
 

@@ -30,7 +30,7 @@ from prometheus_client.core import Metric as Family
 
 from proxy.telemetry.export.worker_metrics import WorkerMetrics
 
-log = structlog.get_logger("proxy.telemetry.metrics")
+log = structlog.get_logger("proxy.metrics")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _UNIT_SUFFIX = {"s": "seconds", "ms": "milliseconds", "By": "bytes"}

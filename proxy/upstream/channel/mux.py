@@ -19,10 +19,10 @@ import structlog
 
 from proxy import jsonrpc, mcp
 from proxy.errors import UpstreamError
+from proxy.net.deadlines import NO_DEADLINE, DeadlineSweep, deadline_in
 from proxy.net.message_box import Mailbox
-from proxy.upstream.channel.deadlines import NO_DEADLINE, DeadlineSweep, deadline_in
 
-log = structlog.get_logger("proxy.upstream.channel.mux")
+log = structlog.get_logger("proxy.upstream.mux")
 
 # Server messages that belong to the call in progress; other server messages prefer the session's GET stream.
 CALL_RELATED = frozenset({"notifications/message", "sampling/createMessage", "elicitation/create", "roots/list"})

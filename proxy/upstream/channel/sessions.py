@@ -15,7 +15,7 @@ from proxy.errors import SessionLimitError, SessionNotFoundError, UpstreamError
 from proxy.upstream.channel.mux import Channel, Multiplexer
 from proxy.upstream.channel.supervisor import ChannelFactory
 
-log = structlog.get_logger("proxy.upstream.channel.sessions")
+log = structlog.get_logger("proxy.upstream.sessions")
 
 
 @dataclass(eq=False, slots=True)

@@ -16,7 +16,7 @@ from proxy.errors import UpstreamError, UpstreamTimeoutError
 from proxy.net.message_box import MailboxClosedError
 from proxy.upstream.channel.mux import Channel, Multiplexer
 
-log = structlog.get_logger("proxy.upstream.channel.supervisor")
+log = structlog.get_logger("proxy.upstream.supervisor")
 
 ChannelFactory = Callable[[str], Channel]
 EXITED = "The upstream MCP server exited while handling this request"

@@ -25,7 +25,7 @@ from proxy.upstream.channel.mux import Call, CallOverdueError, Multiplexer
 from proxy.upstream.channel.sessions import Session, SessionTable
 from proxy.upstream.channel.supervisor import ChannelFactory, SharedChannel
 
-log = structlog.get_logger("proxy.upstream.channel.upstream")
+log = structlog.get_logger("proxy.upstream.relay")
 
 # HTTP status of a 2026-07-28 JSON-RPC error, as Streamable HTTP servers answer them (clients read it).
 MODERN_ERROR_STATUS = {jsonrpc.METHOD_NOT_FOUND: 404, jsonrpc.INVALID_PARAMS: 400, jsonrpc.INVALID_REQUEST: 400,

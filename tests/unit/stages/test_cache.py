@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from proxy import mcp
+from proxy.cache.controller import ResponseCache
 from proxy.cache.store import MemoryStore, StoreUnavailableError
 from proxy.context import CallContext
 from proxy.net.sse_codec import SseEvent
@@ -43,7 +44,7 @@ class Catalog:
 
 def stage(store_class: type[MemoryStore] = MemoryStore, catalog: Any = None, **dotted: Any) -> CacheStage:
     config = make_config(cache__enabled=True, cache__tools={"lookup": {"ttl_seconds": 30}}, **dotted).cache
-    return CacheStage(config, store_class(config), "upstream", catalog)
+    return CacheStage(ResponseCache(config, store_class(config), "upstream", catalog))
 
 
 async def run(cache: CacheStage, upstream: Upstream, request_id: Any = 1) -> tuple[CallContext, dict[str, Any]]:
@@ -85,7 +86,7 @@ async def test_an_unavailable_store_is_bypassed_and_counted() -> None:
     cache, upstream = stage(DeadStore), Upstream()
     ctx, message = await run(cache, upstream)
     assert message["result"] == {"n": 1}
-    assert ctx.record.cache_status == "bypass" and cache.stats()["store_errors"] == 1
+    assert ctx.record.cache_status == "bypass" and cache.cache.stats()["store_errors"] == 1
 
 
 async def events(*messages: dict[str, Any]) -> AsyncIterator[SseEvent]:
@@ -108,6 +109,6 @@ async def test_change_notifications_on_any_stream_invalidate() -> None:
     async for event in reply.events:
         await reply.notify_observers(event)
     # the generations moved; the catalog drops its own view in the terminal (tests/unit/test_catalog.py)
-    assert cache.stats()["invalidations"] == 1
+    assert cache.cache.stats()["invalidations"] == 1
     _, message = await run(cache, upstream)
     assert upstream.calls == 2 and message["result"] == {"n": 2}

@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from proxy.errors import UpstreamError
+from proxy.net.deadlines import TICK
 from proxy.net.message_box import Mailbox, MailboxClosedError
-from proxy.upstream.channel.deadlines import TICK
 from proxy.upstream.channel.mux import CallOverdueError, Multiplexer
 
 
