@@ -1,5 +1,6 @@
 # make run  - install into .venv and start the sidecar in front of the bundled demo MCP server
 # make test - install everything (Python deps, npm test servers) and run the whole test suite
+# make lint - ruff, and the import contracts of pyproject.toml (layers, no cycles)
 # make perf-gate - instructions per call (callgrind) against bench/perf_budget.json; fails 3% over budget
 # make bench - the benchmark matrix (a few minutes): bench/results/latest.json, bench/README.md, latency chart
 VENV ?= .venv
@@ -26,6 +27,7 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 policy-test: install
 	$(VENV)/bin/mcp-sidecar policy test policies/

@@ -4,10 +4,9 @@ order (pipelined requests wait their turn), each answer a task that a disconnect
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import httptools
 import structlog
@@ -15,16 +14,14 @@ from multidict import CIMultiDict
 
 from proxy.net.listener.messages import (
     BODILESS_STATUSES,
-    LAST_CHUNK,
+    HEAD_DEFER_SECONDS,
     HeaderInjectionError,
     HttpRequest,
     HttpResponse,
-    chunk,
+    ResponseStream,
     response_head,
 )
-
-if TYPE_CHECKING:
-    from proxy.net.listener.server import HttpServer
+from proxy.net.listener.routes import Routes
 
 log = structlog.get_logger("proxy.listener")
 
@@ -35,7 +32,6 @@ WRITE_STALL_SECONDS = 60.0  # a client whose socket stays full this long while a
 MAX_WAITING = 8  # pipelined requests parsed ahead of the one being answered; past this, reading pauses
 LINGER_SECONDS = 2.0  # after a refusal, how long what the client still sends is read and dropped before closing
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-HEAD_DEFER_SECONDS = 0.05  # the longest a deferred stream head waits for the first thing to go with it
 
 
 class _RefusedError(Exception):
@@ -46,77 +42,24 @@ class _RefusedError(Exception):
         self.response = HttpResponse.text(status, text)
 
 
-class ResponseStream:
-    """A streamed response, chunked (or, to an HTTP/1.0 client, ended by closing the connection). Its head is sent
-    when it opens, or, when deferred, with the first thing written (one write instead of two), at the latest
-    HEAD_DEFER_SECONDS later. Writes wait while the client's socket is full."""
+class ConnectionOwner(Protocol):
+    """What a connection asks of the server that accepted it (HttpServer)."""
 
-    __slots__ = ("_head", "_head_timer", "_send", "_send_now", "abort", "chunked", "finished", "last_write")
+    loop: asyncio.AbstractEventLoop
+    routes: Routes
+    max_body_bytes: int
+    draining: bool
 
-    def __init__(self, send: Callable[[bytes], Awaitable[None]], abort: Callable[[], None],
-                 chunked: bool = True, send_now: Callable[[bytes], bool] | None = None, head: bytes = b"") -> None:
-        self._send = send
-        self._send_now = send_now
-        self._head = head  # a deferred head, not sent yet
-        self._head_timer: asyncio.TimerHandle | None = None  # sends a deferred head when its time is up
-        self.abort = abort  # drop the connection at once, even while a write waits for the client
-        self.chunked = chunked
-        self.finished = False
-        self.last_write = time.monotonic()  # when the stream last carried anything (its head, at first)
+    def admit(self, connection: HttpConnection) -> bool: ...
 
-    async def write(self, data: bytes) -> None:
-        """Raises ConnectionResetError once the client is gone."""
-        if data:
-            self.last_write = time.monotonic()
-            await self._send(self._with_head(chunk(data) if self.chunked else data))
-
-    async def write_last(self, data: bytes) -> None:
-        """Write `data` and end the stream, in one write."""
-        if self.finished:
-            return
-        self.finished = True
-        self.last_write = time.monotonic()
-        await self._send(self._with_head(chunk(data) + LAST_CHUNK if self.chunked else data))
-
-    def flush_head(self) -> None:
-        """Send a deferred head now (its time is up), unless the client's socket is full."""
-        if self._head and self._send_now is not None and self._send_now(self._head):
-            self._head = b""
-
-    def _with_head(self, payload: bytes) -> bytes:
-        if not self._head:
-            return payload
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-        head, self._head = self._head, b""
-        return head + payload
-
-    def write_if_idle(self, data: bytes) -> bool:
-        """Write `data` (whole, between two writes of the owner) unless the stream is finished or the client's socket
-        is full; a keepalive needs no more. Whether it was written."""
-        if self.finished or self._send_now is None:
-            return False
-        payload = chunk(data) if self.chunked else data
-        if not self._send_now(self._head + payload):
-            return False
-        self._with_head(b"")  # the head went with it
-        self.last_write = time.monotonic()
-        return True
-
-    async def finish(self) -> None:
-        if not self.finished:
-            self.finished = True
-            if self.chunked:
-                await self._send(self._with_head(LAST_CHUNK))
-            elif self._head:
-                await self._send(self._with_head(b""))
+    def forget(self, connection: HttpConnection) -> None: ...
 
 
 class HttpConnection(asyncio.Protocol):
     """One client's connection: the parser's callbacks build requests, `_answer` runs one task per request in
     order, and the task writes its answer (whole or streamed) before the next one starts."""
 
-    def __init__(self, server: HttpServer) -> None:
+    def __init__(self, server: ConnectionOwner) -> None:
         self._server = server
         self._loop = server.loop
         self._parser = httptools.HttpRequestParser(self)

@@ -1,21 +1,20 @@
 """What the MCP listener's handlers see and return: a received request, a whole response, and the bytes of a
-response head. Pure data and formatting, no sockets."""
+response head, and a streamed response over the connection's send functions. Data and formatting, no sockets."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
 from multidict import CIMultiDict
 
-if TYPE_CHECKING:
-    from proxy.net.listener.connection import ResponseStream
-
+HEAD_DEFER_SECONDS = 0.05  # the longest a deferred stream head waits for the first thing to go with it
 BODILESS_STATUSES = frozenset({204, 304})  # answers that never have a body, nor a Content-Length
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
@@ -135,3 +134,69 @@ def chunk(data: bytes) -> bytes:
 
 
 LAST_CHUNK = b"0\r\n\r\n"
+
+
+class ResponseStream:
+    """A streamed response, chunked (or, to an HTTP/1.0 client, ended by closing the connection). Its head is sent
+    when it opens, or, when deferred, with the first thing written (one write instead of two), at the latest
+    HEAD_DEFER_SECONDS later. Writes wait while the client's socket is full."""
+
+    __slots__ = ("_head", "_head_timer", "_send", "_send_now", "abort", "chunked", "finished", "last_write")
+
+    def __init__(self, send: Callable[[bytes], Awaitable[None]], abort: Callable[[], None],
+                 chunked: bool = True, send_now: Callable[[bytes], bool] | None = None, head: bytes = b"") -> None:
+        self._send = send
+        self._send_now = send_now
+        self._head = head  # a deferred head, not sent yet
+        self._head_timer: asyncio.TimerHandle | None = None  # sends a deferred head when its time is up
+        self.abort = abort  # drop the connection at once, even while a write waits for the client
+        self.chunked = chunked
+        self.finished = False
+        self.last_write = time.monotonic()  # when the stream last carried anything (its head, at first)
+
+    async def write(self, data: bytes) -> None:
+        """Raises ConnectionResetError once the client is gone."""
+        if data:
+            self.last_write = time.monotonic()
+            await self._send(self._with_head(chunk(data) if self.chunked else data))
+
+    async def write_last(self, data: bytes) -> None:
+        """Write `data` and end the stream, in one write."""
+        if self.finished:
+            return
+        self.finished = True
+        self.last_write = time.monotonic()
+        await self._send(self._with_head(chunk(data) + LAST_CHUNK if self.chunked else data))
+
+    def flush_head(self) -> None:
+        """Send a deferred head now (its time is up), unless the client's socket is full."""
+        if self._head and self._send_now is not None and self._send_now(self._head):
+            self._head = b""
+
+    def _with_head(self, payload: bytes) -> bytes:
+        if not self._head:
+            return payload
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        head, self._head = self._head, b""
+        return head + payload
+
+    def write_if_idle(self, data: bytes) -> bool:
+        """Write `data` (whole, between two writes of the owner) unless the stream is finished or the client's socket
+        is full; a keepalive needs no more. Whether it was written."""
+        if self.finished or self._send_now is None:
+            return False
+        payload = chunk(data) if self.chunked else data
+        if not self._send_now(self._head + payload):
+            return False
+        self._with_head(b"")  # the head went with it
+        self.last_write = time.monotonic()
+        return True
+
+    async def finish(self) -> None:
+        if not self.finished:
+            self.finished = True
+            if self.chunked:
+                await self._send(self._with_head(LAST_CHUNK))
+            elif self._head:
+                await self._send(self._with_head(b""))

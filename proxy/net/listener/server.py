@@ -5,39 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Awaitable, Callable
 
 import structlog
 
-from proxy.net.listener.connection import HttpConnection, ResponseStream
-from proxy.net.listener.messages import HttpRequest, HttpResponse
+from proxy.net.listener.connection import HttpConnection
+from proxy.net.listener.routes import Routes
 
 log = structlog.get_logger("proxy.listener")
-
-RouteHandler = Callable[[HttpRequest], Awaitable[HttpResponse | ResponseStream]]
 
 KEEPALIVE_SECONDS = 75.0  # an idle keep-alive connection is closed after this long
 SWEEP_SECONDS = 5.0
 MAX_CONNECTIONS = 10_000
-
-
-class Routes:
-    """Exact paths, each with its methods. A known path asked with another method answers 405 with Allow."""
-
-    def __init__(self) -> None:
-        self._paths: dict[str, dict[str, RouteHandler]] = {}
-
-    def add(self, method: str, path: str, handler: RouteHandler) -> None:
-        self._paths.setdefault(path, {})[method] = handler
-
-    def find(self, method: str, path: str) -> RouteHandler | HttpResponse:
-        methods = self._paths.get(path)
-        if methods is None:
-            return HttpResponse.text(404, "Not Found")
-        handler = methods.get(method)
-        if handler is None:
-            return HttpResponse.text(405, "Method Not Allowed", {"Allow": ", ".join(sorted(methods))})
-        return handler
 
 
 class HttpServer:
