@@ -1,4 +1,29 @@
-"""The Stage protocol, the readiness checks, and the chain that runs the stages."""
+"""The Stage protocol, the chain that runs the stages, and the contract of the way back.
+
+The way in: a stage is called with the CallContext and `call_next`. It may derive a new context
+(`ctx.evolve(...)`) for the stages after it, refuse by raising a ProxyError (the chain turns it into a Reply right
+there, so the stages outside it see a reply, never an exception), or call `call_next` and look at the Reply.
+
+The way back: a stage never reads or writes the reply's body or events itself (a streamed reply must stay
+streamed). It registers hooks on the Reply it got, and the transport's Relay (proxy/transport/relay.py), the one
+return path of every transport, runs them:
+
+- **event observers** (`reply.observe_events`) see every SSE event of a streamed reply, server notifications and
+  requests included, before the client does. Read-only; they run on the client's critical path, so they must be
+  cheap (the cache bumps a generation on `list_changed`, nothing more).
+- **result hooks** (`reply.add_result_hook`) run once on the request's final JSON-RPC response, JSON or SSE
+  alike, innermost stage first (the order of the return path). A hook may return a replacement message (policy
+  filters a list) or None to leave it; later hooks see the replacement. They run before the final response is
+  written, so they are on the critical path too. They never run for notifications, GET streams or DELETE.
+- **done callbacks** (`reply.on_done`) run once when the reply is over: after a whole answer was written, after a
+  stream's end, after the client went away, or when writing failed. They receive the Reply with what the Relay
+  recorded (`message`: the final response as sent; `stream_error`: why a stream broke before it). They may not
+  change what the client gets (it is gone); they are for audit events, the ends of spans, metrics, releasing
+  single flights. They run off the client's critical path, in registration order, innermost stage first.
+
+Only the Relay sets the reply's outcome fields (`message` once relayed, `stream_error`, `final_relayed`); the
+upstream sets what it produced (`status`, `headers`, `body` or `events`, `stream_buffered`, `release`).
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """The Reply a pipeline returns: one JSON body, a raw body, or a stream of SSE events.
 
-Stages that need the final JSON-RPC response (to filter a list, store a cache entry, see `isError`) register a
-result hook instead of reading the body themselves, so a streamed reply is still relayed event by event.
-Hooks run in registration order, which is inner stage first, the order of the return path.
+Stages that need the final JSON-RPC response (to filter a list, store a cache entry, see `isError`) register
+hooks instead of reading the body themselves, so a streamed reply is still relayed event by event. When each kind
+of hook runs and what it may change is written once, in proxy/pipeline.py; proxy/transport/relay.py runs them.
 """
 
 from __future__ import annotations
@@ -26,18 +26,22 @@ EVENT_STREAM = "text/event-stream"
 
 @dataclass(slots=True)
 class Reply:
+    # What the upstream (or a stage answering itself) produced: one of body, message or events.
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
     events: AsyncIterator[SseEvent] | None = None
-    message: dict[str, Any] | None = None  # the final JSON-RPC response, once known
+    stream_buffered: bool = False  # every event of `events` has arrived: they can be written at once
+    release: Callable[[], Awaitable[None] | None] | None = None  # frees the upstream response
+    # The stages' hooks (proxy/pipeline.py says when each runs).
     result_hooks: list[ResultHook] = field(default_factory=list)
     done_callbacks: list[DoneCallback] = field(default_factory=list)
-    event_observers: list[EventObserver] = field(default_factory=list)  # see every relayed SSE event
-    release: Callable[[], Awaitable[None] | None] | None = None  # frees the upstream response
-    stream_error: str | None = None  # set when a stream broke before its final response
-    stream_buffered: bool = False  # every event of `events` has arrived: they can be written at once
-    final_relayed: bool = False  # the request's final response went out and ended the client's stream early
+    event_observers: list[EventObserver] = field(default_factory=list)
+    # The outcome, recorded by the Relay: the final JSON-RPC response (also a JSON reply's own message), the error
+    # of a stream that broke before it, and whether the final response ended the client's stream early.
+    message: dict[str, Any] | None = None
+    stream_error: str | None = None
+    final_relayed: bool = False
 
     @classmethod
     def json(cls, message: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Reply:

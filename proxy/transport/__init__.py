@@ -1,1 +1,2 @@
-"""Client-facing transports: thin aiohttp handlers that turn HTTP into CallContexts and Replies into HTTP."""
+"""Client-facing MCP transports on the project's own listener: handlers that turn HTTP requests into CallContexts, and
+the one relay that turns Replies back into HTTP."""

@@ -9,6 +9,7 @@ upstream's GET stream is relayed too. Each stream has a bounded outbox; a client
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -30,7 +31,7 @@ from proxy.pipeline import Handler
 from proxy.reply import EVENT_STREAM, Reply
 from proxy.transport import envelope
 from proxy.transport.heartbeat import StreamHeartbeat
-from proxy.transport.reply_writer import close_events, final_body, final_response, hooked_event
+from proxy.transport.relay import Relay
 from proxy.transport.streamable_http import STREAM_HEADERS
 
 log = structlog.get_logger("proxy.transport.sse")
@@ -182,31 +183,19 @@ class LegacySseHandler:
 
     async def _drain(self, client: LegacyClient, ctx: CallContext, reply: Reply) -> None:
         """Put a reply's messages (notifications, server requests, the final response) on the client's stream."""
-        final_seen = False
+        relay = Relay(ctx, reply)
         try:
             if reply.events is None:
-                body = await final_body(ctx, reply)
-                final_seen = self._send_final(client, ctx, body, reply.status)
+                self._send_final(client, ctx, await relay.body(), reply.status)
                 return
-            async for event in reply.events:
-                if event.is_comment or not event.data:
-                    continue
-                final = final_response(event, ctx.request_id) if ctx.is_request and not final_seen else None
-                if final is not None:
-                    final_seen = True
-                    event = await hooked_event(reply, event, final)
-                    self._learn_version(client, ctx, reply.message)
-                client.send(event.data)
-                if final is not None and not reply.stream_buffered:
-                    reply.final_relayed = True  # the request's stream ends with its answer: its end is not awaited
-                    break
-        except UpstreamError as error:
-            if ctx.is_request and not final_seen:
-                client.send(orjson.dumps(error_reply(error, ctx).message).decode())
+            async with contextlib.aclosing(relay.events()) as events:
+                async for event, _ in events:
+                    if event.is_comment or not event.data:
+                        continue
+                    client.send(event.data)
+            self._learn_version(client, ctx, relay.final_message)
         finally:
-            if reply.final_relayed:
-                await close_events(reply)
-            await reply.finish()
+            await relay.finish()
 
     def _send_final(self, client: LegacyClient, ctx: CallContext, body: bytes, status: int) -> bool:
         if not ctx.is_request:
