@@ -23,6 +23,9 @@ UPSTREAM_TIMEOUT = -31004
 UPSTREAM_BAD_OUTPUT = -31005
 
 
+NOTIFICATION_PREFIX = "notifications/"  # MCP: every notification's method; any other method is a request
+
+
 class MessageError(ValueError):
     """A body that is not one valid JSON-RPC message; carries the code to answer with."""
 
@@ -42,12 +45,16 @@ def parse_message(body: bytes) -> dict[str, Any]:
         raise MessageError(INVALID_REQUEST, "Invalid Request: JSON-RPC batches are not supported")
     if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
         raise MessageError(INVALID_REQUEST, "Invalid Request: expected a JSON-RPC 2.0 object")
-    has_method = "method" in message
-    if has_method and not isinstance(message["method"], str):
+    method = message.get("method")
+    has_method = method is not None or "method" in message
+    if has_method and not isinstance(method, str):
         raise MessageError(INVALID_REQUEST, "Invalid Request: method must be a string")
+    if has_method and "id" not in message and not method.startswith(NOTIFICATION_PREFIX):
+        # MCP: a request sent as a notification would skip what only requests pass (rate limits among them).
+        raise MessageError(INVALID_REQUEST, f"Invalid Request: {method} is a request and needs an id")
     if not has_method and "result" not in message and "error" not in message:
         raise MessageError(INVALID_REQUEST, "Invalid Request: neither a request nor a response")
-    if "id" in message and not _valid_id(message["id"]):
+    if "id" in message and not _valid_id(message["id"], has_method):
         raise MessageError(INVALID_REQUEST, "Invalid Request: id must be a string or an integer")
     params = message.get("params")
     if params is not None and not isinstance(params, dict | list):
@@ -55,8 +62,12 @@ def parse_message(body: bytes) -> dict[str, Any]:
     return message
 
 
-def _valid_id(value: Any) -> bool:
-    return value is None or isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+def _valid_id(value: Any, request: bool) -> bool:
+    """A request's id is a string or an integer (MCP forbids null); a response may carry null (an error answering a
+    request whose id could not be read)."""
+    if value is None:
+        return not request
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
 
 def error_message(request_id: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:

@@ -49,6 +49,12 @@ NAME_HEADER_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
 
 LIST_METHODS = frozenset({"tools/list", "prompts/list", "resources/list", "resources/templates/list"})
 
+# The keys the sidecar reads to decide a message. A key differing from one of them only by case is refused: a
+# case-insensitive decoder upstream (Go's encoding/json is one) would read it as the key the policy never saw.
+ENVELOPE_KEYS = frozenset({"jsonrpc", "id", "method", "params", "result", "error"})
+PARAMS_KEYS = frozenset({"name", "arguments", "uri", "_meta", "cursor", "protocolVersion", "capabilities",
+                         "clientInfo", "ref", "argument", "level", "requestState"})
+
 
 class Era(enum.StrEnum):
     MODERN = "modern"  # 2026-07-28 and later: stateless, headers mirror the body
@@ -132,3 +138,37 @@ def header_mismatch(message: dict[str, Any], method_header: str | None, name_hea
     if decode_header_value(name_header) != target:
         return f"Mcp-Name header does not match the body target {target!r}"
     return None
+
+
+def ambiguous_key(message: dict[str, Any], params: dict[str, Any]) -> str | None:
+    """Why a message's meaning would depend on the reader's parser, or None (the usual case, cleared by a few set
+    tests): a protocol key (envelope or params) written with other letter cases, or two keys equal but for case in
+    the envelope, the params or the arguments (where policies read arguments by name)."""
+    if not ENVELOPE_KEYS.issuperset(message):
+        problem = _case_variant(message, ENVELOPE_KEYS)
+        if problem is not None:
+            return problem
+    if not PARAMS_KEYS.issuperset(params):
+        problem = _case_variant(params, PARAMS_KEYS)
+        if problem is not None:
+            return problem
+    arguments = params.get("arguments")
+    if arguments.__class__ is dict and len(arguments) > 1 and len(set(map(str.lower, arguments))) != len(arguments):
+        return _case_variant(arguments, frozenset())
+    return None
+
+
+def _case_variant(node: dict[str, Any], protocol_keys: frozenset[str]) -> str | None:
+    folded_protocol_keys = _FOLDED_PROTOCOL_KEYS.get(protocol_keys, frozenset())
+    seen: dict[str, str] = {}
+    for key in node:
+        lower = key.lower() if isinstance(key, str) else key
+        if lower in seen:
+            return f"keys {seen[lower]!r} and {key!r} differ only by case"
+        seen[lower] = key
+        if lower in folded_protocol_keys and key not in protocol_keys:
+            return f"key {key!r} differs only by case from a protocol key"
+    return None
+
+
+_FOLDED_PROTOCOL_KEYS = {keys: frozenset(key.lower() for key in keys) for keys in (ENVELOPE_KEYS, PARAMS_KEYS)}

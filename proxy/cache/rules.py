@@ -9,6 +9,7 @@ it belongs to ("all", "tools", "tool:<name>", "resource:<uri>", ...); bumping a 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -92,6 +93,7 @@ def obligation_rule(obligation: Any, default_ttl: float, max_ttl: float) -> Rule
     return Rule(scope=scope, ttl=min(float(ttl), max_ttl), key_claims=tuple(claims))
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of two strings, asked on every cached call
 def generations_for(method: str, target: str | None) -> tuple[str, ...]:
     """The invalidation families an entry belongs to; "all" is in every one."""
     names = ["all", f"method:{method}"]

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
+
 from proxy import jsonrpc, mcp
 from proxy.config import ServerConfig, parse_host_port
 from proxy.context import CallContext
@@ -88,16 +90,23 @@ def _forwarded_name(name: str) -> str:
 
 
 def message_context(request: HttpRequest, body: bytes) -> CallContext:
-    """Parse one POSTed message and describe it."""
+    """Parse one POSTed message and describe it. What goes upstream is what was parsed and decided: the client's
+    bytes when they are already its canonical form, else the canonical form (duplicate keys resolved as the parser
+    resolved them, escapes written out). Messages whose meaning a case-insensitive reader would change, and
+    requests without an id, are refused."""
     try:
         message = jsonrpc.parse_message(body)
     except jsonrpc.MessageError as exc:
         raise BadMessageError(exc.code, exc.message) from None
+    params = mcp.params_of(message)
+    problem = mcp.ambiguous_key(message, params)
+    if problem is not None:
+        raise BadMessageError(jsonrpc.INVALID_REQUEST, f"Invalid Request: {problem}")
     headers = forwarded_headers(request.headers)
     kind = mcp.message_kind(message)
     version = mcp.protocol_version(message, headers.get(mcp.HEADER_PROTOCOL_VERSION))
     era = mcp.era_of(version)
-    return _context(request, kind, message, body, headers, version, era)
+    return _context(request, kind, message, orjson.dumps(message), headers, version, era, params=params)
 
 
 def check_mirrored_headers(ctx: CallContext) -> None:
@@ -116,9 +125,11 @@ def stream_context(request: HttpRequest, kind: mcp.Kind) -> CallContext:
 
 
 def _context(request: HttpRequest, kind: mcp.Kind, message: dict[str, Any], body: bytes | None,
-             headers: dict[str, str], version: str, era: mcp.Era, http_method: str = "POST") -> CallContext:
+             headers: dict[str, str], version: str, era: mcp.Era, http_method: str = "POST",
+             params: dict[str, Any] | None = None) -> CallContext:
     method = message.get("method")
-    params = mcp.params_of(message)
+    if params is None:
+        params = mcp.params_of(message)
     arguments = params.get("arguments") if method in ("tools/call", "prompts/get") else None
     return CallContext(
         kind=kind,

@@ -33,3 +33,16 @@ def test_valid_messages_parse(body: bytes) -> None:
 
 def test_tool_error_result_shape() -> None:
     assert jsonrpc.tool_error_result("no") == {"content": [{"type": "text", "text": "no"}], "isError": True}
+
+
+@pytest.mark.parametrize("body", [b'{"jsonrpc":"2.0","method":"tools/call","params":{}}',
+                                  b'{"jsonrpc":"2.0","id":null,"method":"tools/list"}'])
+def test_a_request_needs_a_string_or_integer_id(body: bytes) -> None:
+    with pytest.raises(jsonrpc.MessageError) as raised:
+        jsonrpc.parse_message(body)
+    assert raised.value.code == jsonrpc.INVALID_REQUEST
+
+
+def test_notifications_and_null_id_error_responses_parse() -> None:
+    assert jsonrpc.parse_message(b'{"jsonrpc":"2.0","method":"notifications/cancelled"}')["method"]
+    assert jsonrpc.parse_message(b'{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}')["id"] is None

@@ -41,3 +41,13 @@ def test_header_mismatch_rules() -> None:
     assert "Mcp-Name" in (mcp.header_mismatch(call, "tools/call", "sub") or "")
     assert "required" in (mcp.header_mismatch(call, "tools/call", None) or "")
     assert mcp.header_mismatch({"method": "tools/list"}, "tools/list", None) is None
+
+
+def test_protocol_keys_in_other_cases_and_case_twins_are_ambiguous() -> None:
+    ok = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {}}
+    assert mcp.ambiguous_key(ok, {"name": "a", "arguments": {"path": 1, "mode": 2}, "_meta": {}}) is None
+    assert mcp.ambiguous_key(ok, {"name": "a", "extra": 1, "arguments": {"Path": 1}}) is None  # no twins
+    assert "'Name'" in (mcp.ambiguous_key(ok, {"Name": "a"}) or "")
+    assert "'path' and 'PATH'" in (mcp.ambiguous_key(ok, {"name": "a", "arguments": {"path": 1, "PATH": 2}}) or "")
+    assert "'ID'" in (mcp.ambiguous_key({**ok, "ID": 2}, {}) or "")
+    assert "'Params'" in (mcp.ambiguous_key({"jsonrpc": "2.0", "id": 1, "method": "x", "Params": {}}, {}) or "")
