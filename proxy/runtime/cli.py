@@ -12,7 +12,7 @@ from proxy.config import ConfigError, load_config
 from proxy.runtime.logs import configure_logging
 
 EXIT_CONFIG = 2
-DEMO_POLICY = Path(__file__).resolve().parent / "policy" / "demo"
+DEMO_POLICY = Path(__file__).resolve().parents[1] / "policy" / "demo"
 
 
 def main(argv: list[str] | None = None) -> None:
