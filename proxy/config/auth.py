@@ -96,7 +96,7 @@ class AuthConfig(Section):
     """Where roles come from: a claim name (namespaced names with dots work), or a dotted path such as
     `realm_access.roles`."""
     required_scopes: tuple[str, ...] = ()
-    """Scopes every token must have (from `scope`, space-separated, or `scp`); otherwise 403."""
+    """Scopes every token must have (from `scope`, space-separated, or `scp`, a list or a string); otherwise 403."""
     jwks_lifespan_seconds: float = Field(default=300.0, gt=0)
     """How long a fetched JWKS is trusted before it is refetched."""
     jwks_refetch_cooldown_seconds: float = Field(default=30.0, ge=0)

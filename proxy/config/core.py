@@ -37,7 +37,8 @@ class ServerConfig(Section):
     timeouts of load balancers and proxies in between (often 60 s) do not cut it; it comes after 1 to 1.5 times this
     silence. 0: none."""
     workers: int = Field(default=1, ge=1, le=64)
-    """Worker processes sharing the port (`SO_REUSEPORT`; `--workers`). See docs/performance.md."""
+    """Worker processes (`--workers`); more than 1 forks that many, all listening on `listen` and `admin_listen`
+    (`SO_REUSEPORT`: the kernel spreads connections across them). See docs/performance.md."""
 
     @field_validator("listen", "admin_listen")
     @classmethod
@@ -107,7 +108,8 @@ class UpstreamConfig(Section):
     """How often header secret files are checked for rotation (0: on every request)."""
     timeout_seconds: float = Field(default=60.0, gt=0)
     """Time allowed for response headers and a JSON body, and for each later message of a stdio or SSE answer;
-    past it the caller gets a 504 and the server `notifications/cancelled`."""
+    past it the caller gets a 504 and the server `notifications/cancelled` (checked by one 50 ms sweep: it fires up to
+    50 ms late)."""
     tool_timeouts: dict[str, float] = {}
     """Per-tool override of `timeout_seconds`, e.g. `{slow_report: 300}`."""
     connect_timeout_seconds: float = Field(default=5.0, gt=0)

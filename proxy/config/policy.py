@@ -24,10 +24,12 @@ class PolicyConfig(Section):
     """At startup, a policy that does not load stops the sidecar (exit 2); `deny` starts anyway, denies every call
     and reports unready until a reload succeeds."""
     shadow_directory: str | None = None
-    """A candidate policy evaluated beside the active one: disagreements are logged, counted and audited, never
+    """A candidate policy evaluated beside the active one: disagreements (allow or obligations) are logged
+    (`policy.shadow_disagreement`), counted on `/readyz` and put in the audit record (`policy_shadow`), never
     enforced."""
     opa_url: str | None = None
-    """`engine: opa`: the OPA server's base URL, e.g. `http://127.0.0.1:8181`."""
+    """`engine: opa`: the OPA server's base URL, e.g. `http://127.0.0.1:8181`; the sidecar POSTs `{"input": ...}` to
+    `/v1/data/mcp/decision` and `/v1/data/mcp/visible` (never `argument_names`: OPA gets the whole arguments)."""
     opa_timeout_seconds: float = Field(default=0.5, gt=0)
     """`engine: opa`: a slower query, an HTTP error or an unreachable OPA denies."""
 

@@ -16,7 +16,8 @@ class TelemetryConfig(Section):
     service_name: str | None = None
     """`service.name` of the sidecar's spans and metrics. Unset: `OTEL_SERVICE_NAME`, else `mcp-sidecar`."""
     otlp_endpoint: str | None = None
-    """OTLP/HTTP base URL (`http://jaeger:4318`); `/v1/traces`, `/v1/metrics` are appended. Unset:
+    """OTLP/HTTP base URL (`http://jaeger:4318`); `/v1/traces`, `/v1/metrics` are appended
+    (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `..._METRICS_ENDPOINT` are used as given). Unset:
     `OTEL_EXPORTER_OTLP_ENDPOINT`, else spans are made (ids in the audit log, context propagated) but not
     exported."""
     otlp_headers: dict[str, str] = Field(default={}, json_schema_extra={"secret": True})

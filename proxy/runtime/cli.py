@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--upstream-command", help='stdio MCP server to spawn, e.g. "npx -y some-mcp-server"')
     serve.add_argument("--upstream-sse", help="legacy HTTP+SSE (2024-11-05) URL of the MCP server")
     serve.add_argument("--demo", action="store_true",
-                       help="spawn the bundled demo MCP server (stdio) as the upstream (and set auth.mode off)")
+                       help="spawn the bundled demo MCP server (stdio) as the upstream (auth off unless --dev-idp)")
     serve.add_argument("--dev-idp", metavar="URL",
                        help="trust the loopback `mcp-sidecar dev-idp` at URL (development only; auth required)")
     serve.set_defaults(run=_serve)
