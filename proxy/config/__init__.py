@@ -43,7 +43,7 @@ class Config(Section):
     server: ServerConfig = ServerConfig()
     """The MCP and admin listeners."""
     upstream: UpstreamConfig
-    """The MCP server behind the sidecar."""
+    """The MCP server behind the sidecar: exactly one of `url`, `command` or `sse_url`."""
     audit: AuditConfig = AuditConfig()
     """The audit trail: one JSON event per decided message."""
     auth: AuthConfig

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict
 
 class Section(BaseModel):
     """A config section. The docstring under each field is its documentation: `python -m proxy.config.reference`
-    turns them into docs/configuration.md."""
+    turns them into docs/configuration.md. `Field(json_schema_extra={"secret": True})` marks a secret, which
+    `mcp-sidecar config check` masks."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 

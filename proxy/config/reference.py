@@ -40,8 +40,8 @@ class MissingDescriptionError(Exception):
     """Config keys without a docstring; the reference cannot document them."""
 
     def __init__(self, keys: list[str]) -> None:
-        super().__init__("config keys without a docstring (add one under the field in proxy/config/): "
-                         + ", ".join(keys))
+        super().__init__("config keys without a docstring (add one under each field in proxy/config/, then run "
+                         f"`{REGENERATE}`): " + ", ".join(keys))
         self.keys = keys
 
 
@@ -72,9 +72,9 @@ def rows(model: type[BaseModel], prefix: str = "") -> Iterator[Row]:
         nested = _section_model(field.annotation)
         container = _container_of_sections(field.annotation)
         if container is not None:
-            kind, item = container
+            kind, item, joint = container
             yield Row(key, kind, _default(field), _describe(field))
-            yield from rows(item, key + (".<name>." if kind.startswith("map") else "[]."))
+            yield from rows(item, key + joint)
         elif nested is not None:
             yield Row(key, "section", _default(field), _describe(field))
             yield from rows(nested, key + ".")
@@ -103,12 +103,13 @@ def _section_model(annotation: Any) -> type[BaseModel] | None:
     return candidates[0] if candidates else None
 
 
-def _container_of_sections(annotation: Any) -> tuple[str, type[BaseModel]] | None:
+def _container_of_sections(annotation: Any) -> tuple[str, type[BaseModel], str] | None:
+    """For a map or list of sections: its type name, the section model, and how its keys continue."""
     origin, args = get_origin(annotation), get_args(annotation)
     if origin is dict and _section_model(args[1]) is not None:
-        return "map of name to section", args[1]
+        return "map of name to section", args[1], ".<name>."
     if origin is tuple and args and _section_model(args[0]) is not None:
-        return "list of sections", args[0]
+        return "list of sections", args[0], "[]."
     return None
 
 
