@@ -102,22 +102,40 @@ def test_the_quick_start_runs_as_written(checkout: Path, background: list[subpro
     ports = Ports(free_port(), free_port(), free_port())
     env = user_env(ports)
 
-    def start(block: str) -> subprocess.Popen[bytes]:
+    def start(block: str, output: Path) -> subprocess.Popen[bytes]:
         (command,) = block.strip().splitlines()
-        process = subprocess.Popen(["bash", "-c", ports.apply(command)], cwd=checkout, env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        with output.open("wb") as out:
+            process = subprocess.Popen(["bash", "-c", ports.apply(command)], cwd=checkout, env=env, stdout=out,
+                                       stderr=subprocess.DEVNULL, start_new_session=True)
         background.append(process)
         return process
 
-    wait_for_file(checkout / ".dev-idp" / "issuer", start(idp_block))
-    wait_for_port(ports.sidecar, process=start(serve_block))
+    wait_for_file(checkout / ".dev-idp" / "issuer", start(idp_block, checkout / "dev-idp.out"))
+    terminal = checkout / "sidecar.out"  # what the sidecar's terminal shows: its audit lines
+    wait_for_port(ports.sidecar, process=start(serve_block, terminal))
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", ports.apply(calls_block)], cwd=checkout, env=env,
                           capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode()
     answers = done.stdout.decode().splitlines()
     expected = expectations(calls_block)
-    assert len(expected) == 4 and {item.verdict for item in expected} == {"allowed", "denied"}
+    assert {item.verdict for item in expected} == {"allowed", "denied"}, "the quick start shows both outcomes"
     assert len(answers) == len(expected), answers
     for answer, item in zip(answers, expected, strict=True):
         assert item.fragment in answer, (item, answer)
         assert ('"isError":false' if item.verdict == "allowed" else '"isError":true') in answer, (item, answer)
+    wait_until_written(terminal, audit_excerpt())
+
+
+def audit_excerpt() -> str:
+    """The audit line fragment the quick start shows (the plain block holding "outcome")."""
+    text = README.read_text()
+    section = text[text.index("## Quick start"):]
+    return re.search(r'```\n("outcome":"denied".*)\n```', section)[1]
+
+
+def wait_until_written(path: Path, fragment: str, timeout: float = 10.0) -> None:
+    """Audit lines are flushed at the end of an event-loop pass: wait (bounded) until the fragment is there."""
+    deadline = time.monotonic() + timeout
+    while fragment not in path.read_text():
+        assert time.monotonic() < deadline, f"{fragment!r} not in the sidecar's output:\n{path.read_text()[-3000:]}"
+        time.sleep(0.05)
