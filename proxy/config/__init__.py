@@ -41,16 +41,26 @@ ENV_PREFIX = "MCP_SIDECAR__"
 
 class Config(Section):
     server: ServerConfig = ServerConfig()
+    """The MCP and admin listeners."""
     upstream: UpstreamConfig
+    """The MCP server behind the sidecar: exactly one of `url`, `command` or `sse_url`."""
     audit: AuditConfig = AuditConfig()
-    auth: AuthConfig  # always validated: an absent section means mode "required", which needs a key source
+    """The audit trail: one JSON event per decided message."""
+    auth: AuthConfig
+    """Bearer-token authentication. Always validated: an absent section means mode `required`, which needs a key
+    source."""
     policy: PolicyConfig = PolicyConfig()
+    """Rego policy: who may call what."""
     cache: CacheConfig = CacheConfig()
+    """Response caching, scoped to the caller unless a result is public."""
     telemetry: TelemetryConfig = TelemetryConfig()
+    """OpenTelemetry traces and metrics. Unset keys fall back to the standard `OTEL_*` variables."""
     approval: ApprovalConfig = ApprovalConfig()
+    """Human approval of calls a policy marks `require_approval`."""
     rate_limits: RateLimitsConfig = RateLimitsConfig()
+    """Token-bucket rate limits."""
     logging: LoggingConfig = LoggingConfig()
-
+    """Operational logs."""
 
     @model_validator(mode="before")
     @classmethod

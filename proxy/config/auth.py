@@ -22,12 +22,20 @@ class UpstreamIdentityConfig(Section):
     """A JWT the sidecar signs per caller for the upstream (never the caller's own token)."""
 
     header: str = "X-MCP-Identity"
-    key_file: str  # PEM private key (RSA/EC/Ed25519) or an HMAC secret, matching `algorithm`
+    """The header name."""
+    key_file: str
+    """Signing key: a PEM private key (RSA/EC/Ed25519), or an HMAC secret of at least 32 bytes for HS*. Checked at
+    load time by signing a probe."""
     algorithm: str = "RS256"
+    """Any of the algorithms `auth.algorithms` accepts."""
     key_id: str | None = None
+    """`kid` in the token header."""
     issuer: str = "mcp-sidecar"
-    audience: str | None = None  # default: upstream.url
+    """`iss` of the identity token."""
+    audience: str | None = None
+    """`aud` of the identity token. Unset: `upstream.url`."""
     ttl_seconds: float = Field(default=60.0, gt=0, le=3600)
+    """Lifetime, and never longer than the caller's own token."""
 
     @field_validator("header")
     @classmethod
@@ -65,23 +73,44 @@ class AuthConfig(Section):
     """Bearer-token authentication: the sidecar is the OAuth resource server of the MCP server behind it."""
 
     mode: Literal["required", "optional", "off"] = "required"
+    """`required`: every request needs a valid token; `optional`: a request without one goes on as the anonymous
+    principal (an invalid one still gets 401); `off`: no checks (YAML's bare `off` works)."""
     jwks_url: str | None = None
+    """The IdP's JWKS endpoint (http/https). One key source only: this, `public_key_files` or
+    `hmac_secret_file`."""
     public_key_files: tuple[str, ...] = ()
+    """PEM public keys (RSA/EC/Ed25519); every file is tried, and each is re-read when it changes."""
     hmac_secret_file: str | None = None
-    algorithms: tuple[str, ...] = ()  # default: RS256 for JWKS/PEM keys, HS256 for an HMAC secret
+    """A shared secret of at least 32 bytes (a trailing newline is ignored); re-read when it changes."""
+    algorithms: tuple[str, ...] = ()
+    """The allow-list of token algorithms: RS/PS/ES/EdDSA, or HS, never both. Unset: `[RS256]`, or `[HS256]` with
+    an HMAC secret."""
     issuers: tuple[str, ...] = ()
-    audience: tuple[str, ...] = ()  # default: server.resource_url
+    """Accepted `iss` values (a string or a list), matched exactly; required unless `mode` is `off`."""
+    audience: tuple[str, ...] = ()
+    """Accepted `aud` values; the token's `aud` must contain one of them. Unset: the sidecar's resource URL
+    (`server.public_url`, else `http://<listen><mcp_path>`)."""
     leeway_seconds: float = Field(default=30.0, ge=0, le=300)
-    roles_claim: str = "roles"  # a claim name, or a dotted path such as realm_access.roles
+    """Clock skew allowed on `exp`, `nbf` and `iat`."""
+    roles_claim: str = "roles"
+    """Where roles come from: a claim name (namespaced names with dots work), or a dotted path such as
+    `realm_access.roles`."""
     required_scopes: tuple[str, ...] = ()
+    """Scopes every token must have (from `scope`, space-separated, or `scp`, a list or a string); otherwise 403."""
     jwks_lifespan_seconds: float = Field(default=300.0, gt=0)
+    """How long a fetched JWKS is trusted before it is refetched."""
     jwks_refetch_cooldown_seconds: float = Field(default=30.0, ge=0)
+    """At most one refetch per this interval for unknown `kid`s, which protects the IdP."""
     jwks_timeout_seconds: float = Field(default=5.0, gt=0)
-    # RFC 9728 protected resource metadata
-    authorization_servers: tuple[str, ...] = ()  # default: issuers
-    scopes_supported: tuple[str, ...] = ()  # default: required_scopes
+    """Timeout of one JWKS fetch."""
+    authorization_servers: tuple[str, ...] = ()
+    """`authorization_servers` in the RFC 9728 protected resource metadata. Unset: `issuers`."""
+    scopes_supported: tuple[str, ...] = ()
+    """`scopes_supported` in the resource metadata (left out when empty). Unset: `required_scopes`."""
     resource_documentation: str | None = None
-    upstream_identity: UpstreamIdentityConfig | None = None  # a short-lived JWT telling the upstream who calls
+    """`resource_documentation` in the resource metadata."""
+    upstream_identity: UpstreamIdentityConfig | None = None
+    """A short-lived JWT the sidecar signs per caller, telling the upstream who calls (never the caller's token)."""
 
     @field_validator("mode", mode="before")
     @classmethod

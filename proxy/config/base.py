@@ -8,7 +8,11 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    """A config section. The docstring under each field is its documentation: `python -m proxy.config.reference`
+    turns them into docs/configuration.md. `Field(json_schema_extra={"secret": True})` marks a secret, which
+    `mcp-sidecar config check` masks."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 def check_redis_url(value: str) -> str:

@@ -14,21 +14,31 @@ from proxy.config.base import HEADER_NAME, RESERVED_UPSTREAM_HEADERS, Section, c
 
 class ServerConfig(Section):
     listen: str = "127.0.0.1:8080"
+    """HOST:PORT of the MCP endpoint (`--listen`)."""
     admin_listen: str = "127.0.0.1:8081"
+    """HOST:PORT of the admin listener: /healthz, /readyz, /metrics, approvals, cache purge (`--admin-listen`)."""
     mcp_path: str = "/mcp"
-    # The sidecar's public URL of the MCP endpoint: OAuth resource and token audience. Default: from listen.
+    """Path of the MCP endpoint."""
     public_url: str | None = None
-    # Browser origins allowed to call; requests without Origin are always allowed. "*" allows any.
+    """The sidecar's public URL of the MCP endpoint: the OAuth resource and the token audience. Unset:
+    `http://<listen><mcp_path>`."""
     allowed_origins: tuple[str, ...] = ()
+    """Browser origins allowed to call (`*`: any). Requests without `Origin`, and those from the sidecar's own origin
+    (`http://<listen>`, `http://localhost:<port>` on loopback, the origin of `public_url`), are always allowed."""
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
-    # Client connections held at once; past it a new one is answered 503 and closed. None: the open-file limit less
-    # 256 (for upstream connections and files), at most 10,000.
+    """Largest request body; a larger one is answered 413."""
     max_connections: int | None = Field(default=None, gt=0)
+    """Client connections held at once; past it a new connection is answered 503 (`Retry-After: 1`) and closed.
+    Unset: the open-file limit less 256 (for upstream connections and files), at most 10,000."""
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
-    # An event stream silent this long gets an SSE comment, so idle timeouts between client and sidecar (load
-    # balancers, proxies: often 60 s) do not cut it. 0: none.
+    """How long calls in flight may run after SIGTERM."""
     stream_keepalive_seconds: float = Field(default=15.0, ge=0)
+    """An event stream to a client that has sent nothing this long gets an SSE comment (`: keepalive`), so idle
+    timeouts of load balancers and proxies in between (often 60 s) do not cut it; it comes after 1 to 1.5 times this
+    silence. 0: none."""
     workers: int = Field(default=1, ge=1, le=64)
+    """Worker processes (`--workers`); more than 1 forks that many, all listening on `listen` and `admin_listen`
+    (`SO_REUSEPORT`: the kernel spreads connections across them). See docs/performance.md."""
 
     @field_validator("listen", "admin_listen")
     @classmethod
@@ -51,15 +61,17 @@ class ServerConfig(Section):
         return f"http://{host}:{port}{self.mcp_path}"
 
 
-
-
 class UpstreamHeader(Section):
     """One credential header for the upstream, from exactly one of: a literal value, an env variable, a file."""
 
-    value: str | None = None
+    value: str | None = Field(default=None, json_schema_extra={"secret": True})
+    """A literal value."""
     env: str | None = None
-    file: str | None = None  # re-read when it changes on disk (rotated Kubernetes secrets)
-    prefix: str = ""  # e.g. "Bearer " when the secret holds the bare token
+    """An environment variable, read at startup (startup fails if it is unset)."""
+    file: str | None = None
+    """A file, e.g. a mounted Kubernetes secret; a trailing newline is dropped; re-read when it changes on disk."""
+    prefix: str = ""
+    """Put before the value, e.g. `"Bearer "` when the secret holds the bare token."""
 
     @model_validator(mode="after")
     def _one_source(self) -> UpstreamHeader:
@@ -74,30 +86,61 @@ class UpstreamHeader(Section):
 
 
 class UpstreamConfig(Section):
+    """The MCP server behind the sidecar: set exactly one of `url`, `command`, `sse_url`."""
+
     name: str = "upstream"
-    # Exactly one kind: a Streamable HTTP URL, a stdio command to spawn, or a legacy (2024-11-05) SSE URL.
-    url: str | None = None  # Streamable HTTP endpoint of the MCP server
-    command: tuple[str, ...] | None = None  # argv of a stdio MCP server; a string is split like a shell would
-    sse_url: str | None = None  # legacy HTTP+SSE endpoint (GET stream, then the announced messages URL)
-    env: dict[str, str] = {}  # extra variables for a spawned server (it gets only PATH, HOME, LANG... besides)
-    cwd: str | None = None  # working directory of a spawned server
-    timeout_seconds: float = Field(default=60.0, gt=0)  # response headers and JSON bodies
-    tool_timeouts: dict[str, float] = {}  # per-tool override of timeout_seconds
+    """Name used in policy input, metrics, audit and cache keys."""
+    url: str | None = None
+    """Streamable HTTP endpoint of the MCP server (`--upstream`)."""
+    command: tuple[str, ...] | None = None
+    """Argv of a stdio MCP server the sidecar spawns and supervises; a string is split like a shell would
+    (`--upstream-command`)."""
+    sse_url: str | None = None
+    """Legacy HTTP+SSE (2024-11-05) endpoint: the GET stream, then the announced messages URL (`--upstream-sse`)."""
+    env: dict[str, str] = Field(default={}, json_schema_extra={"secret": True})
+    """Extra environment variables for a spawned server; it gets only these plus PATH, HOME, USER, LANG, LC_*,
+    TZ, never the sidecar's own environment."""
+    cwd: str | None = None
+    """Working directory of a spawned server (must exist). Unset: the sidecar's."""
+    headers: dict[str, UpstreamHeader] = {}
+    """The sidecar's own credential headers for the upstream, never the caller's; see docs/upstreams.md."""
+    secret_check_seconds: float = Field(default=1.0, ge=0)
+    """How often header secret files are checked for rotation (0: on every request)."""
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    """Time allowed for response headers and a JSON body, and for each later message of a stdio or SSE answer;
+    past it the caller gets a 504 and the server `notifications/cancelled` (checked by one 50 ms sweep: it fires up to
+    50 ms late)."""
+    tool_timeouts: dict[str, float] = {}
+    """Per-tool override of `timeout_seconds`, e.g. `{slow_report: 300}`."""
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
-    stream_idle_timeout_seconds: float | None = Field(default=None, gt=0)  # None: streams may idle forever
+    """TCP connect timeout."""
+    stream_idle_timeout_seconds: float | None = Field(default=None, gt=0)
+    """Close an SSE stream that is silent this long. Unset: streams may idle forever."""
     max_connections: int = Field(default=256, gt=0)
-    # An upstream connection idle this long is not reused: below the 5 s after which uvicorn and Node close idle
-    # connections, so a call is never sent on a connection the server is closing at that instant.
+    """Connection pool size (Streamable HTTP)."""
     idle_connection_seconds: float = Field(default=4.0, gt=0)
-    max_event_bytes: int = Field(default=16 * 1024 * 1024, gt=0)  # also the longest stdio line accepted
-    catalog_ttl_seconds: float = Field(default=300.0, ge=0)  # how long the sidecar trusts its tools/list view
-    max_sessions: int = Field(default=32, gt=0)  # legacy client sessions, each with its own process/connection
-    session_idle_seconds: float = Field(default=600.0, gt=0)  # an unused legacy session is closed after this
-    startup_timeout_seconds: float = Field(default=15.0, gt=0)  # spawn/connect plus the first handshake
-    restart_backoff_seconds: float = Field(default=0.2, gt=0)  # first delay before restarting the shared server
-    restart_backoff_max_seconds: float = Field(default=10.0, gt=0)  # the delay doubles up to this
-    shutdown_grace_seconds: float = Field(default=2.0, ge=0)  # after closing stdin, then after SIGTERM, before SIGKILL
-    queue_limit: int = Field(default=256, gt=0)  # messages queued for one slow client stream before it is closed
+    """An upstream connection idle this long is not reused: below the 5 s after which uvicorn and Node close idle
+    connections, so a call is never sent on a connection the server is closing at that instant."""
+    max_event_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    """Largest single message accepted from the upstream: an SSE event or a stdio line."""
+    catalog_ttl_seconds: float = Field(default=300.0, ge=0)
+    """How long the sidecar trusts its own `tools/list` view (policy input, cache rules); a
+    `notifications/tools/list_changed` drops it at once."""
+    max_sessions: int = Field(default=32, gt=0)
+    """Legacy client sessions at once, each with its own child or connection (stdio, SSE); also caps `/sse`
+    streams."""
+    session_idle_seconds: float = Field(default=600.0, gt=0)
+    """An unused legacy session is ended after this."""
+    startup_timeout_seconds: float = Field(default=15.0, gt=0)
+    """Spawn or connect plus the first handshake (stdio, SSE)."""
+    restart_backoff_seconds: float = Field(default=0.2, gt=0)
+    """First delay before the shared child or connection is restarted."""
+    restart_backoff_max_seconds: float = Field(default=10.0, gt=0)
+    """The restart delay doubles up to this."""
+    shutdown_grace_seconds: float = Field(default=2.0, ge=0)
+    """Wait after closing a child's stdin, and again after SIGTERM, before SIGKILL."""
+    queue_limit: int = Field(default=256, gt=0)
+    """Messages queued for one client stream before that client is cut off (slow clients)."""
 
     @field_validator("command", mode="before")
     @classmethod
@@ -110,9 +153,6 @@ class UpstreamConfig(Section):
         if value is not None and not Path(value).is_dir():
             raise ValueError(f"{value!r} is not a directory")
         return value
-    # The sidecar's own credentials for the upstream: header name -> {value|env|file, prefix}. Never the caller's.
-    headers: dict[str, UpstreamHeader] = {}
-    secret_check_seconds: float = Field(default=1.0, ge=0)  # how often header secret files are checked for changes
 
     @field_validator("headers")
     @classmethod
@@ -150,9 +190,13 @@ class UpstreamConfig(Section):
 
 class AuditConfig(Section):
     enabled: bool = True
+    """One JSON event per decided message."""
     sink: Literal["stdout", "file"] = "stdout"
+    """Where audit events go."""
     path: str | None = None
-    log_arguments: bool = False  # arguments are sensitive: off unless asked for
+    """The file for `sink: file`."""
+    log_arguments: bool = False
+    """Include tool arguments (after policy redactions). Arguments are sensitive: off unless asked for."""
 
     @model_validator(mode="after")
     def _file_needs_path(self) -> AuditConfig:
@@ -162,16 +206,22 @@ class AuditConfig(Section):
 
 
 class ApprovalConfig(Section):
-    timeout_seconds: float = Field(default=120.0, gt=0)  # unanswered approvals are denials
-    max_pending: int = Field(default=1000, gt=0)  # per sidecar (memory) or for every sidecar sharing Redis
-    # memory: pending approvals live in the process holding the call. redis: every worker and replica sharing the
-    # Redis lists them and can decide them, whichever holds the call.
+    timeout_seconds: float = Field(default=120.0, gt=0)
+    """How long a call waits for a decision; an unanswered approval is a denial."""
+    max_pending: int = Field(default=1000, gt=0)
+    """Calls waiting at once (in this sidecar, or in all that share the Redis); beyond it calls are denied at once."""
     backend: Literal["memory", "redis"] = "memory"
+    """`memory`: pending calls are known only to the process holding them; `redis`: one book for every worker and
+    replica sharing the Redis, any of which lists and decides them."""
     redis_url: str = "redis://127.0.0.1:6379/0"
+    """The shared book (`redis` backend)."""
     key_prefix: str = "mcp-sidecar:approval:"
-    redis_timeout_seconds: float = Field(default=0.5, gt=0)  # connect and command timeout
-    # A waiting call also looks for its decision this often, in case the published one was missed (a reconnect).
+    """Its Redis keys and channel; one per deployment."""
+    redis_timeout_seconds: float = Field(default=0.5, gt=0)
+    """Connect and command timeout."""
     recheck_seconds: float = Field(default=2.0, gt=0)
+    """A waiting call also reads its stored decision this often, in case the published one was missed (a
+    reconnect)."""
 
     @field_validator("redis_url")
     @classmethod
@@ -181,3 +231,4 @@ class ApprovalConfig(Section):
 
 class LoggingConfig(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
+    """Operational logs: JSON lines on stderr."""

@@ -27,16 +27,25 @@ class BucketMatch(Section):
     """Which calls a bucket applies to; every given condition must hold. Empty: every request."""
 
     methods: tuple[str, ...] | None = None
-    tools: tuple[str, ...] | None = None  # tools/call of these tools only
-    claims: dict[str, tuple[str, ...]] | None = None  # dotted claim path -> accepted values (e.g. plan: [free])
+    """Apply only to these JSON-RPC methods. Unset: all."""
+    tools: tuple[str, ...] | None = None
+    """Apply only to `tools/call` of these tools. Unset: all."""
+    claims: dict[str, tuple[str, ...]] | None = None
+    """Apply only when each listed claim has one of the values (`-`: the claim is absent), e.g. `{plan: [free]}`."""
 
 
 class BucketConfig(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    capacity: int = Field(gt=0)  # tokens when full: the burst a caller may spend at once
-    refill_per_second: float = Field(gt=0)  # tokens added back per second
-    key: tuple[str, ...] = ()  # subject | claim:<dotted.path> | tool | method | session | client; () = one bucket
+    """Unique; letters, digits, `_`, `.`, `-`."""
+    capacity: int = Field(gt=0)
+    """Tokens when full: the burst a caller may spend at once."""
+    refill_per_second: float = Field(gt=0)
+    """Tokens added back per second; `capacity / refill_per_second` is the window."""
+    key: tuple[str, ...] = ()
+    """What one bucket is kept per: any of `subject`, `claim:<name>`, `tool`, `method`, `session`, `client`
+    (address); empty: one bucket for everyone. A missing value counts as `-`."""
     match: BucketMatch = BucketMatch()
+    """Which calls the bucket applies to; every given condition must hold."""
 
     @field_validator("key")
     @classmethod
@@ -50,14 +59,23 @@ class BucketConfig(Section):
 
 class RateLimitsConfig(Section):
     backend: Literal["memory", "redis"] = "memory"
+    """`memory` (per process) or `redis` (shared between replicas, one Lua script per call)."""
     redis_url: str = "redis://127.0.0.1:6379/0"
-    key_prefix: str = "mcp-sidecar:rl:"  # Redis keys: <key_prefix><bucket>:<key values>
-    failure_mode: Literal["fail_open", "fail_closed"] = "fail_open"  # when Redis cannot answer
-    redis_timeout_seconds: float = Field(default=0.25, gt=0)  # connect and command timeout
-    redis_retry_seconds: float = Field(default=1.0, ge=0)  # after a failure, skip Redis this long
-    max_keys: int = Field(default=100_000, gt=0)  # memory backend: buckets kept at most
-    default_cost: int = Field(default=1, ge=0)  # tokens a call takes unless policy says otherwise
-    buckets: tuple[BucketConfig, ...] = ()  # no buckets: the stage is off
+    """`redis://`, `rediss://` or `unix://` URL."""
+    key_prefix: str = "mcp-sidecar:rl:"
+    """Redis key prefix; keys are `<key_prefix><bucket>:<key values>`."""
+    failure_mode: Literal["fail_open", "fail_closed"] = "fail_open"
+    """When Redis cannot answer: `fail_open` lets calls through (logged, counted), `fail_closed` refuses them."""
+    redis_timeout_seconds: float = Field(default=0.25, gt=0)
+    """Connect and command timeout; no client-side retries."""
+    redis_retry_seconds: float = Field(default=1.0, ge=0)
+    """After a Redis failure, apply the failure mode this long before trying Redis again."""
+    max_keys: int = Field(default=100_000, gt=0)
+    """Memory backend: most buckets kept; full ones are dropped first, then the least recently used."""
+    default_cost: int = Field(default=1, ge=0)
+    """Tokens a request takes unless a policy obligation says otherwise."""
+    buckets: tuple[BucketConfig, ...] = ()
+    """The buckets; none: the stage is off."""
 
     @field_validator("redis_url")
     @classmethod

@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from proxy.config import ConfigError, load_config
+from proxy.runtime import config_commands, dev_idp, token_mint
 from proxy.runtime.logs import configure_logging
 
 EXIT_CONFIG = 2
-DEMO_POLICY = Path(__file__).resolve().parent / "policy" / "demo"
+DEMO_POLICY = Path(__file__).resolve().parents[1] / "policy" / "demo"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mcp-sidecar", description="A sidecar reverse proxy for MCP servers.")
+    parser.add_argument("--version", action="version", version=f"mcp-sidecar {version('mcp-sidecar')}")
     commands = parser.add_subparsers(title="commands")
     serve = commands.add_parser("serve", help="run the sidecar")
     serve.add_argument("--config", help="YAML or JSON config file")
@@ -36,9 +39,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--upstream-command", help='stdio MCP server to spawn, e.g. "npx -y some-mcp-server"')
     serve.add_argument("--upstream-sse", help="legacy HTTP+SSE (2024-11-05) URL of the MCP server")
     serve.add_argument("--demo", action="store_true",
-                       help="spawn the bundled demo MCP server (stdio) as the upstream (and set auth.mode off)")
+                       help="spawn the bundled demo MCP server (stdio) as the upstream (auth off unless --dev-idp)")
+    serve.add_argument("--dev-idp", metavar="URL",
+                       help="trust the loopback `mcp-sidecar dev-idp` at URL (development only; auth required)")
     serve.set_defaults(run=_serve)
     _policy_commands(commands)
+    config_commands.add_parser(commands)
+    dev_idp.add_parser(commands)
+    token_mint.add_parser(commands)
     return parser
 
 
@@ -84,16 +92,18 @@ def _serve(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     if args.demo:
         overrides["upstream.command"] = [sys.executable, "-m", "proxy.runtime.demo", "stdio"]
-        overrides["auth.mode"] = "off"  # the quickstart runs without an identity provider; see README
+    if args.demo and not args.dev_idp:
+        overrides["auth.mode"] = "off"  # without an identity provider; docs/auth.md
         if args.config is None and not any(name.startswith("MCP_SIDECAR__POLICY__") for name in os.environ):
             overrides["policy.directory"] = str(DEMO_POLICY)  # loopback callers only; see proxy/policy/demo
     try:
+        if args.dev_idp:
+            overrides.update(dev_idp.sidecar_overrides(args.dev_idp))  # callers have roles: policies/ decides
         config = load_config(args.config, overrides=overrides)
+    except ValueError as exc:
+        return config_commands.report_config_error(ConfigError([str(exc)]))
     except ConfigError as exc:
-        print("mcp-sidecar: invalid configuration:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return EXIT_CONFIG
+        return config_commands.report_config_error(exc)
     configure_logging(config.logging.level)
     from proxy.policy.engine import PolicyLoadError
     from proxy.runtime.server import ListenError, run

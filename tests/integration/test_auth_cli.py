@@ -43,9 +43,11 @@ def test_a_port_in_use_is_reported_in_one_line_and_exit_1() -> None:
 
 @pytest.fixture
 def demo_sidecar() -> Iterator[str]:
-    """`mcp-sidecar serve --demo` as a user would run it, with nothing but its flags."""
+    """`mcp-sidecar serve --demo` as a user would run it (`make run`), with nothing but its flags: the bundled demo
+    policy in force, not the test kit's policy-off default."""
     port = free_port()
-    with serve_process(serve_args("--demo", port=port), port) as url:
+    env = {name: value for name, value in child_env().items() if not name.startswith("MCP_SIDECAR__")}
+    with serve_process(serve_args("--demo", port=port), port, env=env) as url:
         yield url
 
 

@@ -190,9 +190,9 @@ def test_bad_settings_fail_at_load_with_a_dotted_path(overrides: dict[str, Any],
     assert any(line.startswith(problem) for line in caught.value.problems), caught.value.problems
 
 
-def test_the_readme_per_plan_example_loads() -> None:
-    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
-    section = readme[readme.index("## Rate limits"):]
+def test_the_documented_per_plan_example_loads() -> None:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "rate-limits.md").read_text()
+    section = doc[doc.index("Per-plan quotas"):]
     example = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
     config = make_config(**{f"rate_limits__{key}": value for key, value in example["rate_limits"].items()})
     names = [bucket.name for bucket in config.rate_limits.buckets]
