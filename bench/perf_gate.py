@@ -34,8 +34,8 @@ import orjson
 import yaml
 
 from bench.credentials import bench_credentials
+from bench.matrix import OFF_BY_BASE
 from bench.procs import ROOT, Proc, free_port
-from bench.run import OFF_BY_BASE
 
 BUDGET_FILE = Path(__file__).resolve().parent / "perf_budget.json"
 TOLERANCE = 0.03

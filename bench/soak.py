@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.matrix import UPSTREAM_ARGS, Run, Settings
 from bench.procs import Proc, free_port
-from bench.run import UPSTREAM_ARGS, Run, Settings
 
 INTERVAL_SECONDS = 10.0
 CLIENTS = 32
