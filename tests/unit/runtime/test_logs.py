@@ -16,9 +16,10 @@ from proxy.runtime import logs
 
 @pytest.fixture
 def stderr() -> Iterator[io.BytesIO]:
-    """The bytes the sidecar's logs would write to stderr; structlog's defaults come back afterwards."""
+    """The bytes the sidecar's logs would write to stderr; structlog's configuration is restored afterwards."""
+    saved = structlog.get_config()
     yield io.BytesIO()
-    structlog.reset_defaults()
+    structlog.configure(**saved)
     structlog.contextvars.clear_contextvars()
 
 
