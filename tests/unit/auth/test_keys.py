@@ -174,3 +174,21 @@ def test_a_short_hmac_secret_fails_at_startup(tmp_path: Path) -> None:
     path.write_bytes(b"x" * (MIN_HMAC_SECRET_BYTES - 1) + b"\n")  # the newline does not count
     with pytest.raises(ValueError, match=f"at least {MIN_HMAC_SECRET_BYTES} bytes"):
         HmacKey(str(path))
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: JwksKeys.refresh stamps _attempted_at when an attempt starts, under the "
+                                       "lock: with the JWKS expired and the IdP hanging (fetch runs into the timeout),"
+                                       " each lookup queued on the lock finds the floor passed and starts a fetch of "
+                                       "its own, so lookups serialise, each paying a whole timeout (5 s by default)")
+async def test_lookups_queued_behind_a_hanging_refresh_share_its_outcome(key_a: SigningKey) -> None:
+    idp = Idp(key_a)
+    keys = JwksKeys(idp.fetch, lifespan=60, cooldown=0.05, timeout=0.2)
+    await keys.candidates("key-a")
+    keys._fetched_at -= 61  # the cached set has expired (as has the last attempt)
+    keys._attempted_at -= 61
+    idp.gate = asyncio.Event()  # and the IdP now hangs
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    found = await asyncio.wait_for(asyncio.gather(*(keys.candidates("key-a") for _ in range(4))), 5)
+    assert all(len(candidates) == 1 for candidates in found)  # the old key stays in use
+    assert idp.calls == 2 and loop.time() - started < 0.4  # one more attempt, shared by all four
