@@ -99,13 +99,13 @@ class PolicyDeniedError(ProxyError):
     tool_visible = True
 
 
-class ApprovalDenied(PolicyDeniedError):
+class ApprovalDeniedError(PolicyDeniedError):
     """A call policy sent for approval was refused, timed out, or found the queue full."""
 
     error_type = "approval_denied"
 
 
-class ApprovalUnavailable(ApprovalDenied):
+class ApprovalUnavailableError(ApprovalDeniedError):
     """No approval can be asked for or decided right now (the shared approval store is unreachable): fail closed."""
 
     http_status = 503
@@ -139,7 +139,7 @@ class StreamConflictError(ProxyError):
     error_type = "stream_conflict"
 
 
-class LimiterUnavailable(RateLimitedError):
+class LimiterUnavailableError(RateLimitedError):
     """The limits cannot be checked (shared store down with fail_closed, or policy named an unknown bucket)."""
 
     http_status = 503

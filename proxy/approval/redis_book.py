@@ -6,7 +6,7 @@ on `decisions`, so the sidecar holding the call learns of it at once; a waiting 
 `recheck_seconds`, which covers a message missed while the subscription reconnected. Each step that must not race
 (open under the limit, decide once, expire unless decided) is one Lua script.
 
-Redis down fails closed: a call that needs approval is refused (`ApprovalUnavailable`), a decision cannot be given
+Redis down fails closed: a call that needs approval is refused (`ApprovalUnavailableError`), a decision cannot be given
 (the admin listener answers 503), and a waiting call whose decision cannot be read times out as a denial.
 """
 
@@ -26,7 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from proxy.approval.book import ApprovalBook, Outcome, PendingApproval, timed_out
 from proxy.config import ApprovalConfig
-from proxy.errors import ApprovalUnavailable
+from proxy.errors import ApprovalUnavailableError
 
 log = structlog.get_logger("proxy.approval")
 
@@ -128,8 +128,8 @@ class RedisApprovalBook(ApprovalBook):
             if isinstance(error, UNANSWERED):  # the same: the script may have run before the timeout
                 self._chore(self._forget(approval.id))
             _log_unreachable("open", error)
-            raise ApprovalUnavailable("Approval cannot be requested right now: the approval store is unreachable") \
-                from None
+            raise ApprovalUnavailableError(
+                "Approval cannot be requested right now: the approval store is unreachable") from None
         if not opened:
             return None
         self._pending[approval.id] = approval
@@ -163,15 +163,15 @@ class RedisApprovalBook(ApprovalBook):
                                                                                 DECISION_KEEP_MS, self.channel]))
         except REDIS_FAILURES as error:
             _log_unreachable("decide", error)
-            raise ApprovalUnavailable("The approval store is unreachable; the decision may not have been recorded") \
-                from None
+            raise ApprovalUnavailableError(
+                "The approval store is unreachable; the decision may not have been recorded") from None
 
     async def pending(self) -> list[dict[str, Any]]:
         try:
             items = await self._list(keys=[self.prefix + "pending"], args=[self.prefix + "item:"])
         except REDIS_FAILURES as error:
             _log_unreachable("list", error)
-            raise ApprovalUnavailable("The approval store is unreachable") from None
+            raise ApprovalUnavailableError("The approval store is unreachable") from None
         return [orjson.loads(item) for item in items if item]
 
     async def readiness(self) -> tuple[bool, str]:

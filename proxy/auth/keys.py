@@ -63,7 +63,7 @@ class JwksKeys:
         self._keys: dict[str | None, list[VerificationKey]] | None = None
         self._fetched_at = float("-inf")
         self._attempted_at = float("-inf")
-        self._lock = asyncio.Lock()
+        self._attempt: asyncio.Future[None] | None = None  # the fetch under way, shared by every lookup
 
     @property
     def loaded(self) -> int:
@@ -83,23 +83,30 @@ class JwksKeys:
         return found
 
     async def refresh(self, floor: float = 0.0) -> None:
-        """Fetch the JWKS unless the last attempt is less than `floor` seconds old (checked under the lock)."""
-        async with self._lock:
-            now = self.clock()
-            if now - self._attempted_at < floor:
+        """Fetch the JWKS unless the last attempt is less than `floor` seconds old. Lookups that arrive while an
+        attempt runs share its outcome (a hanging IdP costs them one timeout together, not one each)."""
+        if self._attempt is None:
+            if self.clock() - self._attempted_at < floor:
                 return
-            self._attempted_at = now
-            self.fetches += 1
-            try:
-                async with asyncio.timeout(self.timeout):
-                    document = await self.fetch()
-                keys = parse_jwks(document)
-            except Exception as exc:  # any failure keeps the keys we have
-                log.warning("auth.jwks_fetch_failed", error=f"{exc.__class__.__name__}: {exc}"[:200],
-                            keeping=self.loaded)
-                return
-            self._keys, self._fetched_at = keys, now
-            log.info("auth.jwks_loaded", keys=self.loaded)
+            self._attempt = asyncio.ensure_future(self._fetch_once())
+            self._attempt.add_done_callback(self._attempt_done)
+        await asyncio.shield(self._attempt)  # one waiter cancelled does not cancel the others' fetch
+
+    def _attempt_done(self, attempt: asyncio.Future[None]) -> None:
+        self._attempt = None
+
+    async def _fetch_once(self) -> None:
+        now = self._attempted_at = self.clock()
+        self.fetches += 1
+        try:
+            async with asyncio.timeout(self.timeout):
+                document = await self.fetch()
+            keys = parse_jwks(document)
+        except Exception as exc:  # any failure keeps the keys we have
+            log.warning("auth.jwks_fetch_failed", error=f"{exc.__class__.__name__}: {exc}"[:200], keeping=self.loaded)
+            return
+        self._keys, self._fetched_at = keys, now
+        log.info("auth.jwks_loaded", keys=self.loaded)
 
     def _match(self, kid: str | None) -> list[VerificationKey]:
         assert self._keys is not None

@@ -106,6 +106,11 @@ class BoundedMemoryCache(SimpleMemoryCache):
     async def _delete(self, key: str, _conn: Any = None) -> int:
         return 1 if self._drop(key) else 0
 
+    async def _clear(self, namespace: str | None = None, _conn: Any = None) -> bool:
+        for key in [key for key in self._index if not namespace or key.startswith(namespace)]:
+            self._drop(key)
+        return True
+
     def __len__(self) -> int:
         return len(self._index)
 

@@ -30,5 +30,5 @@ def build_engine(config: PolicyConfig, directory: Path, label: str,
         problems = exc.problems if isinstance(exc, PolicyCompileError) else [str(exc)]
         if config.on_load_error == "exit":
             raise PolicyLoadError(directory, problems) from None
-        loader.record_failure(problems)  # start anyway; every call is denied until a reload succeeds
+        loader.record_startup_failure(problems)  # start anyway; every call is denied until a reload succeeds
     return RegoEngine(loader)

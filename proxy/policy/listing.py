@@ -29,4 +29,6 @@ def list_item(kind: str, entry: Mapping[str, Any], key_field: str) -> dict[str, 
 
 
 def filter_entries(entries: list[Any], key_field: str, visible: frozenset[str]) -> list[Any]:
-    return [entry for entry in entries if isinstance(entry, Mapping) and entry.get(key_field) in visible]
+    """The entries policy lets the caller see; one without a string key (a malformed list) is dropped."""
+    return [entry for entry in entries
+            if isinstance(entry, Mapping) and isinstance(key := entry.get(key_field), str) and key in visible]

@@ -181,8 +181,16 @@ class PolicyLoader:
 
     def load_initial(self) -> None:
         """The first load, at startup; raises PolicyCompileError so the sidecar can refuse to start."""
+        with contextlib.suppress(OSError):  # what this attempt read, in case it fails (record_startup_failure)
+            self._failed_fingerprint = fingerprint(self.directory)
         self.current = load(self.directory)
+        self._failed_fingerprint = None
         log.info("policy.loaded", which=self.label, directory=str(self.directory), revision=self.current.revision)
+
+    def record_startup_failure(self, problems: list[str]) -> None:
+        """A first load that failed, the sidecar starting anyway: the files that failed stay failed until they
+        change (the first poll does not compile and count them again)."""
+        self.record_failure(problems)
 
     def record_failure(self, problems: list[str]) -> None:
         self.reload_failures += 1

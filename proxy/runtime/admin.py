@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from proxy.errors import ApprovalUnavailable
+from proxy.errors import ApprovalUnavailableError
 from proxy.stages.deps import Deps
 from proxy.telemetry.export.prometheus import CONTENT_TYPE
 
@@ -57,7 +57,7 @@ async def metrics(request: web.Request) -> web.Response:
 async def list_approvals(request: web.Request) -> web.Response:
     try:
         pending = await request.app[ADMIN_DEPS].approvals.pending()
-    except ApprovalUnavailable as error:
+    except ApprovalUnavailableError as error:
         return web.json_response({"error": error.message}, status=503)
     return web.json_response({"pending": pending})
 
@@ -73,7 +73,7 @@ async def decide_approval(request: web.Request) -> web.Response:
         note = str(body.get("note", "")) if isinstance(body, dict) else ""
     try:
         decided = await request.app[ADMIN_DEPS].approvals.decide(request.match_info["id"], approved, note)
-    except ApprovalUnavailable as error:
+    except ApprovalUnavailableError as error:
         return web.json_response({"error": error.message}, status=503)
     if not decided:
         return web.json_response({"error": "no such pending approval"}, status=404)

@@ -13,7 +13,7 @@ from proxy import jsonrpc
 from proxy.approval.book import ApprovalBook, PendingApproval
 from proxy.config import ApprovalConfig
 from proxy.context import CallContext
-from proxy.errors import ApprovalDenied, ProxyError, UpstreamError, error_reply, internal_error_reply
+from proxy.errors import ApprovalDeniedError, ProxyError, UpstreamError, error_reply, internal_error_reply
 from proxy.net.sse_codec import SseEvent
 from proxy.pipeline import Handler
 from proxy.reply import EVENT_STREAM, Reply
@@ -39,9 +39,9 @@ class ApprovalStage:
             return await call_next(ctx)
         summary = {"principal": ctx.principal.subject, "method": ctx.method, "target": ctx.target,
                    "reasons": list(ctx.record.policy_reasons), "decision_id": ctx.record.decision_id}
-        approval = await self.book.open(summary)  # ApprovalUnavailable: fail closed
+        approval = await self.book.open(summary)  # ApprovalUnavailableError: fail closed
         if approval is None:
-            raise ApprovalDenied("Approval queue is full; try again later")
+            raise ApprovalDeniedError("Approval queue is full; try again later")
         ctx.record.approval_id = approval.id
         log.info("approval.pending", approval_id=approval.id, method=ctx.method, target=ctx.target)
         if EVENT_STREAM not in ctx.headers.get("accept", ""):  # a client that takes JSON only waits in silence
@@ -54,12 +54,12 @@ class ApprovalStage:
         return reply
 
     async def _decided(self, ctx: CallContext, approval: PendingApproval, call_next: Handler) -> Reply:
-        """The call's own answer once approved; a denial (or no decision in time) raises ApprovalDenied."""
+        """The call's own answer once approved; a denial (or no decision in time) raises ApprovalDeniedError."""
         approved, note = await self.book.wait(approval, self.config.timeout_seconds)
         ctx.record.extra["approval"] = "approved" if approved else "denied"
         if not approved:
             reason = f"Approval {approval.id} was not granted" + (f": {note}" if note else "")
-            raise ApprovalDenied(reason, data={"approval_id": approval.id})
+            raise ApprovalDeniedError(reason, data={"approval_id": approval.id})
         return await call_next(ctx)
 
     async def _streamed(self, ctx: CallContext, approval: PendingApproval, call_next: Handler, reply: Reply,

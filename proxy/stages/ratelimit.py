@@ -15,7 +15,7 @@ from typing import Any
 from proxy import mcp
 from proxy.config import BucketConfig, RateLimitsConfig
 from proxy.context import CallContext
-from proxy.errors import LimiterUnavailable, RateLimitedError
+from proxy.errors import LimiterUnavailableError, RateLimitedError
 from proxy.limits.buckets import (
     CLAIM_PREFIX,
     BucketSpec,
@@ -94,7 +94,7 @@ class RateLimitStage:
         try:
             decision = await self.store.take(checks, cost)
         except StoreUnavailableError as error:
-            raise LimiterUnavailable(f"Rate limits cannot be checked right now ({error}); retry later.",
+            raise LimiterUnavailableError(f"Rate limits cannot be checked right now ({error}); retry later.",
                                      headers={"Retry-After": "1"}) from None
         _record(ctx, decision)
         headers = rate_limit_headers(decision)
@@ -108,7 +108,7 @@ class RateLimitStage:
         obligation = ctx.obligations.get("rate_limit") or {}
         cost = obligation.get("cost", self.default_cost)
         if not isinstance(cost, int) or isinstance(cost, bool) or cost < 0:
-            raise LimiterUnavailable(f"Policy asked for an invalid rate limit cost {cost!r}.")
+            raise LimiterUnavailableError(f"Policy asked for an invalid rate limit cost {cost!r}.")
         names = obligation.get("buckets")
         remembered = self._remembered
         if remembered is None:
@@ -129,7 +129,7 @@ class RateLimitStage:
         else:
             unknown = [name for name in names if name not in self.by_name]
             if unknown:
-                raise LimiterUnavailable(f"Policy named rate limit buckets that are not configured: {unknown}.")
+                raise LimiterUnavailableError(f"Policy named rate limit buckets that are not configured: {unknown}.")
             specs = [self.by_name[name] for name in names]
         return tuple([(spec, spec.key_for(caller)) for spec in specs])
 

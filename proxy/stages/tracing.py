@@ -55,7 +55,9 @@ class TracingStage:
         try:
             reply = await call_next(ctx)
         except BaseException as exc:  # a bug in a stage or a cancelled request: the span still ends
-            self._end(ctx, span, ctx.record.error_type or exc.__class__.__qualname__, str(exc) or None)
+            error_type = ctx.record.error_type or exc.__class__.__qualname__
+            self._end(ctx, span, error_type, str(exc) or None)
+            self.metrics.finished(ctx, error_type, time.monotonic() - ctx.started)
             raise
         finally:
             otel_context.detach(token)
@@ -63,15 +65,19 @@ class TracingStage:
         return reply
 
     def _finish(self, ctx: CallContext, span: RecordedSpan, reply: Reply) -> None:
-        """Fails open: a telemetry bug must not break a reply that was already written."""
+        """Fails open: a telemetry bug must not break a reply that was already written, nor leave the call in
+        flight in the metrics."""
+        error_type = ctx.record.error_type
         try:
-            self._describe(ctx, span, reply)
+            error_type = self._describe(ctx, span, reply)
         except Exception:
             log.exception("tracing.failed", method=ctx.method)
             self.metrics.count("telemetry_failures")
             span.end({})
+        self.metrics.finished(ctx, error_type, time.monotonic() - ctx.started)
 
-    def _describe(self, ctx: CallContext, span: RecordedSpan, reply: Reply) -> None:
+    def _describe(self, ctx: CallContext, span: RecordedSpan, reply: Reply) -> str | None:
+        """End the span with what the reply says; the call's error type, if any."""
         error_type, code, description = semconv.reply_error(ctx.record, reply)
         attributes: dict[str, Any] = {semconv.HTTP_RESPONSE_STATUS_CODE: reply.status}
         if code is not None:
@@ -83,6 +89,7 @@ class TracingStage:
         if result is not None:
             attributes[semconv.GEN_AI_TOOL_CALL_RESULT] = orjson.dumps(result).decode()
         self._end(ctx, span, error_type, description, attributes)
+        return error_type
 
     def _end(self, ctx: CallContext, span: RecordedSpan, error_type: str | None, description: str | None,
              attributes: dict[str, Any] | None = None) -> None:
@@ -93,4 +100,3 @@ class TracingStage:
         if error_type is not None:
             attributes[semconv.ERROR_TYPE] = error_type
         span.end(attributes, description, error=error_type is not None)
-        self.metrics.finished(ctx, error_type, time.monotonic() - ctx.started)

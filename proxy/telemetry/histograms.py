@@ -29,15 +29,16 @@ class DurationHistogram:
         self.description = description
         self.bounds = tuple(float(bound) for bound in bounds)
         self.started = time.time_ns()
-        self._points: dict[Labels, list[Any]] = {}  # labels -> [count, sum, min, max, bucket counts]
+        self._points: dict[Labels, list[Any]] = {}  # sorted labels -> [count, sum, min, max, bucket counts]
+        self._by_order: dict[Labels, list[Any]] = {}  # labels in the order given -> the same point (no sort a call)
         self._lock = threading.Lock()  # records on the loop, snapshots from the OTLP push thread too
 
     def record(self, value: float, attributes: Mapping[str, Any]) -> None:
         labels = tuple(attributes.items())
         with self._lock:
-            point = self._points.get(labels)
+            point = self._by_order.get(labels)
             if point is None:
-                point = self._points[labels] = [0, 0.0, value, value, [0] * (len(self.bounds) + 1)]
+                point = self._by_order[labels] = self._point(labels, value)
             point[0] += 1
             point[1] += value
             if value < point[2]:
@@ -45,6 +46,13 @@ class DurationHistogram:
             if value > point[3]:
                 point[3] = value
             point[4][bisect_left(self.bounds, value)] += 1
+
+    def _point(self, labels: Labels, value: float) -> list[Any]:
+        canonical = tuple(sorted(labels))
+        point = self._points.get(canonical)
+        if point is None:
+            point = self._points[canonical] = [0, 0.0, value, value, [0] * (len(self.bounds) + 1)]
+        return point
 
     def metric(self) -> Metric:
         now = time.time_ns()

@@ -17,7 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from proxy.approval import redis_book as approval_redis
 from proxy.approval.redis_book import RedisApprovalBook
 from proxy.config import ApprovalConfig
-from proxy.errors import ApprovalUnavailable
+from proxy.errors import ApprovalUnavailableError
 from tests.integration.test_approval import with_policy
 from tests.kit import (
     child_env,
@@ -267,7 +267,7 @@ async def test_an_open_whose_answer_is_lost_leaves_no_approval_behind(failure: s
         if failure == "cancelled":
             await wait_until(lambda: redis_keys(prefix))
             opening.cancel()
-        with pytest.raises((asyncio.CancelledError, ApprovalUnavailable)):
+        with pytest.raises((asyncio.CancelledError, ApprovalUnavailableError)):
             await asyncio.wait_for(opening, 2)
         await wait_until(lambda: _no_keys(prefix), timeout=2)
     finally:

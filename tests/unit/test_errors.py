@@ -9,13 +9,13 @@ import pytest
 
 from proxy import errors, jsonrpc, mcp
 from proxy.errors import (
-    ApprovalDenied,
-    ApprovalUnavailable,
+    ApprovalDeniedError,
+    ApprovalUnavailableError,
     AuthUnavailableError,
     BadMessageError,
     ForbiddenError,
     HeaderMismatchError,
-    LimiterUnavailable,
+    LimiterUnavailableError,
     MethodNotAllowedError,
     OriginRejectedError,
     PayloadTooLargeError,
@@ -48,10 +48,10 @@ TABLE: dict[type[ProxyError], tuple[int, int, bool]] = {
     AuthUnavailableError: (503, -31503, False),
     SessionNotOwnedError: (404, -32600, False),
     PolicyDeniedError: (200, -31001, True),
-    ApprovalDenied: (200, -31001, True),
-    ApprovalUnavailable: (503, -31001, True),
+    ApprovalDeniedError: (200, -31001, True),
+    ApprovalUnavailableError: (503, -31001, True),
     RateLimitedError: (429, -31029, True),
-    LimiterUnavailable: (503, -31029, True),
+    LimiterUnavailableError: (503, -31029, True),
     SessionNotFoundError: (404, -32600, False),
     MethodNotAllowedError: (405, -32600, False),
     StreamConflictError: (409, -32600, False),
@@ -129,8 +129,8 @@ def test_the_record_learns_outcome_type_and_message() -> None:
 
 
 @pytest.mark.parametrize(("cls", "outcome", "error_type"), [
-    (PolicyDeniedError, "denied", "policy_denied"), (ApprovalDenied, "denied", "approval_denied"),
-    (RateLimitedError, "limited", "rate_limited"), (LimiterUnavailable, "limited", "rate_limiter_unavailable"),
+    (PolicyDeniedError, "denied", "policy_denied"), (ApprovalDeniedError, "denied", "approval_denied"),
+    (RateLimitedError, "limited", "rate_limited"), (LimiterUnavailableError, "limited", "rate_limiter_unavailable"),
     (UnauthenticatedError, "unauthenticated", "unauthenticated"), (ForbiddenError, "unauthenticated",
                                                                    "insufficient_scope"),
     (OriginRejectedError, "rejected", "origin_rejected"), (SessionNotOwnedError, "rejected", "session_not_owned"),

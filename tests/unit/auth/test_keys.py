@@ -176,10 +176,6 @@ def test_a_short_hmac_secret_fails_at_startup(tmp_path: Path) -> None:
         HmacKey(str(path))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: JwksKeys.refresh stamps _attempted_at when an attempt starts, under the "
-                                       "lock: with the JWKS expired and the IdP hanging (fetch runs into the timeout),"
-                                       " each lookup queued on the lock finds the floor passed and starts a fetch of "
-                                       "its own, so lookups serialise, each paying a whole timeout (5 s by default)")
 async def test_lookups_queued_behind_a_hanging_refresh_share_its_outcome(key_a: SigningKey) -> None:
     idp = Idp(key_a)
     keys = JwksKeys(idp.fetch, lifespan=60, cooldown=0.05, timeout=0.2)

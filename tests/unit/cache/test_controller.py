@@ -199,9 +199,6 @@ async def test_configured_tools_win_over_the_catalogue() -> None:
     assert rule is not None and rule.ttl == 30 and catalog.asked == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG in cache/store.py: BoundedMemoryCache does not override aiocache's _clear, "
-                                       "so clear() empties _cache but leaves _index and used_bytes: stats() still "
-                                       "counts the entries and bytes after close()")
 async def test_close_empties_the_memory_store() -> None:
     responses = cache()
     await stored(responses, call(), {"n": 1})

@@ -66,9 +66,6 @@ async def test_opa_engine_takes_url_and_timeout(tmp_path: Path) -> None:
         await engine.evaluate("decision", {})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a startup failure with on_load_error 'deny' is recorded without the "
-                                       "loader's _failed_fingerprint, so the first reload poll compiles the same "
-                                       "broken files again and counts a second policy_reload_failures for one push")
 async def test_the_first_reload_poll_does_not_retry_the_files_that_failed_at_startup(tmp_path: Path) -> None:
     failures: list[bool] = []
     engine = build_engine(PolicyConfig(on_load_error="deny"), directory(tmp_path, BROKEN), "policy",

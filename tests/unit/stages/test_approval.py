@@ -13,7 +13,7 @@ import pytest
 from proxy.approval.book import ApprovalBook
 from proxy.config import ApprovalConfig
 from proxy.context import CallContext, Principal
-from proxy.errors import ApprovalDenied
+from proxy.errors import ApprovalDeniedError
 from proxy.net.sse_codec import SseEvent
 from proxy.reply import EVENT_STREAM, Reply
 from proxy.stages.approval import ApprovalStage
@@ -94,7 +94,7 @@ async def test_a_refused_json_call_raises_with_the_note_and_never_goes_upstream(
     ctx = gated()
     call = asyncio.ensure_future(approvals(ctx, upstream))
     await decide_first(approvals.book, False, "not today")
-    with pytest.raises(ApprovalDenied) as caught:
+    with pytest.raises(ApprovalDeniedError) as caught:
         await asyncio.wait_for(call, 2)
     assert caught.value.message == f"Approval {ctx.record.approval_id} was not granted: not today"
     assert caught.value.data == {"approval_id": ctx.record.approval_id}
@@ -103,7 +103,7 @@ async def test_a_refused_json_call_raises_with_the_note_and_never_goes_upstream(
 
 async def test_no_decision_in_time_is_a_refusal() -> None:
     approvals = stage(timeout=0.02)
-    with pytest.raises(ApprovalDenied, match=r"was not granted: no approval within 0\.02s"):
+    with pytest.raises(ApprovalDeniedError, match=r"was not granted: no approval within 0\.02s"):
         await asyncio.wait_for(approvals(gated(), Upstream()), 2)
     assert await approvals.book.pending() == []
 
@@ -112,7 +112,7 @@ async def test_a_full_queue_refuses_at_once() -> None:
     approvals = stage(max_pending=1)
     waiting = asyncio.ensure_future(approvals(gated(), Upstream()))
     await wait_until(approvals.book.pending)
-    with pytest.raises(ApprovalDenied, match="queue is full"):
+    with pytest.raises(ApprovalDeniedError, match="queue is full"):
         await approvals(gated(), Upstream())
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):

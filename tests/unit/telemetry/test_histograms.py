@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 from opentelemetry.sdk.metrics.export import AggregationTemporality, Histogram
 
 from proxy.telemetry.histograms import DurationHistogram
@@ -83,9 +82,6 @@ def test_records_from_several_threads_all_count() -> None:
     assert points(durations)[(("m", "a"),)]["count"] == 8000
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: points are keyed by tuple(attributes.items()), so the same attributes in "
-                                       "another order make a second point with identical labels (the SDK keys by "
-                                       "the set); rendered, that is a duplicate Prometheus series")
 def test_the_same_attributes_in_another_order_are_one_point() -> None:
     durations = histogram()
     durations.record(0.2, {"mcp.method.name": "tools/call", "gen_ai.tool.name": "add"})
