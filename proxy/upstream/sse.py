@@ -13,7 +13,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 import structlog
 
-from proxy.config import UpstreamConfig
+from proxy.config import SseUpstreamConfig
 from proxy.errors import UpstreamError
 from proxy.net.sse_codec import EventTooLargeError, SseDecoder, SseEvent
 from proxy.reply import EVENT_STREAM, JSON
@@ -24,11 +24,11 @@ log = structlog.get_logger("proxy.upstream.sse")
 
 
 class SseChannel:
-    def __init__(self, http: Callable[[], aiohttp.ClientSession], config: UpstreamConfig, label: str,
+    def __init__(self, http: Callable[[], aiohttp.ClientSession], config: SseUpstreamConfig, label: str,
                  credentials: UpstreamCredentials) -> None:
         self._http = http
         self._credentials = credentials  # the sidecar's own, on every GET and POST
-        self.url = config.sse_url or ""
+        self.url = config.sse_url
         self.label = label
         self._max_event_bytes = config.max_event_bytes
         self._response: aiohttp.ClientResponse | None = None
@@ -112,7 +112,7 @@ class SseChannel:
 
 
 class SseUpstream(ChannelUpstream):
-    def __init__(self, config: UpstreamConfig) -> None:
+    def __init__(self, config: SseUpstreamConfig) -> None:
         self._session: aiohttp.ClientSession | None = None
         credentials = UpstreamCredentials(config.headers, check_interval=config.secret_check_seconds)
         super().__init__(config, lambda label: SseChannel(self._client, config, label, credentials),

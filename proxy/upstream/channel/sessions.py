@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from proxy.config import UpstreamConfig
+from proxy.config import ChannelSettings
 from proxy.errors import SessionLimitError, SessionNotFoundError, UpstreamError
 from proxy.upstream.channel.mux import Channel, Multiplexer
 from proxy.upstream.channel.supervisor import ChannelFactory
@@ -28,7 +28,7 @@ class Session:
 
 
 class SessionTable:
-    def __init__(self, factory: ChannelFactory, config: UpstreamConfig,
+    def __init__(self, factory: ChannelFactory, config: ChannelSettings,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.factory = factory
         self.config = config

@@ -11,7 +11,7 @@ import orjson
 import structlog
 
 from proxy import mcp
-from proxy.config import UpstreamConfig
+from proxy.config import ChannelSettings
 from proxy.errors import UpstreamError, UpstreamTimeoutError
 from proxy.net.message_box import MailboxClosedError
 from proxy.upstream.channel.mux import Channel, Multiplexer
@@ -27,7 +27,7 @@ MODERN_META = {"io.modelcontextprotocol/protocolVersion": mcp.MODERN_VERSION,
 
 
 class SharedChannel:
-    def __init__(self, factory: ChannelFactory, config: UpstreamConfig, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, factory: ChannelFactory, config: ChannelSettings, clock: Callable[[], float] = time.monotonic):
         self.factory = factory
         self.config = config
         self.clock = clock
