@@ -10,12 +10,13 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
 
 from proxy.errors import UpstreamError
+from proxy.upstream.channel.mux import Receiver
 
 log = structlog.get_logger("proxy.upstream.stdio")
 
@@ -23,6 +24,7 @@ log = structlog.get_logger("proxy.upstream.stdio")
 INHERITED_VARIABLES = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TMPDIR", "TZ", "LANG", "LC_ALL",
                        "LC_CTYPE", "SYSTEMROOT")
 MAX_STDERR_LOG_CHARS = 4096
+EDGE_BYTES = 1024  # of an over-long line, its first and last bytes are kept: they name the call it answers
 
 
 def child_environment(extra: Mapping[str, str], parent: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -55,7 +57,7 @@ class ChildProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
-    async def open(self, on_message: Callable[[bytes], None]) -> None:
+    async def open(self, receiver: Receiver) -> None:
         try:
             self._process = await asyncio.create_subprocess_exec(
                 *self.spec.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -66,7 +68,7 @@ class ChildProcess:
             raise UpstreamError(f"Cannot start the upstream MCP server: {exc.strerror or exc}") from None
         log.info("upstream.process_started", child=self.label, pid=self._process.pid, argv0=self.spec.argv[0])
         assert self._process.stdout is not None and self._process.stderr is not None
-        self._tasks = [asyncio.create_task(self._read_stdout(self._process.stdout, on_message)),
+        self._tasks = [asyncio.create_task(self._read_stdout(self._process.stdout, receiver)),
                        asyncio.create_task(self._log_stderr(self._process.stderr))]
 
     async def send(self, data: bytes) -> None:
@@ -105,18 +107,23 @@ class ChildProcess:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         log.info("upstream.process_stopped", child=self.label, pid=process.pid, returncode=process.returncode)
 
-    async def _read_stdout(self, stdout: asyncio.StreamReader, on_message: Callable[[bytes], None]) -> None:
+    async def _read_stdout(self, stdout: asyncio.StreamReader, receiver: Receiver) -> None:
         while True:
             try:
-                line = await stdout.readline()
-            except ValueError:  # longer than max_line_bytes: the rest of that line was discarded
-                log.warning("upstream.message_too_large", child=self.label, limit=self.spec.max_line_bytes)
-                continue
-            if not line:
+                line = await stdout.readuntil(b"\n")
+            except asyncio.IncompleteReadError as end:  # EOF: a last line without its newline still counts
+                if end.partial.strip():
+                    receiver.feed(end.partial.strip())
                 return
+            except asyncio.LimitOverrunError as overrun:
+                head, tail, size = await _skip_line(stdout, overrun.consumed)
+                log.warning("upstream.message_too_large", child=self.label, limit=self.spec.max_line_bytes,
+                            size=size)
+                receiver.feed_oversized(head, tail)
+                continue
             line = line.strip()
             if line:
-                on_message(line)
+                receiver.feed(line)
 
     async def _log_stderr(self, stderr: asyncio.StreamReader) -> None:
         while True:
@@ -138,6 +145,27 @@ async def _exited(process: asyncio.subprocess.Process, within: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+async def _skip_line(stdout: asyncio.StreamReader, buffered: int) -> tuple[bytes, bytes, int]:
+    """Read past a line longer than the reader's limit, keeping only its first and last EDGE_BYTES."""
+    head, tail, size = b"", b"", 0
+    while True:
+        chunk = await stdout.readexactly(buffered)  # what the reader already holds of the line
+        head, tail, size = head or chunk[:EDGE_BYTES], _last_bytes(tail, chunk), size + len(chunk)
+        try:
+            rest = await stdout.readuntil(b"\n")
+        except asyncio.LimitOverrunError as overrun:
+            buffered = overrun.consumed
+            continue
+        except asyncio.IncompleteReadError as end:
+            rest = end.partial
+        rest = rest.rstrip(b"\r\n")
+        return head, _last_bytes(tail, rest), size + len(rest)
+
+
+def _last_bytes(kept: bytes, more: bytes) -> bytes:
+    return (kept + more[-EDGE_BYTES:])[-EDGE_BYTES:]
 
 
 def _signal_group(pid: int, signum: int) -> None:

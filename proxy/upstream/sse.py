@@ -17,6 +17,7 @@ from proxy.config import SseUpstreamConfig
 from proxy.errors import UpstreamError
 from proxy.net.sse_codec import EventTooLargeError, SseDecoder, SseEvent
 from proxy.reply import EVENT_STREAM, JSON
+from proxy.upstream.channel.mux import Receiver
 from proxy.upstream.channel.upstream import ChannelUpstream
 from proxy.upstream.credentials import UpstreamCredentials
 
@@ -35,7 +36,7 @@ class SseChannel:
         self._endpoint: str | None = None
         self._reader: asyncio.Task[str] | None = None
 
-    async def open(self, on_message: Callable[[bytes], None]) -> None:
+    async def open(self, receiver: Receiver) -> None:
         headers = {**self._credentials.headers(), "Accept": EVENT_STREAM}
         try:
             self._response = await self._http().get(self.url, headers=headers)
@@ -53,8 +54,8 @@ class SseChannel:
                 elif event.event == "message":
                     early.append(event)
         for event in early:
-            on_message(event.data.encode())
-        self._reader = asyncio.create_task(self._relay(decoder, on_message))
+            receiver.feed(event.data.encode())
+        self._reader = asyncio.create_task(self._relay(decoder, receiver))
         log.info("upstream.sse_connected", channel=self.label, url=self.url)
 
     async def send(self, data: bytes) -> None:
@@ -100,12 +101,12 @@ class SseChannel:
         except EventTooLargeError as exc:
             raise UpstreamError(str(exc)) from None
 
-    async def _relay(self, decoder: SseDecoder, on_message: Callable[[bytes], None]) -> str:
+    async def _relay(self, decoder: SseDecoder, receiver: Receiver) -> str:
         try:
             while True:
                 for event in await self._read_events(decoder):
                     if event.event == "message" and event.data:
-                        on_message(event.data.encode())
+                        receiver.feed(event.data.encode())
         except UpstreamError as exc:
             log.warning("upstream.sse_stream_ended", channel=self.label, reason=exc.message)
             return exc.message

@@ -61,7 +61,7 @@ class SessionTable:
         self._opening += 1
         try:
             async with asyncio.timeout(self.config.startup_timeout_seconds):
-                await channel.open(mux.feed)
+                await channel.open(mux)
         except (UpstreamError, TimeoutError) as exc:
             await asyncio.shield(channel.close())
             raise UpstreamError(f"Could not start the upstream MCP server for a session: {exc}") from None

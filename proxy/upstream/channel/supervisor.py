@@ -81,7 +81,7 @@ class SharedChannel:
         try:
             try:
                 async with asyncio.timeout(self.config.startup_timeout_seconds):
-                    await channel.open(mux.feed)
+                    await channel.open(mux)
                     ended = asyncio.create_task(channel.wait_closed())
                     ended.add_done_callback(lambda _: mux.fail_all(UpstreamError(EXITED)))  # callers learn at once
                     self.era = await handshake(mux, self.config.startup_timeout_seconds)
