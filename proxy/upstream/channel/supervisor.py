@@ -36,6 +36,7 @@ class SharedChannel:
         self.state = "starting"  # starting | running | restarting | stopped
         self.era: str | None = None  # what the server speaks: "modern", or "legacy" after our own handshake
         self.detail = ""
+        self.last_exit = ""  # how the channel last ended, kept across restarts for /readyz
         self.mux: Multiplexer | None = None
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -89,11 +90,12 @@ class SharedChannel:
                 self.detail = f"start failed: {exc or 'timeout'}"
                 log.warning("upstream.start_failed", channel=channel.label, error=self.detail)
                 return
-            self.mux, self.state, self.detail = mux, "running", f"running, speaks {self.era}"
+            self.mux, self.state = mux, "running"
+            self.detail = f"running, speaks {self.era}" + (f"; last exit: {self.last_exit}" if self.last_exit else "")
             self._ready.set()
-            reason = await asyncio.shield(ended)
-            self.detail = f"exited ({reason})"
-            log.warning("upstream.exited", channel=channel.label, reason=reason)
+            self.last_exit = await asyncio.shield(ended)
+            self.detail = f"exited ({self.last_exit})"
+            log.warning("upstream.exited", channel=channel.label, reason=self.last_exit)
         finally:
             self._ready.clear()
             self.mux = None
