@@ -8,6 +8,7 @@ started may hold those open long after it is gone.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import signal
@@ -26,6 +27,7 @@ log = structlog.get_logger("proxy.upstream.stdio")
 INHERITED_VARIABLES = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TMPDIR", "TZ", "LANG", "LC_ALL",
                        "LC_CTYPE", "SYSTEMROOT")
 MAX_STDERR_LOG_CHARS = 4096
+STDERR_LINES_KEPT = 5  # the last few stderr lines, for the reason a child failed
 PIPE_DRAIN_SECONDS = 0.1  # after the child exited: what it wrote last, still in the pipes, is read this long
 EDGE_BYTES = 1024  # of an over-long line, its first and last bytes are kept: they name the call it answers
 
@@ -57,11 +59,15 @@ class ChildProcess:
         self._exit: asyncio.Future[None] | None = None
         self._stdout: asyncio.Task[None] | None = None
         self._stderr: asyncio.Task[None] | None = None
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES_KEPT)
         self._write_lock = asyncio.Lock()
 
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
+
+    def diagnostics(self) -> str:
+        return f"its last stderr: {' | '.join(self._stderr_tail)}" if self._stderr_tail else ""
 
     async def open(self, receiver: Receiver) -> None:
         loop = asyncio.get_running_loop()
@@ -171,6 +177,7 @@ class ChildProcess:
                 return
             text = line.decode("utf-8", errors="replace").rstrip()
             if text:
+                self._stderr_tail.append(text[:MAX_STDERR_LOG_CHARS // STDERR_LINES_KEPT])
                 log.info("upstream.stderr", child=self.label, pid=self.pid, line=text[:MAX_STDERR_LOG_CHARS])
 
 

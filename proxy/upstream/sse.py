@@ -36,6 +36,9 @@ class SseChannel:
         self._endpoint: str | None = None
         self._reader: asyncio.Task[str] | None = None
 
+    def diagnostics(self) -> str:
+        return ""
+
     async def open(self, receiver: Receiver) -> None:
         headers = {**self._credentials.headers(), "Accept": EVENT_STREAM}
         try:

@@ -1,5 +1,6 @@
 """Faults of a spawned stdio server, over real processes (tests/integration/faulty_stdio_server.py) and the SDK
-client: a child that exits while a process it started holds its stdout, an answer over max_event_bytes."""
+client: a child that exits while a process it started holds its stdout, an answer over max_event_bytes, a start
+that times out."""
 
 from __future__ import annotations
 
@@ -30,10 +31,9 @@ SERVER = [sys.executable, str(Path(__file__).with_name("faulty_stdio_server.py")
 
 
 def faulty_config(tmp_path: Path, env: dict[str, str] | None = None, **dotted: Any):
-    dotted = {"upstream__restart_backoff_seconds": 0.1, "upstream__timeout_seconds": 30,
+    dotted = {"upstream__command": SERVER, "upstream__restart_backoff_seconds": 0.1, "upstream__timeout_seconds": 30,
               "upstream__shutdown_grace_seconds": 0.3, **dotted}
-    return make_config(None, upstream__command=SERVER, upstream__env={"PID_FILE": str(tmp_path / "pids"),
-                                                                      **(env or {})}, **dotted)
+    return make_config(None, upstream__env={"PID_FILE": str(tmp_path / "pids"), **(env or {})}, **dotted)
 
 
 def grandchildren(tmp_path: Path) -> list[int]:
@@ -154,6 +154,29 @@ async def test_an_over_long_answer_whose_id_cannot_be_read_fails_every_call_in_f
         assert took < 5 and status == 502 and "every call in flight" in answer["error"]["message"]
         status, answer, _ = await scene.call("add", {"a": 1, "b": 2})  # the child serves on
         assert status == 200 and scene.upstream.restarts == 0
+
+
+async def test_a_start_that_times_out_says_what_it_waited_for_and_what_the_child_said(tmp_path: Path) -> None:
+    config = faulty_config(tmp_path, env={"HANG_ON": "initialize", "STDERR_NOTE": "loading weights from /models"},
+                           upstream__startup_timeout_seconds=0.5, upstream__timeout_seconds=1)
+    expected = ("timed out after 0.5s waiting for the initialize response; "
+                "its last stderr: loading weights from /models")
+    async with run_sidecar(config) as sidecar, aiohttp.ClientSession() as http:
+        await wait_until(lambda: upstream_of(sidecar).restarts >= 1)
+        status, detail = await readiness(http, sidecar)
+        assert status == 503 and expected in detail
+        status, answer, _ = await call_tool(http, sidecar.url, "add", {"a": 1, "b": 2})
+        assert status == 502 and expected in answer["error"]["message"]
+
+
+async def test_a_child_that_dies_at_start_is_reported_with_its_exit_and_last_words(tmp_path: Path) -> None:
+    dying = [sys.executable, "-c", "import sys; print('fatal: API_KEY is not set', file=sys.stderr); sys.exit(3)"]
+    config = faulty_config(tmp_path, upstream__command=dying)
+    async with run_sidecar(config) as sidecar, aiohttp.ClientSession() as http:
+        await wait_until(lambda: upstream_of(sidecar).restarts >= 1)
+        status, detail = await readiness(http, sidecar)
+    assert status == 503
+    assert "(exit code 3); its last stderr: fatal: API_KEY is not set" in detail
 
 
 @pytest.mark.parametrize("run", [asyncio.run, uvloop.run], ids=["asyncio", "uvloop"])

@@ -58,6 +58,10 @@ class Channel(Protocol):
 
     async def close(self) -> None: ...
 
+    def diagnostics(self) -> str:
+        """What the other end said last, to explain a failure (a child's last stderr lines); may be empty."""
+        ...
+
 
 @dataclass(eq=False, slots=True)
 class Call:
