@@ -25,6 +25,7 @@ from proxy.config import Config, load_config
 from proxy.context import CallContext
 from proxy.runtime.app import McpApp
 from proxy.runtime.server import running
+from tests.proc_sockets import wait_for_workers
 
 ROOT = Path(__file__).resolve().parent.parent
 MODERN_META = {"io.modelcontextprotocol/protocolVersion": mcp.MODERN_VERSION,
@@ -99,15 +100,15 @@ class Workers:
 
 @contextlib.contextmanager
 def serve_workers(upstream: str, env: dict[str, str], workers: int = 2) -> Iterator[Workers]:
-    """`mcp-sidecar serve --workers N` in front of `upstream`, listening once entered; stopped on exit. Its stderr
-    is a pipe the test may read."""
+    """`mcp-sidecar serve --workers N` in front of `upstream`, every worker listening on the MCP and the admin port
+    once entered; stopped on exit. Its stderr is a pipe the test may read."""
     port, admin = free_port(), free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "proxy", "serve", "--workers", str(workers), "--upstream", upstream,
          "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        wait_for_port(port, process=process)
+        wait_for_workers(process, workers, (port, admin))  # each worker, on both ports: either may get a connection
         yield Workers(process, f"http://127.0.0.1:{port}/mcp", f"http://127.0.0.1:{admin}")
     finally:
         stop_process(process)

@@ -23,16 +23,25 @@ from proxy.config.core import (
     AuditConfig,
     LoggingConfig,
     ServerConfig,
-    UpstreamConfig,
-    UpstreamHeader,
 )
 from proxy.config.limits import BucketConfig, RateLimitsConfig
 from proxy.config.policy import PolicyConfig
 from proxy.config.telemetry import TelemetryConfig
+from proxy.config.upstream import (
+    ChannelSettings,
+    HttpUpstreamConfig,
+    SseUpstreamConfig,
+    StdioUpstreamConfig,
+    UpstreamBase,
+    UpstreamConfig,
+    UpstreamHeader,
+    key_path,
+)
 
 __all__ = [
-    "MIN_HMAC_SECRET_BYTES", "ApprovalConfig", "AuditConfig", "AuthConfig", "BucketConfig", "CacheConfig", "Config",
-    "ConfigError", "LoggingConfig", "PolicyConfig", "RateLimitsConfig", "ServerConfig", "TelemetryConfig",
+    "MIN_HMAC_SECRET_BYTES", "ApprovalConfig", "AuditConfig", "AuthConfig", "BucketConfig", "CacheConfig",
+    "ChannelSettings", "Config", "ConfigError", "HttpUpstreamConfig", "LoggingConfig", "PolicyConfig",
+    "RateLimitsConfig", "ServerConfig", "SseUpstreamConfig", "StdioUpstreamConfig", "TelemetryConfig", "UpstreamBase",
     "UpstreamConfig", "UpstreamHeader", "UpstreamIdentityConfig", "load_config", "parse_host_port", "signing_key",
 ]
 
@@ -43,7 +52,8 @@ class Config(Section):
     server: ServerConfig = ServerConfig()
     """The MCP and admin listeners."""
     upstream: UpstreamConfig
-    """The MCP server behind the sidecar: exactly one of `url`, `command` or `sse_url`."""
+    """The MCP server behind the sidecar: exactly one of `url`, `command` or `sse_url`, which sets its kind (keys
+    only other kinds read are accepted and ignored)."""
     audit: AuditConfig = AuditConfig()
     """The audit trail: one JSON event per decided message."""
     auth: AuthConfig
@@ -139,6 +149,6 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def _describe(error: Mapping[str, Any]) -> str:
-    location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    location = ".".join(str(part) for part in key_path(error["loc"])) or "(top level)"
     message = str(error["msg"]).removeprefix("Value error, ")
     return f"{location}: {message}"

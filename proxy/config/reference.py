@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
@@ -61,7 +61,7 @@ def render(model: type[BaseModel] = Config) -> str:
     parts = [HEADER]
     for name, field in model.model_fields.items():
         parts.append(f"\n## `{name}`\n\n{_prose(field.description)}\n\n")
-        parts.append(_table(list(rows(_section_model(field.annotation), name + "."))))
+        parts.append(_table(list(_section_rows(_section_models(field.annotation), name + "."))))
     return "".join(parts)
 
 
@@ -69,15 +69,15 @@ def rows(model: type[BaseModel], prefix: str = "") -> Iterator[Row]:
     """One row per leaf key; nested sections, maps and lists of sections are flattened into dotted keys."""
     for name, field in model.model_fields.items():
         key = prefix + name
-        nested = _section_model(field.annotation)
+        nested = _section_models(field.annotation)
         container = _container_of_sections(field.annotation)
         if container is not None:
             kind, item, joint = container
             yield Row(key, kind, _default(field), _describe(field))
             yield from rows(item, key + joint)
-        elif nested is not None:
+        elif nested:
             yield Row(key, "section", _default(field), _describe(field))
-            yield from rows(nested, key + ".")
+            yield from _section_rows(nested, key + ".")
         else:
             yield Row(key, _type_name(field), _default(field), _describe(field))
 
@@ -99,8 +99,47 @@ def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
 
 def _section_model(annotation: Any) -> type[BaseModel] | None:
     """The model of a field typed `Model` or `Model | None`."""
-    candidates = [arg for arg in _without_none(annotation) if isinstance(arg, type) and issubclass(arg, BaseModel)]
+    candidates = _section_models(annotation)
     return candidates[0] if candidates else None
+
+
+def _section_models(annotation: Any) -> list[type[BaseModel]]:
+    """The models of a field typed `Model`, `Model | None`, or a union of kinds of a section (`A | B | C`)."""
+    return [arg for arg in _without_none(annotation) if isinstance(arg, type) and issubclass(arg, BaseModel)]
+
+
+def _section_rows(models: list[type[BaseModel]], prefix: str) -> Iterator[Row]:
+    """A section's rows. A section with kinds lists every key of every kind once, the keys that choose the kind
+    first; a key that not every kind has says which kinds read it."""
+    if len(models) == 1:
+        yield from rows(models[0], prefix)
+        return
+    found: dict[str, list[tuple[str, Row]]] = {}
+    for model in models:
+        kind = str(model.model_fields["kind"].default) if "kind" in model.model_fields else model.__name__
+        for row in rows(model, prefix):
+            found.setdefault(row.key, []).append((kind, row))
+    merged = [_merged_row(variants, len(models)) for variants in found.values()]
+    yield from sorted(merged, key=lambda row: row.key != prefix + "kind" and row.default != "required")
+
+
+def _merged_row(variants: list[tuple[str, Row]], kinds: int) -> Row:
+    first = variants[0][1]
+    meaning = first.meaning
+    if len(variants) < kinds:
+        names = ", ".join(f"`{kind}`" for kind, _ in variants)
+        meaning += f" Kind{'s' if len(variants) > 1 else ''} {names} only."
+    defaults = {row.default for _, row in variants}
+    return Row(first.key, _joined(row.type for _, row in variants),
+               first.default if len(defaults) == 1 else "per kind", meaning)
+
+
+def _joined(texts: Iterable[str]) -> str:
+    """One text for what several kinds say of a key: a Literal's values together, or the distinct texts."""
+    distinct = list(dict.fromkeys(texts))
+    if len(distinct) > 1 and all(text.startswith("one of ") for text in distinct):
+        return "one of " + ", ".join(text.removeprefix("one of ") for text in distinct)
+    return " or ".join(distinct)
 
 
 def _container_of_sections(annotation: Any) -> tuple[str, type[BaseModel], str] | None:

@@ -160,7 +160,7 @@ def per_worker_state(config: Config) -> list[str]:
     if config.approval.backend == "memory" and config.policy.engine != "off":
         found.append("approvals are kept per worker (approval.backend: memory): a call waits in one worker and only "
                      "that worker's admin listener lists it; use approval.backend: redis")
-    if config.upstream.url is None:
+    if config.upstream.kind != "http":
         found.append("each worker spawns or connects its own upstream and holds its own 2025 sessions: a client "
                      "whose next connection reaches another worker loses its session; run one worker")
     return found

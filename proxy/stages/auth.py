@@ -33,7 +33,7 @@ class AuthStage:
     def from_config(cls, auth: AuthConfig, deps: Deps) -> AuthStage | None:
         if deps.authenticator is None:
             return None
-        return cls(deps.authenticator, _identity(auth.upstream_identity, deps.config.upstream.url or ""))
+        return cls(deps.authenticator, _identity(auth.upstream_identity, deps.config.upstream.http_url or ""))
 
     async def __call__(self, ctx: CallContext, call_next: Handler) -> Reply:
         principal = await self.authenticator.principal_of(ctx)

@@ -168,7 +168,7 @@ class Telemetry:
             # A worker that no scrape reaches still has its share counted; its last one goes out on shutdown.
             publisher = PeriodicThread(prometheus.publish, section.worker_metrics_publish_seconds,
                                        "worker-metrics-publish", "metrics.publish_failed")
-        return cls(section, spans, meter_provider, prometheus, config.upstream.url, push,
+        return cls(section, spans, meter_provider, prometheus, config.upstream.http_url, push,
                    prometheus_only=prometheus is not None and readers == [prometheus], publisher=publisher)
 
     @property

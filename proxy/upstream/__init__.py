@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
-from proxy.config import Config
+from proxy.config import Config, HttpUpstreamConfig, SseUpstreamConfig, StdioUpstreamConfig, UpstreamBase
 from proxy.context import CallContext
 from proxy.reply import Reply
 
@@ -30,16 +30,15 @@ class Upstream(Protocol):
         ...
 
 
-def create_upstream(config: Config) -> Upstream:
-    kind = config.upstream.kind
-    if kind == "stdio":
-        from proxy.upstream.stdio import StdioUpstream
-
-        return StdioUpstream(config.upstream)
-    if kind == "sse":
-        from proxy.upstream.sse import SseUpstream
-
-        return SseUpstream(config.upstream)
+def upstream_classes() -> dict[type[UpstreamBase], Callable[[Any], Upstream]]:
+    """One entry per kind of upstream config (proxy/config/upstream.py). Imported on first use: the kinds' own
+    imports (the connection pool) come back to this package."""
     from proxy.upstream.http import HttpUpstream
+    from proxy.upstream.sse import SseUpstream
+    from proxy.upstream.stdio import StdioUpstream
 
-    return HttpUpstream(config.upstream)
+    return {HttpUpstreamConfig: HttpUpstream, StdioUpstreamConfig: StdioUpstream, SseUpstreamConfig: SseUpstream}
+
+
+def create_upstream(config: Config) -> Upstream:
+    return upstream_classes()[type(config.upstream)](config.upstream)

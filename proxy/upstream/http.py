@@ -10,7 +10,7 @@ import orjson
 import structlog
 
 from proxy import mcp
-from proxy.config import UpstreamConfig
+from proxy.config import HttpUpstreamConfig
 from proxy.context import CallContext
 from proxy.errors import UpstreamBadOutputError, UpstreamError, UpstreamTimeoutError
 from proxy.net.connection_pool import ConnectFailedError, ConnectionPool, Response
@@ -31,10 +31,10 @@ _HTTP_METHOD = {mcp.Kind.STREAM: "GET", mcp.Kind.SESSION_END: "DELETE"}
 
 
 class HttpUpstream:
-    def __init__(self, config: UpstreamConfig) -> None:
+    def __init__(self, config: HttpUpstreamConfig) -> None:
         self.config = config
         self.name = config.name
-        self.url = config.url or ""
+        self.url = config.url
         parts = urlsplit(self.url)
         self._address = (parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80))
         self._pool: ConnectionPool | None = None

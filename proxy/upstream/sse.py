@@ -13,10 +13,11 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 import structlog
 
-from proxy.config import UpstreamConfig
+from proxy.config import SseUpstreamConfig
 from proxy.errors import UpstreamError
 from proxy.net.sse_codec import EventTooLargeError, SseDecoder, SseEvent
 from proxy.reply import EVENT_STREAM, JSON
+from proxy.upstream.channel.mux import Receiver
 from proxy.upstream.channel.upstream import ChannelUpstream
 from proxy.upstream.credentials import UpstreamCredentials
 
@@ -24,18 +25,21 @@ log = structlog.get_logger("proxy.upstream.sse")
 
 
 class SseChannel:
-    def __init__(self, http: Callable[[], aiohttp.ClientSession], config: UpstreamConfig, label: str,
+    def __init__(self, http: Callable[[], aiohttp.ClientSession], config: SseUpstreamConfig, label: str,
                  credentials: UpstreamCredentials) -> None:
         self._http = http
         self._credentials = credentials  # the sidecar's own, on every GET and POST
-        self.url = config.sse_url or ""
+        self.url = config.sse_url
         self.label = label
         self._max_event_bytes = config.max_event_bytes
         self._response: aiohttp.ClientResponse | None = None
         self._endpoint: str | None = None
         self._reader: asyncio.Task[str] | None = None
 
-    async def open(self, on_message: Callable[[bytes], None]) -> None:
+    def diagnostics(self) -> str:
+        return ""
+
+    async def open(self, receiver: Receiver) -> None:
         headers = {**self._credentials.headers(), "Accept": EVENT_STREAM}
         try:
             self._response = await self._http().get(self.url, headers=headers)
@@ -53,8 +57,8 @@ class SseChannel:
                 elif event.event == "message":
                     early.append(event)
         for event in early:
-            on_message(event.data.encode())
-        self._reader = asyncio.create_task(self._relay(decoder, on_message))
+            receiver.feed(event.data.encode())
+        self._reader = asyncio.create_task(self._relay(decoder, receiver))
         log.info("upstream.sse_connected", channel=self.label, url=self.url)
 
     async def send(self, data: bytes) -> None:
@@ -100,19 +104,19 @@ class SseChannel:
         except EventTooLargeError as exc:
             raise UpstreamError(str(exc)) from None
 
-    async def _relay(self, decoder: SseDecoder, on_message: Callable[[bytes], None]) -> str:
+    async def _relay(self, decoder: SseDecoder, receiver: Receiver) -> str:
         try:
             while True:
                 for event in await self._read_events(decoder):
                     if event.event == "message" and event.data:
-                        on_message(event.data.encode())
+                        receiver.feed(event.data.encode())
         except UpstreamError as exc:
             log.warning("upstream.sse_stream_ended", channel=self.label, reason=exc.message)
             return exc.message
 
 
 class SseUpstream(ChannelUpstream):
-    def __init__(self, config: UpstreamConfig) -> None:
+    def __init__(self, config: SseUpstreamConfig) -> None:
         self._session: aiohttp.ClientSession | None = None
         credentials = UpstreamCredentials(config.headers, check_interval=config.secret_check_seconds)
         super().__init__(config, lambda label: SseChannel(self._client, config, label, credentials),

@@ -5,14 +5,13 @@ One supervised child serves every 2026-07-28 caller (ids remapped); each 2025-er
 
 from __future__ import annotations
 
-from proxy.config import UpstreamConfig
+from proxy.config import StdioUpstreamConfig
 from proxy.upstream.channel.upstream import ChannelUpstream
 from proxy.upstream.process import ChildProcess, ProcessSpec, child_environment
 
 
 class StdioUpstream(ChannelUpstream):
-    def __init__(self, config: UpstreamConfig) -> None:
-        assert config.command is not None
+    def __init__(self, config: StdioUpstreamConfig) -> None:
         spec = ProcessSpec(
             argv=tuple(config.command),
             env=child_environment(config.env),

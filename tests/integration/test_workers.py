@@ -18,13 +18,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.kit import child_env, free_port, modern_headers, modern_request, serve_workers, wait_until
+from tests.proc_sockets import worker_pids
 
 SIDECAR_ENV = child_env(MCP_SIDECAR__AUDIT__ENABLED="false", MCP_SIDECAR__AUTH__MODE="off")
-
-
-def worker_pids(parent: int) -> list[int]:
-    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
-    return [int(pid) for pid in children]
 
 
 def socket_count(pid: int) -> int:

@@ -21,12 +21,26 @@ from proxy import jsonrpc, mcp
 from proxy.errors import UpstreamError
 from proxy.net.deadlines import NO_DEADLINE, DeadlineSweep, deadline_in
 from proxy.net.message_box import Mailbox
+from proxy.upstream.channel.oversized import NOT_A_RESPONSE, UNKNOWN, oversized_response_id
 
 log = structlog.get_logger("proxy.upstream.mux")
 
 # Server messages that belong to the call in progress; other server messages prefer the session's GET stream.
 CALL_RELATED = frozenset({"notifications/message", "sampling/createMessage", "elicitation/create", "roots/list"})
 _NO_TOKEN = object()
+TOO_LARGE = "The upstream MCP server's answer was larger than upstream.max_event_bytes and was dropped"
+TOO_LARGE_UNMATCHED = ("The upstream MCP server sent a message larger than upstream.max_event_bytes whose call "
+                       "cannot be told; it was dropped, and every call in flight failed with it")
+
+
+class Receiver(Protocol):
+    """Where a channel delivers what the server sends."""
+
+    def feed(self, line: bytes) -> None:
+        """One message (one JSON text)."""
+
+    def feed_oversized(self, head: bytes, tail: bytes) -> None:
+        """A message over the size limit was skipped; its first and last bytes."""
 
 
 class Channel(Protocol):
@@ -34,13 +48,19 @@ class Channel(Protocol):
 
     label: str
 
-    async def open(self, on_message: Callable[[bytes], None]) -> None: ...
+    async def open(self, receiver: Receiver) -> None: ...
 
     async def send(self, data: bytes) -> None: ...
 
-    async def wait_closed(self) -> str: ...
+    async def wait_closed(self) -> str:
+        """Until the channel has ended; how it ended."""
+        ...
 
     async def close(self) -> None: ...
+
+    def diagnostics(self) -> str:
+        """What the other end said last, to explain a failure (a child's last stderr lines); may be empty."""
+        ...
 
 
 @dataclass(eq=False, slots=True)
@@ -157,6 +177,20 @@ class Multiplexer:
             self._on_progress(message)
         else:
             self._on_server_message(message, method)
+
+    def feed_oversized(self, head: bytes, tail: bytes) -> None:
+        """Fail now the call whose answer was too long to take (see oversized.py), rather than at its timeout."""
+        answered = oversized_response_id(head, tail)
+        if answered == NOT_A_RESPONSE:
+            return
+        if answered == UNKNOWN:
+            calls, error = list(self._calls.values()), UpstreamError(TOO_LARGE_UNMATCHED)
+        else:
+            found = self._calls.get(answered)  # type: ignore[arg-type]
+            calls, error = ([found] if found is not None else []), UpstreamError(TOO_LARGE)
+        for call in calls:
+            self._calls.pop(call.upstream_id, None)
+            call.inbox.close(error, discard=True)
 
     def fail_all(self, error: UpstreamError) -> None:
         """The channel is gone: every caller learns it now, never by a hang."""

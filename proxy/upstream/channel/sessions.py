@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from proxy.config import UpstreamConfig
+from proxy.config import ChannelSettings
 from proxy.errors import SessionLimitError, SessionNotFoundError, UpstreamError
 from proxy.upstream.channel.mux import Channel, Multiplexer
-from proxy.upstream.channel.supervisor import ChannelFactory
+from proxy.upstream.channel.supervisor import ChannelFactory, with_output
 
 log = structlog.get_logger("proxy.upstream.sessions")
 
@@ -28,7 +28,7 @@ class Session:
 
 
 class SessionTable:
-    def __init__(self, factory: ChannelFactory, config: UpstreamConfig,
+    def __init__(self, factory: ChannelFactory, config: ChannelSettings,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.factory = factory
         self.config = config
@@ -61,10 +61,13 @@ class SessionTable:
         self._opening += 1
         try:
             async with asyncio.timeout(self.config.startup_timeout_seconds):
-                await channel.open(mux.feed)
+                await channel.open(mux)
         except (UpstreamError, TimeoutError) as exc:
             await asyncio.shield(channel.close())
-            raise UpstreamError(f"Could not start the upstream MCP server for a session: {exc}") from None
+            reason = exc.message if isinstance(exc, UpstreamError) else \
+                f"timed out after {self.config.startup_timeout_seconds:g}s starting the process"
+            raise UpstreamError("Could not start the upstream MCP server for a session: "
+                                + with_output(reason, channel)) from None
         finally:
             self._opening -= 1
         session = Session(session_id, channel, mux, self.clock())
@@ -107,7 +110,7 @@ class SessionTable:
                 log.exception("upstream.reap_failed")
 
     async def _watch(self, session: Session) -> None:
-        reason = await session.channel.wait_closed()
+        reason = with_output(await session.channel.wait_closed(), session.channel)
         if self._sessions.get(session.id) is session:
             log.warning("upstream.session_channel_ended", session=session.id[:8], reason=reason)
             await self.end(session.id, f"upstream ended: {reason}")

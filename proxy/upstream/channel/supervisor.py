@@ -11,7 +11,7 @@ import orjson
 import structlog
 
 from proxy import mcp
-from proxy.config import UpstreamConfig
+from proxy.config import ChannelSettings
 from proxy.errors import UpstreamError, UpstreamTimeoutError
 from proxy.net.message_box import MailboxClosedError
 from proxy.upstream.channel.mux import Channel, Multiplexer
@@ -27,7 +27,7 @@ MODERN_META = {"io.modelcontextprotocol/protocolVersion": mcp.MODERN_VERSION,
 
 
 class SharedChannel:
-    def __init__(self, factory: ChannelFactory, config: UpstreamConfig, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, factory: ChannelFactory, config: ChannelSettings, clock: Callable[[], float] = time.monotonic):
         self.factory = factory
         self.config = config
         self.clock = clock
@@ -36,6 +36,8 @@ class SharedChannel:
         self.state = "starting"  # starting | running | restarting | stopped
         self.era: str | None = None  # what the server speaks: "modern", or "legacy" after our own handshake
         self.detail = ""
+        self.last_exit = ""  # how the channel last ended, kept across restarts for /readyz
+        self.waiting_for = ""  # the step of the start in progress, to say what a start that timed out waited for
         self.mux: Multiplexer | None = None
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -81,19 +83,21 @@ class SharedChannel:
         try:
             try:
                 async with asyncio.timeout(self.config.startup_timeout_seconds):
-                    await channel.open(mux.feed)
+                    self.waiting_for = "the process to start"
+                    await channel.open(mux)
                     ended = asyncio.create_task(channel.wait_closed())
                     ended.add_done_callback(lambda _: mux.fail_all(UpstreamError(EXITED)))  # callers learn at once
-                    self.era = await handshake(mux, self.config.startup_timeout_seconds)
+                    self.era = await handshake(mux, self.config.startup_timeout_seconds, self._waiting)
             except (UpstreamError, TimeoutError) as exc:
-                self.detail = f"start failed: {exc or 'timeout'}"
+                self.detail = f"start failed: {self._start_failure(exc, channel, ended)}"
                 log.warning("upstream.start_failed", channel=channel.label, error=self.detail)
                 return
-            self.mux, self.state, self.detail = mux, "running", f"running, speaks {self.era}"
+            self.mux, self.state = mux, "running"
+            self.detail = f"running, speaks {self.era}" + (f"; last exit: {self.last_exit}" if self.last_exit else "")
             self._ready.set()
-            reason = await asyncio.shield(ended)
-            self.detail = f"exited ({reason})"
-            log.warning("upstream.exited", channel=channel.label, reason=reason)
+            self.last_exit = with_output(await asyncio.shield(ended), channel)
+            self.detail = f"exited ({self.last_exit})"
+            log.warning("upstream.exited", channel=channel.label, reason=self.last_exit)
         finally:
             self._ready.clear()
             self.mux = None
@@ -102,14 +106,34 @@ class SharedChannel:
             if ended is not None:
                 await asyncio.gather(ended, return_exceptions=True)
 
+    def _waiting(self, step: str) -> None:
+        self.waiting_for = step
 
-async def handshake(mux: Multiplexer, seconds: float) -> str:
+    def _start_failure(self, exc: Exception, channel: Channel, ended: asyncio.Task[str] | None) -> str:
+        if isinstance(exc, UpstreamError):
+            text = exc.message
+        else:
+            text = f"timed out after {self.config.startup_timeout_seconds:g}s waiting for {self.waiting_for}"
+        if ended is not None and ended.done() and not ended.cancelled() and ended.exception() is None:
+            text += f" ({ended.result()})"
+        return with_output(text, channel)
+
+
+def with_output(text: str, channel: Channel) -> str:
+    """A failure's text with what the channel said last (a child's stderr), which usually says why."""
+    said = channel.diagnostics()
+    return f"{text}; {said}" if said else text
+
+
+async def handshake(mux: Multiplexer, seconds: float, waiting: Callable[[str], None] = lambda step: None) -> str:
     """Speak 2026-07-28 when the server answers server/discover; otherwise do the 2025 initialize ourselves."""
+    waiting("the server/discover response")
     discovered = await request_once(mux, "server/discover", {"_meta": MODERN_META}, seconds)
     result = discovered.get("result")
     if isinstance(result, dict) and mcp.MODERN_VERSION in (result.get("supportedVersions") or ()):
         return "modern"
     params = {"protocolVersion": LEGACY_HANDSHAKE_VERSION, "capabilities": {}, "clientInfo": CLIENT_INFO}
+    waiting("the initialize response")
     initialized = await request_once(mux, "initialize", params, seconds)
     if "result" not in initialized:
         raise UpstreamError(f"The upstream MCP server refused initialize: {initialized.get('error')}")

@@ -15,7 +15,7 @@ import orjson
 import structlog
 
 from proxy import jsonrpc, mcp
-from proxy.config import UpstreamConfig
+from proxy.config import ChannelSettings
 from proxy.context import CallContext
 from proxy.errors import MethodNotAllowedError, ProxyError, StreamConflictError, UpstreamError, UpstreamTimeoutError
 from proxy.net.message_box import Mailbox, MailboxClosedError
@@ -36,7 +36,7 @@ CACHE_HINTED_RESULTS = frozenset({*mcp.LIST_METHODS, "resources/read"})
 
 
 class ChannelUpstream:
-    def __init__(self, config: UpstreamConfig, factory: ChannelFactory, description: str) -> None:
+    def __init__(self, config: ChannelSettings, factory: ChannelFactory, description: str) -> None:
         self.config = config
         self.name = config.name
         self.description = description

@@ -57,6 +57,18 @@ def test_a_row_shows_type_bounds_default_and_the_docstring() -> None:
     assert "| `only.inner.depth` | int, > 0, <= 9 | `3` | How deep. |" in render(Root)
 
 
+def test_a_section_with_kinds_lists_every_key_once_the_choosing_keys_first() -> None:
+    upstream = [row for row in rows(Config) if row.key.startswith("upstream.")]
+    keys = [row.key for row in upstream]
+    assert len(keys) == len(set(keys))
+    assert keys[:4] == ["upstream.kind", "upstream.url", "upstream.command", "upstream.sse_url"]
+    table = {row.key: row for row in upstream}
+    assert table["upstream.kind"].type == "one of `http`, `stdio`, `sse`"
+    assert table["upstream.env"].meaning.endswith("Kind `stdio` only.")
+    assert table["upstream.headers.<name>.file"].meaning.endswith("Kinds `http`, `sse` only.")
+    assert not table["upstream.timeout_seconds"].meaning.endswith("only.")  # every kind reads it
+
+
 class Undocumented(Section):
     shown: int = 1
     """Documented."""

@@ -39,7 +39,10 @@ def test_secrets_are_masked_and_the_rest_is_kept(monkeypatch: pytest.MonkeyPatch
     assert data["upstream"]["headers"] == {"X-Api-Key": {"value": MASK, "env": None, "file": None, "prefix": ""},
                                            "X-Other": {"value": None, "env": "UPSTREAM_KEY", "file": None,
                                                        "prefix": ""}}
-    assert data["upstream"]["env"] == {"API_TOKEN": MASK}
+    assert "env" not in data["upstream"]  # an HTTP upstream never read it: the effective config leaves it out
+    stdio = masked(load_config(None, env={}, overrides={"upstream.command": "server --stdio", "auth.mode": "off",
+                                                        "upstream.env": {"API_TOKEN": "s3cret"}}))
+    assert stdio["upstream"]["env"] == {"API_TOKEN": MASK} and "s3cret" not in repr(stdio)
     assert data["telemetry"]["otlp_headers"] == {"authorization": MASK}
     assert data["cache"]["redis_url"] == "redis://:***@cache:6379/0"
     assert data["rate_limits"]["buckets"][0]["capacity"] == 5

@@ -149,3 +149,22 @@ async def test_each_wait_has_its_own_time_and_a_message_queued_in_time_is_taken(
     await asyncio.sleep(0.2)  # two thirds of that wait's own time; the first wait's time has long passed
     feed(mux, {"jsonrpc": "2.0", "id": call.upstream_id, "result": {}})
     assert (await asyncio.wait_for(waiting, 5))["id"] == 1
+
+
+async def test_an_oversized_answer_fails_its_own_call_and_an_unreadable_one_every_call() -> None:
+    channel = MemoryChannel()
+    mux = Multiplexer(channel, 8, sessionful=False)
+    first, second = await mux.call(request(1)), await mux.call(request(2))
+    first_id = channel.sent[0]["id"]
+    mux.feed_oversized(b'{"jsonrpc":"2.0","id":%d,"result":{"text":"xx' % first_id, b'xx"}}')
+    with pytest.raises(UpstreamError, match=r"larger than upstream\.max_event_bytes"):
+        await first.inbox.get()
+    assert mux.in_flight == 1
+    mux.feed_oversized(b'{"method":"notifications/message","params":{', b"}}")  # nobody's answer
+    assert mux.in_flight == 1
+    third = await mux.call(request(3))
+    mux.feed_oversized(b'{"result":{"text":"xx', b'xx"},"id":1,"extra":{}}')
+    for call in (second, third):
+        with pytest.raises(UpstreamError, match="every call in flight"):
+            await call.inbox.get()
+    assert mux.in_flight == 0
