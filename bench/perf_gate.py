@@ -41,6 +41,10 @@ BUDGET_FILE = Path(__file__).resolve().parent / "perf_budget.json"
 TOLERANCE = 0.03
 WARMUP_CALLS = 60
 COUNTED_CALLS = 200
+# What would make the count depend on the clock instead of the calls: span batches leave by size only (every 100
+# spans, so the export's encoding is counted), the metric push and hash randomisation are off.
+COUNTABLE_ENV = {"PYTHONHASHSEED": "0", "OTEL_BSP_SCHEDULE_DELAY": "3600000", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "100",
+                 "OTEL_METRIC_EXPORT_INTERVAL": "3600000"}
 MODERN = "2026-07-28"
 MODERN_META = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {},
                "io.modelcontextprotocol/clientInfo": {"name": "perf-gate", "version": "1.0"}}
@@ -107,8 +111,7 @@ def measure(case: Case, work: Path, upstream_url: str, token: str) -> int:
     out = work / f"callgrind-{case.name}.out"
     args = ["--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
             sys.executable, "-m", "proxy", "serve", "--config", str(config)]
-    sidecar = Proc(f"callgrind-{case.name}", args, port, program="valgrind",
-                   env={"PYTHONHASHSEED": "0"}).start(work)
+    sidecar = Proc(f"callgrind-{case.name}", args, port, program="valgrind", env=COUNTABLE_ENV).start(work)
     try:
         sidecar.wait_ready(timeout=180)
         caller = Caller(port, token if case.authorized else None)
@@ -169,6 +172,11 @@ def over_budget(figures: dict[str, int], budget: dict[str, int], tolerance: floa
     return problems
 
 
+def _revision() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.perf_gate", description=__doc__.splitlines()[0])
     parser.add_argument("--record", action="store_true", help="write the measured figures as the budget")
@@ -187,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {figure:,} instructions per call{versus}")
     if args.record:
         args.budget.write_text(json.dumps({"instructions_per_call": figures, "counted_calls": COUNTED_CALLS,
-                                           "python": sys.version.split()[0]}, indent=2) + "\n")
+                                           "python": sys.version.split()[0], "measured_on": _revision()},
+                                          indent=2) + "\n")
         print(f"budget written to {args.budget.relative_to(ROOT) if args.budget.is_relative_to(ROOT) else args.budget}")
         return 0
     problems = over_budget(figures, budget, args.tolerance)
