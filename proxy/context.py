@@ -61,9 +61,7 @@ class CallRecord:
     Mutable on purpose: it is the one shared notebook of a call, while the context itself stays frozen.
     """
 
-    # 128 random bits as hex, like uuid4().hex, without its UUID object (~2 us) or its getrandom() syscall, which
-    # releases the GIL on every call (telemetry export threads then take it). An id, not a secret.
-    decision_id: str = field(default_factory=lambda: f"{random.getrandbits(128):032x}")
+    _decision_id: str | None = field(default=None, repr=False)  # made when first asked for (see decision_id)
     outcome: str = "allowed"  # allowed | denied | limited | cached | upstream_error | rejected
     error_type: str | None = None
     error_message: str | None = None
@@ -79,6 +77,15 @@ class CallRecord:
     principal: Principal | None = None  # who the auth stage verified; outer stages (audit, tracing) read it here
     redact: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def decision_id(self) -> str:
+        """The call's id in audit events, policy input and decision logs; only made when one of them asks. 128
+        random bits as hex, like uuid4().hex, without its UUID object (~2 us) or its getrandom() syscall, which
+        releases the GIL on every call (telemetry export threads then take it). An id, not a secret."""
+        if self._decision_id is None:
+            self._decision_id = f"{random.getrandbits(128):032x}"
+        return self._decision_id
 
     def fail(self, outcome: str, error_type: str, message: str | None = None) -> None:
         self.outcome = outcome
