@@ -41,8 +41,8 @@ def sidecar(stateless_upstream: str) -> Iterator[Sidecar]:
     process = subprocess.Popen(
         [sys.executable, "-m", "proxy", "serve", "--upstream", stateless_upstream, "--listen", f"127.0.0.1:{port}",
          "--admin-listen", f"127.0.0.1:{admin}"],
-        env=child_env(MCP_SIDECAR__SERVER__MAX_BODY_BYTES="4096", MCP_SIDECAR__AUTH__MODE="off"), stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
+        env=child_env(MCP_SIDECAR__SERVER__MAX_BODY_BYTES="4096", MCP_SIDECAR__AUTH__MODE="off"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port, process=process)
         yield Sidecar(process, port)
