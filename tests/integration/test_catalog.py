@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from proxy.catalog import ANNOTATION_DEFAULTS, ToolCatalog, ToolInfo
 from proxy.upstream.http import HttpUpstream
+from proxy.upstream.listing import legacy_session, modern_session
 from tests.kit import make_config
 
 
@@ -27,9 +28,10 @@ async def test_legacy_handshake_lists_the_same_tools(stateful_upstream: str) -> 
     upstream = HttpUpstream(make_config(stateful_upstream).upstream)
     await upstream.start()
     try:
-        catalog = ToolCatalog(upstream)
-        legacy = await catalog._list_legacy()
-        modern = await catalog._list_modern()
+        async with legacy_session(upstream) as session:
+            assert session is not None
+            legacy = await session.list_all("tools/list", "tools")
+        modern = await modern_session(upstream).list_all("tools/list", "tools")
     finally:
         await upstream.close()
     assert legacy is not None and modern is not None
