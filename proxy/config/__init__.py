@@ -27,6 +27,7 @@ from proxy.config.core import (
 from proxy.config.limits import BucketConfig, RateLimitsConfig
 from proxy.config.policy import PolicyConfig
 from proxy.config.telemetry import TelemetryConfig
+from proxy.config.tools import ToolsConfig
 from proxy.config.upstream import (
     ChannelSettings,
     HttpUpstreamConfig,
@@ -71,6 +72,9 @@ class Config(Section):
     """Token-bucket rate limits."""
     logging: LoggingConfig = LoggingConfig()
     """Operational logs."""
+    tools: ToolsConfig = ToolsConfig()
+    """Tool pinning: the reviewed tools lock and what serving does with a tool that drifted from it."""
+
 
     @model_validator(mode="before")
     @classmethod

@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     config_commands.add_parser(commands)
     dev_idp.add_parser(commands)
     token_mint.add_parser(commands)
+    from proxy.tools.commands import add_tools_commands
+
+    add_tools_commands(commands)
     return parser
 
 

@@ -60,7 +60,8 @@ ZERO_WIDTH = frozenset([0x200B, 0x200C, 0x200D, 0x2060, 0x2061, 0x2062, 0x2063, 
 
 def escape_hidden(text: str) -> str:
     """Control and invisible format characters as \\uXXXX, so a reviewer sees what the model would read."""
-    return "".join(f"\\u{ord(char):04x}" if _hidden(char) else char for char in text)
+    return "".join((f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}") if _hidden(char) else char
+                   for char in text)
 
 
 def _hidden(char: str) -> bool:

@@ -51,4 +51,4 @@ def test_a_server_version_change_alone_is_a_difference_but_no_drift() -> None:
 def test_hidden_characters_are_shown_escaped_in_the_diff() -> None:
     sneaky = {**READ, "description": "Read a file.\u200b\U000e0041\nReturns its text."}
     text = render(compare(live(READ), live(sneaky)))
-    assert "\\u200b" in text and "\\ue0041" in text and "\u200b" not in text
+    assert "\\u200b" in text and "\\U000e0041" in text and "\u200b" not in text

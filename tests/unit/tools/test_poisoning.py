@@ -66,7 +66,7 @@ def test_long_text_is_judged_by_where_it_is() -> None:
 
 
 def test_escape_hidden_shows_what_a_reviewer_cannot_see() -> None:
-    assert escape_hidden("a\u200bb\U000e0041\tc") == "a\\u200bb\\ue0041\tc"
+    assert escape_hidden("a\u200bb\U000e0041\tc") == "a\\u200bb\\U000e0041\tc"
 
 
 def test_texts_walks_every_string_with_its_path() -> None:
