@@ -48,8 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     dev_idp.add_parser(commands)
     token_mint.add_parser(commands)
     from proxy.tools.commands import add_tools_commands
+    from proxy.tools.scan_command import add_scan_command
 
     add_tools_commands(commands)
+    add_scan_command(commands)
     return parser
 
 
