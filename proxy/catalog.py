@@ -9,15 +9,16 @@ pins (proxy/tools/pinning.py), so a policy can compare a live tool with a review
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import structlog
 
 from proxy.errors import ProxyError
-from proxy.tools.pinning import tool_hash
 from proxy.upstream.listing import list_tools
 
 if TYPE_CHECKING:
@@ -30,6 +31,25 @@ log = structlog.get_logger("proxy.catalog")
 # MCP defaults for absent annotation fields: an unannotated tool counts as destructive and open-world.
 ANNOTATION_DEFAULTS = {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": False, "openWorldHint": True}
 LIST_CHANGED = "notifications/tools/list_changed"
+HASH_PREFIX = "sha256:"
+# What a definition's hash covers, by kind: the key naming an entry, then the fields a model reads or a policy
+# trusts. Other fields (`_meta`, icons) may change without changing the hash.
+PINNED_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "tools": ("name", ("name", "title", "description", "inputSchema", "outputSchema", "annotations")),
+    "prompts": ("name", ("name", "title", "description", "arguments")),
+    "resource_templates": ("uriTemplate", ("uriTemplate", "name", "title", "description", "mimeType", "annotations")),
+}
+
+
+def canonical(kind: str, definition: dict[str, Any]) -> dict[str, Any]:
+    """The fields of `definition` its hash covers (absent ones stay absent)."""
+    return {key: definition[key] for key in PINNED_FIELDS[kind][1] if key in definition}
+
+
+def definition_hash(kind: str, definition: dict[str, Any]) -> str:
+    """SHA-256 of the canonical form's JSON with sorted keys: what a tools lock pins and policy reads."""
+    text = orjson.dumps(canonical(kind, definition), option=orjson.OPT_SORT_KEYS)
+    return HASH_PREFIX + hashlib.sha256(text).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +64,7 @@ class ToolInfo:
         given = definition.get("annotations")
         annotations = {**ANNOTATION_DEFAULTS, **(given if isinstance(given, dict) else {})}
         return cls(name=definition["name"], definition=definition, annotations=annotations,
-                   hash=tool_hash(definition))
+                   hash=definition_hash("tools", definition))
 
 
 class ToolCatalog:

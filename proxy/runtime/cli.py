@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.config import ConfigError, load_config
-from proxy.runtime import config_commands, dev_idp, token_mint
+from proxy.runtime import config_commands, dev_idp, scan_cli, token_mint, tools_cli
 from proxy.runtime.logs import configure_logging
 
 EXIT_CONFIG = 2
@@ -47,11 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     config_commands.add_parser(commands)
     dev_idp.add_parser(commands)
     token_mint.add_parser(commands)
-    from proxy.tools.commands import add_tools_commands
-    from proxy.tools.scan_command import add_scan_command
-
-    add_tools_commands(commands)
-    add_scan_command(commands)
+    tools_cli.add_tools_commands(commands)
+    scan_cli.add_scan_command(commands)
     return parser
 
 

@@ -1,14 +1,12 @@
 """Pinned definitions: the canonical form of a tool, prompt or resource template, its hash, and the lock file.
 
-The canonical definition keeps only the fields a model reads or a policy trusts (for a tool: name, title,
-description, input and output schema, annotations), so a server adding `_meta` or an icon does not count as a
-change. The hash is SHA-256 over its JSON with sorted keys; the catalog gives policy the same hash, so a policy can
-compare a live tool against a reviewed one.
+The canonical definition and its hash are the catalog's (proxy/catalog.py): only the fields a model reads or a
+policy trusts (for a tool: name, title, description, input and output schema, annotations), so a server adding
+`_meta` or an icon does not count as a change. Policy reads the same hash, so it can require a reviewed one.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,15 +14,10 @@ from typing import Any
 import orjson
 import yaml
 
-LOCK_VERSION = 1
-HASH_PREFIX = "sha256:"
+from proxy.catalog import PINNED_FIELDS, canonical, definition_hash
 
-# Each pinned kind: the lock file's section, the field naming an entry, and the fields its canonical form keeps.
-KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "tools": ("name", ("name", "title", "description", "inputSchema", "outputSchema", "annotations")),
-    "prompts": ("name", ("name", "title", "description", "arguments")),
-    "resource_templates": ("uriTemplate", ("uriTemplate", "name", "title", "description", "mimeType", "annotations")),
-}
+LOCK_VERSION = 1
+KINDS = PINNED_FIELDS  # each pinned kind: the lock file's section, the field naming an entry, the fields hashed
 
 
 class LockFileError(Exception):
@@ -34,16 +27,6 @@ class LockFileError(Exception):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
-
-
-def canonical(kind: str, definition: dict[str, Any]) -> dict[str, Any]:
-    """The fields of `definition` that pinning covers (absent ones stay absent)."""
-    return {key: definition[key] for key in KINDS[kind][1] if key in definition}
-
-
-def definition_hash(kind: str, definition: dict[str, Any]) -> str:
-    digest = hashlib.sha256(orjson.dumps(canonical(kind, definition), option=orjson.OPT_SORT_KEYS)).hexdigest()
-    return HASH_PREFIX + digest
 
 
 def tool_hash(definition: dict[str, Any]) -> str:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from proxy.runtime.scan_cli import failure_status
 from proxy.tools.coverage import Coverage
 from proxy.tools.drift import compare
 from proxy.tools.findings import Severity, score
 from proxy.tools.pinning import Snapshot
 from proxy.tools.scan import Report, build_report
-from proxy.tools.scan_command import failure_status
 
 CLEAN = {"name": "add", "description": "Add two integers.", "annotations": {"readOnlyHint": True,
                                                                             "openWorldHint": False}}

@@ -17,8 +17,8 @@ import orjson
 import yaml
 
 from proxy.config import CacheConfig, Config, PolicyConfig, RateLimitsConfig
-from proxy.timestamps import utc_text
-from proxy.tools.commands import (
+from proxy.runtime.policy_probe import CoverageCheck
+from proxy.runtime.tools_cli import (
     EXIT_DIFFERS,
     EXIT_OK,
     CommandError,
@@ -28,7 +28,8 @@ from proxy.tools.commands import (
     run_command,
     upstream_source,
 )
-from proxy.tools.coverage import Coverage, CoverageCheck, principals_from
+from proxy.timestamps import utc_text
+from proxy.tools.coverage import Coverage, principals_from
 from proxy.tools.drift import compare
 from proxy.tools.findings import Severity, at_least
 from proxy.tools.pinning import LockFileError, Snapshot, read_lock
