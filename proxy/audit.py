@@ -100,7 +100,10 @@ class AuditLog:
         self._on_write_failure = on_write_failure  # (error, events lost); without it the error is raised
 
     def record(self, ctx: CallContext, reply: Reply | None, span: SpanContext | None = None) -> None:
-        self._pending.append(audit_line(audit_event(ctx, reply, self.config.log_arguments, span)))
+        self.append(audit_line(audit_event(ctx, reply, self.config.log_arguments, span)))
+
+    def append(self, line: bytes) -> None:
+        self._pending.append(line)
         if len(self._pending) > 1:
             return  # the pass's write is already due
         try:
@@ -149,6 +152,14 @@ class AuditTrail:
         except Exception as exc:
             self._count("audit_failures", 1)
             log.warning("audit.write_failed", error=exc.__class__.__name__, decision_id=ctx.record.decision_id)
+
+    def note(self, event: dict[str, Any]) -> None:
+        """A flat record of something the sidecar saw outside any call (a tool drifting from its lock)."""
+        try:
+            self.log.append(audit_line(dict(event)))
+        except Exception as exc:
+            self._count("audit_failures", 1)
+            log.warning("audit.write_failed", error=exc.__class__.__name__, event=event.get("kind"))
 
     def refused(self, ctx: CallContext, error: ProxyError) -> None:
         """A refusal outside the chain (a legacy GET /sse without a valid token): still one event."""

@@ -76,6 +76,7 @@ class ToolCatalog:
         self._tools: dict[str, ToolInfo] | None = None
         self._fetched_at = 0.0
         self._refresh: asyncio.Task[dict[str, ToolInfo] | None] | None = None
+        self._on_invalidate: list[Callable[[], None]] = []
 
     async def get(self, name: str) -> ToolInfo | None:
         tools = await self.all()
@@ -91,6 +92,17 @@ class ToolCatalog:
 
     def invalidate(self) -> None:
         self._tools = None
+        for callback in self._on_invalidate:
+            callback()
+
+    async def reread(self) -> dict[str, ToolInfo] | None:
+        """A fresh view now, whatever the TTL (without telling the on_invalidate callbacks)."""
+        self._tools = None
+        return await self.all()
+
+    def on_invalidate(self, callback: Callable[[], None]) -> None:
+        """Call `callback` whenever the view is dropped (a list_changed seen): the pinning stage re-reads then."""
+        self._on_invalidate.append(callback)
 
     def watch(self, reply: Reply) -> Reply:
         """Drop the view when the upstream announces a changed tool list, on any stream it sends. Called on every

@@ -99,6 +99,12 @@ class PolicyDeniedError(ProxyError):
     tool_visible = True
 
 
+class ToolDriftError(PolicyDeniedError):
+    """A call to a tool whose live definition differs from the reviewed tools lock (tools.on_drift: block)."""
+
+    error_type = "tool_drift"
+
+
 class ApprovalDeniedError(PolicyDeniedError):
     """A call policy sent for approval was refused, timed out, or found the queue full."""
 

@@ -6,6 +6,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
@@ -24,6 +25,7 @@ from proxy.runtime.admin import create_admin_app
 from proxy.stages import build_stages
 from proxy.stages.deps import Deps
 from proxy.telemetry.setup import TRACED_KINDS, Telemetry
+from proxy.tools.guard import ToolPins
 from proxy.transport import oauth_metadata, sse
 from proxy.transport.heartbeat import StreamHeartbeat
 from proxy.transport.streamable_http import StreamableHttpHandler
@@ -70,14 +72,31 @@ def create_deps(config: Config, upstream: Upstream) -> Deps:
                 telemetry=telemetry,
                 authenticator=Authenticator.from_config(config.auth, config.server, time.monotonic),
                 audit=AuditTrail.from_config(config.audit, telemetry.metrics.count),
-                cache=ResponseCache.from_config(config.cache, time.monotonic, config.upstream.name, catalog))
+                cache=ResponseCache.from_config(config.cache, time.monotonic, config.upstream.name, catalog),
+                pins=load_pins(config))
     deps.readiness.add("upstream", upstream.readiness)
+    if deps.pins is not None:
+        deps.readiness.add("tools_lock", _ready(deps.pins))
     if config.approval.backend == "redis":
         deps.readiness.add("approvals", deps.approvals.readiness)
     if deps.authenticator is not None and deps.authenticator.jwks is not None:
         deps.readiness.add("auth_keys", deps.authenticator.readiness)
     upstream.on_restart(lambda: deps.metrics.count("upstream_restarts"))
     return deps
+
+
+def load_pins(config: Config) -> ToolPins | None:
+    """The reviewed tools lock, when tools.lock_file is set; LockFileError (path and reason) stops startup."""
+    if config.tools.lock_file is None:
+        return None
+    return ToolPins.load(Path(config.tools.lock_file), config.tools.on_drift)
+
+
+def _ready(pins: ToolPins):
+    async def check() -> tuple[bool, str]:
+        return pins.readiness()
+
+    return check
 
 
 def create_app(config: Config, upstream: Upstream | None = None) -> McpApp:

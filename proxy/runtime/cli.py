@@ -109,12 +109,16 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(config.logging.level)
     from proxy.policy.engine import PolicyLoadError
     from proxy.runtime.server import ListenError, run
+    from proxy.tools.pinning import LockFileError
 
     try:
         return run(config)
     except ListenError as exc:
         print(f"mcp-sidecar: {exc}", file=sys.stderr)
         return 1
+    except LockFileError as exc:
+        print(f"mcp-sidecar: the tools lock {exc.path} cannot be used: {exc.reason}", file=sys.stderr)
+        return EXIT_CONFIG
     except PolicyLoadError as exc:
         print(f"mcp-sidecar: the policy in {exc.directory} does not load:", file=sys.stderr)
         for problem in exc.problems:

@@ -167,6 +167,10 @@ def per_worker_state(config: Config) -> list[str]:
 
 
 def _preflight(config: Config) -> None:
+    """What stops every worker is said once, before forking: a policy or a tools lock that does not load."""
+    from proxy.runtime.app import load_pins
+
+    load_pins(config)
     if config.policy.engine == "rego":
         from proxy.policy.factory import build_engine
 

@@ -31,14 +31,18 @@ class ApprovalStage:
 
     @classmethod
     def from_config(cls, config: ApprovalConfig, deps: Deps) -> ApprovalStage | None:
-        """Only a policy obligation asks for approval: without a policy engine the stage has nothing to do."""
-        return cls(config, deps.approvals) if deps.config.policy.engine != "off" else None
+        """A policy obligation asks for approval, or a drifted tool with tools.on_drift: approve; with neither
+        possible the stage has nothing to do."""
+        asked = deps.config.policy.engine != "off" or (deps.pins is not None and deps.pins.mode == "approve")
+        return cls(config, deps.approvals) if asked else None
 
     async def __call__(self, ctx: CallContext, call_next: Handler) -> Reply:
         if not ctx.obligations.get("require_approval") or not ctx.is_request:
             return await call_next(ctx)
         summary = {"principal": ctx.principal.subject, "method": ctx.method, "target": ctx.target,
                    "reasons": list(ctx.record.policy_reasons), "decision_id": ctx.record.decision_id}
+        if "tool_drift" in ctx.record.extra:  # tools.on_drift: approve; the approver sees what changed
+            summary["tool_drift"] = ctx.record.extra["tool_drift"]
         approval = await self.book.open(summary)  # ApprovalUnavailableError: fail closed
         if approval is None:
             raise ApprovalDeniedError("Approval queue is full; try again later")

@@ -15,6 +15,7 @@ from proxy.config import Config
 from proxy.pipeline import Readiness
 from proxy.telemetry.metrics import SidecarMetrics
 from proxy.telemetry.setup import Telemetry
+from proxy.tools.guard import ToolPins
 from proxy.upstream import Upstream
 
 
@@ -32,6 +33,7 @@ class Deps:
     authenticator: Authenticator | None = None  # also asked by the legacy GET /sse handler
     audit: AuditTrail | None = None  # also records the legacy GET /sse handler's refusals
     cache: ResponseCache | None = None  # the admin app purges it and reads its stats
+    pins: ToolPins | None = None  # the reviewed tools lock and the drifts seen (tools.lock_file); /readyz reads it
     clock: Callable[[], float] = time.monotonic
 
     @property

@@ -28,6 +28,7 @@ NAMED_COUNTERS = {
     "policy_shadow_disagreements": ("mcp_sidecar.policy.shadow_disagreements",
                                     "Decisions where the shadow policy disagreed with the active one"),
     "audit_failures": ("mcp_sidecar.audit.failures", "Audit events that could not be written"),
+    "tool_drifts": ("mcp_sidecar.tools.drifts", "Tools seen to differ from the reviewed tools lock, by status"),
     "telemetry_failures": ("mcp_sidecar.telemetry.failures", "Spans or metrics the sidecar failed to record"),
 }
 
