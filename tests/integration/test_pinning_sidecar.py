@@ -17,11 +17,12 @@ import orjson
 import pytest
 from mcp import Client
 
+from proxy.config.tools import ToolsConfig
 from proxy.runtime.app import create_app
 from proxy.runtime.tools_cli import fetch, snapshot_of
 from proxy.tools.pinning import LockFileError, write_lock
 from tests.integration.tool_safety_servers import HONEST_NOTES, POISONED_NOTES
-from tests.kit import child_env, free_port, make_config, run_sidecar, serve_process, wait_until
+from tests.kit import ROOT, child_env, free_port, make_config, run_sidecar, serve_process, serve_workers, wait_until
 
 SERVERS = [sys.executable, "-m", "tests.integration.tool_safety_servers"]
 
@@ -187,3 +188,33 @@ def test_a_broken_lock_stops_startup_with_path_and_reason(tmp_path: Path) -> Non
                             capture_output=True, text=True, timeout=30)
     assert served.returncode == 2
     assert f"mcp-sidecar: the tools lock {lock} cannot be used: tools[0] (add): hash" in served.stderr
+
+
+async def test_a_spawned_stdio_upstream_is_pinned_the_same_way(tmp_path: Path) -> None:
+    def stdio(variant: int):
+        command = [*SERVERS, "mutable", "stdio", "--variant", str(variant)]
+        return make_config(None, upstream__command=command, upstream__cwd=str(ROOT))
+
+    lock = tmp_path / "tools.lock"
+    write_lock(snapshot_of(await fetch(stdio(1))), lock)
+    drifted = stdio(2).model_copy(update={"tools": ToolsConfig(lock_file=str(lock))})
+    async with run_sidecar(drifted) as sidecar:
+        for mode in ("legacy", "2026-07-28"):
+            async with Client(sidecar.url, mode=mode, cache=None) as client:
+                await assert_blocked(client)
+
+
+def test_every_worker_reads_the_same_lock_and_blocks_the_drift(mutable: str, tmp_path: Path) -> None:
+    lock = tmp_path / "tools.lock"
+    asyncio.run(locked(mutable, lock))
+    asyncio.run(rotate_upstream(mutable))
+    env = child_env(MCP_SIDECAR__AUDIT__ENABLED="false", MCP_SIDECAR__AUTH__MODE="off",
+                    MCP_SIDECAR__TOOLS__LOCK_FILE=str(lock))
+
+    async def clients(url: str) -> None:
+        for _ in range(6):  # fresh connections: the kernel spreads them over the workers
+            async with Client(url, cache=None) as client:
+                await assert_blocked(client)
+
+    with serve_workers(mutable, env, workers=2) as workers:
+        asyncio.run(clients(workers.url))
