@@ -7,6 +7,7 @@ import asyncio
 from aiohttp import web
 
 from proxy.errors import ApprovalUnavailableError
+from proxy.runtime.admin_report import tools_report
 from proxy.stages.deps import Deps
 from proxy.telemetry.export.prometheus import CONTENT_TYPE
 
@@ -80,6 +81,11 @@ async def decide_approval(request: web.Request) -> web.Response:
     return web.json_response({"id": request.match_info["id"], "approved": approved})
 
 
+async def report(request: web.Request) -> web.Response:
+    """GET /tools/report?format=json|markdown|sarif|html: the security report of the sidecar's view of the tools."""
+    return await tools_report(request, request.app[ADMIN_DEPS])
+
+
 def create_admin_app(deps: Deps) -> web.Application:
     app = web.Application()
     app[ADMIN_DEPS] = deps
@@ -90,4 +96,5 @@ def create_admin_app(deps: Deps) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/approvals", list_approvals)
     app.router.add_post(r"/approvals/{id}/{verdict:approve|deny}", decide_approval)
+    app.router.add_get("/tools/report", report)
     return app

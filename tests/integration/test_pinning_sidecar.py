@@ -149,6 +149,15 @@ async def test_warn_lets_a_drifted_tool_through_visible(mutable: str, tmp_path: 
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
         called = await client.call_tool("fetch_notes", {"topic": "x"})
         assert sidecar.app.deps.pins is not None and "fetch_notes" in sidecar.app.deps.pins.drifts
+        report = await admin_json(sidecar, "/tools/report")
+        page = await admin_text(sidecar, "/tools/report?format=html")
+        refused_format = await admin_json(sidecar, "/tools/report?format=pdf")
+    rules = {(f["rule"], f["tool"]) for f in report["findings"]}
+    assert {("drift.changed", "fetch_notes"), ("poisoning.model-instructions", "fetch_notes"),
+            ("poisoning.credential-reference", "fetch_notes")} <= rules
+    assert report["lock"] == str(lock) and report["policy"]["evaluated"] is False
+    assert page.startswith("<!DOCTYPE html>") and "drift.changed" in page
+    assert "format must be one of" in refused_format["error"]
     assert tools["fetch_notes"].description == POISONED_NOTES
     assert not called.is_error
 
