@@ -37,6 +37,7 @@ class ReceivedSpan:
     status_code: int
     status_message: str
     links: list[tuple[str, str]]
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 @dataclass
@@ -81,7 +82,9 @@ async def otlp_receiver() -> AsyncIterator[Receiver]:
                         parent_span_id=span.parent_span_id.hex(),
                         attributes={attr.key: value_of(attr.value) for attr in span.attributes},
                         status_code=span.status.code, status_message=span.status.message,
-                        links=[(link.trace_id.hex(), link.span_id.hex()) for link in span.links]))
+                        links=[(link.trace_id.hex(), link.span_id.hex()) for link in span.links],
+                        events=[(event.name, {attr.key: value_of(attr.value) for attr in event.attributes})
+                                for event in span.events]))
         return web.Response(body=ExportTraceServiceResponse().SerializeToString(),
                             content_type="application/x-protobuf")
 

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 import structlog
+from opentelemetry.trace import SpanKind
 
 from proxy.audit import AuditTrail
 from proxy.catalog import ToolCatalog
@@ -25,12 +26,16 @@ from proxy.errors import ToolDriftError
 from proxy.pipeline import Handler
 from proxy.reply import Reply
 from proxy.stages.deps import Deps
-from proxy.telemetry.metrics import SidecarMetrics
+from proxy.telemetry import semconv
+from proxy.telemetry.setup import Telemetry
+from proxy.telemetry.spans import RecordedSpan
 from proxy.tools.drift import Drift
 from proxy.tools.guard import ToolPins, refusal_text
 
 log = structlog.get_logger("proxy.tools")
 
+RECHECK_SPAN = "mcp_sidecar tools recheck"  # one span per recheck that found new drifts
+DRIFT_EVENT = "mcp_sidecar.tool.drift"  # one event on it per drift
 UNVERIFIABLE = ("Refused by the sidecar: the upstream's tool definitions cannot be read right now, so this tool "
                 "cannot be checked against the reviewed tools lock. Try again shortly.")
 
@@ -38,12 +43,12 @@ UNVERIFIABLE = ("Refused by the sidecar: the upstream's tool definitions cannot 
 class PinningStage:
     name = "tools"
 
-    def __init__(self, pins: ToolPins, catalog: ToolCatalog, recheck_seconds: float, metrics: SidecarMetrics,
+    def __init__(self, pins: ToolPins, catalog: ToolCatalog, recheck_seconds: float, telemetry: Telemetry,
                  audit: AuditTrail | None) -> None:
         self.pins = pins
         self.catalog = catalog
         self.recheck_seconds = recheck_seconds
-        self.metrics = metrics
+        self.telemetry = telemetry
         self.audit = audit
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -53,7 +58,7 @@ class PinningStage:
     def from_config(cls, config: ToolsConfig, deps: Deps) -> PinningStage | None:
         if deps.pins is None:
             return None
-        return cls(deps.pins, deps.catalog, config.recheck_seconds, deps.metrics, deps.audit)
+        return cls(deps.pins, deps.catalog, config.recheck_seconds, deps.telemetry, deps.audit)
 
     async def start(self) -> None:
         await self.refresh()
@@ -115,13 +120,23 @@ class PinningStage:
         if tools is None:
             log.warning("tools.recheck_failed", reason="the upstream's tools/list could not be read")
             return
-        for drift in self.pins.observe([info.definition for info in tools.values()]):
-            self._announce(drift)
+        fresh = self.pins.observe([info.definition for info in tools.values()])
+        spans = self.telemetry.spans
+        span = spans.start(RECHECK_SPAN, SpanKind.INTERNAL, {}) if fresh and spans is not None else None
+        for drift in fresh:
+            self._announce(drift, span)
+        if span is not None:
+            span.end({semconv.PREFIX + "tools.drifts": len(fresh)})
 
-    def _announce(self, drift: Drift) -> None:
+    def _announce(self, drift: Drift, span: RecordedSpan | None) -> None:
         log.warning("tools.drift", tool=drift.key, status=drift.status.value, summary=drift.summary(),
                     on_drift=self.pins.mode)
-        self.metrics.count("tool_drifts", status=drift.status.value)
+        self.telemetry.metrics.count("tool_drifts", status=drift.status.value)
+        if span is not None:
+            fields = {"status": drift.status.value, "summary": drift.summary(), "on_drift": self.pins.mode,
+                      "locked_hash": drift.locked_hash, "live_hash": drift.live_hash}
+            span.add_event(DRIFT_EVENT, {semconv.GEN_AI_TOOL_NAME: drift.key, **{
+                f"{semconv.PREFIX}tool.drift.{key}": value for key, value in fields.items() if value is not None}})
         if self.audit is not None:
             self.audit.note({"kind": "tool_drift", "time": time.time(), "tool": drift.key,
                              "outcome": drift.status.value, "on_drift": self.pins.mode, **_described(drift)})

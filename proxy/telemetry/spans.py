@@ -2,7 +2,8 @@
 
 The SDK's Tracer builds a Span object per span (a lock, BoundedAttributes validating each attribute, event and link
 lists, a ReadableSpan copy when it ends): about 30 us per span here, two per call, on the event loop. The sidecar's
-spans have a fixed shape (attributes come from semconv: str, int, float, bool or tuples of str; no events), so this
+spans have a fixed shape (attributes come from semconv: str, int, float, bool or tuples of str; events only where a
+tool drifted from its lock), so this
 recorder keeps what the SDK would keep and nothing more: the SpanContext is decided as the Tracer decides it
 (ParentBased sampling around the SDK's root sampler, the SDK id generator, W3C random-trace-id flag, the parent's
 tracestate), attributes stay a dict, and `end()` builds one ReadableSpan (the SDK's public constructor) for the
@@ -20,7 +21,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, SpanProcessor
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import Sampler, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -80,7 +81,7 @@ class SpanRecorder:
         readable = FinishedSpan(
             name=span.name, context=span.context, parent=span.parent, resource=self.resource, attributes=attributes,
             links=span.links, kind=span.kind, status=status, start_time=span.start_time, end_time=span.end_time,
-            instrumentation_scope=self.scope)
+            instrumentation_scope=self.scope, events=span.events)
         readable.recorded = span
         for processor in self.processors:
             processor.on_end(readable)
@@ -112,8 +113,8 @@ class RecordedSpan:
     it still has a context, and `end()` does nothing. `ids` are the context's (trace id, span id, trace state),
     `status` and `end_time` are set when it ends."""
 
-    __slots__ = ("attributes", "context", "end_time", "ids", "kind", "links", "name", "parent", "recorder",
-                 "start_time", "status")
+    __slots__ = ("attributes", "context", "end_time", "events", "ids", "kind", "links", "name", "parent",
+                 "recorder", "start_time", "status")
 
     def __init__(self, recorder: SpanRecorder | None, name: str, kind: SpanKind, context: SpanContext,
                  parent: SpanContext | None, attributes: dict[str, Any], links: tuple[Link, ...],
@@ -126,7 +127,12 @@ class RecordedSpan:
         self.parent = parent
         self.attributes = attributes
         self.links = links
+        self.events: tuple[Event, ...] = ()  # rare (a tool drifting from its lock): a tuple, none by default
         self.start_time = time.time_ns()
+
+    def add_event(self, name: str, attributes: dict[str, Any]) -> None:
+        if self.recorder is not None:
+            self.events = (*self.events, Event(name, attributes, time.time_ns()))
 
     def end(self, attributes: dict[str, Any], error_description: str | None = None, error: bool = False) -> None:
         """Ends the span with more attributes; `error` sets the ERROR status (with its description)."""

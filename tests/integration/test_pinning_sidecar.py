@@ -23,6 +23,7 @@ from proxy.runtime.tools_cli import fetch, snapshot_of
 from proxy.tools.pinning import LockFileError, write_lock
 from tests.integration.tool_safety_servers import HONEST_NOTES, POISONED_NOTES
 from tests.kit import ROOT, child_env, free_port, make_config, run_sidecar, serve_process, serve_workers, wait_until
+from tests.otlp_kit import SERVER, otlp_receiver
 
 SERVERS = [sys.executable, "-m", "tests.integration.tool_safety_servers"]
 
@@ -227,3 +228,22 @@ def test_every_worker_reads_the_same_lock_and_blocks_the_drift(mutable: str, tmp
 
     with serve_workers(mutable, env, workers=2) as workers:
         asyncio.run(clients(workers.url))
+
+
+async def test_each_drift_is_a_span_event_exported_over_otlp(mutable: str, tmp_path: Path) -> None:
+    lock = await locked(mutable, tmp_path / "tools.lock")
+    await rotate_upstream(mutable)
+    async with otlp_receiver() as receiver:
+        config = pinned(mutable, lock, telemetry__otlp_endpoint=receiver.url, telemetry__service_name="pinned")
+        async with run_sidecar(config) as sidecar, Client(sidecar.url, cache=None) as client:
+            refused = await client.call_tool("fetch_notes", {"topic": "x"})
+        await wait_until(lambda: receiver.named("mcp_sidecar tools recheck", "pinned"), timeout=8)
+    assert refused.is_error
+    [recheck] = receiver.named("mcp_sidecar tools recheck", "pinned")
+    assert recheck.attributes["mcp_sidecar.tools.drifts"] == 1
+    [(name, attributes)] = recheck.events
+    assert name == "mcp_sidecar.tool.drift" and attributes["gen_ai.tool.name"] == "fetch_notes"
+    assert attributes["mcp_sidecar.tool.drift.status"] == "changed"
+    assert attributes["mcp_sidecar.tool.drift.live_hash"].startswith("sha256:")
+    [call] = [span for span in receiver.named("tools/call fetch_notes", "pinned") if span.kind == SERVER]
+    assert call.attributes["error.type"] == "tool_drift"

@@ -179,11 +179,7 @@ class TraceRequestEncoder:
         parts.append(self.attributes(b"\x4a", span.attributes))
         if span.dropped_attributes:
             parts += (b"\x50", varint(span.dropped_attributes))
-        for event in span.events:  # Event: 1 time (fixed64), 2 name, 3 attributes, 4 dropped attributes
-            body = b"\x09" + _FIXED64(event.timestamp) + _string(b"\x12", event.name) + self.attributes(
-                b"\x1a", event.attributes) + (b"\x20" + varint(event.dropped_attributes)
-                                              if event.dropped_attributes else b"")
-            parts.append(_delimited(b"\x5a", body))
+        parts.extend(self._events(span.events))
         if span.dropped_events:
             parts += (b"\x60", varint(span.dropped_events))
         for link in span.links:
@@ -198,8 +194,8 @@ class TraceRequestEncoder:
         return b"".join(parts)
 
     def recorded(self, span: RecordedSpan) -> bytes:
-        """The same Span message from a RecordedSpan's slots: no events, no dropped counts (the recorder keeps
-        none), names with their kind encoded once."""
+        """The same Span message from a RecordedSpan's slots: no dropped counts (the recorder keeps none), names
+        with their kind encoded once."""
         trace_id, span_id, state = span.ids
         parts = [_IDS(0x0A10, trace_id >> 64, trace_id & _LOW64, 0x1208, span_id)]
         if state:
@@ -210,12 +206,21 @@ class TraceRequestEncoder:
         parts.append(self._name_and_kind(span.name, _KIND_BY_ID[id(span.kind)]))
         parts.append(_TIMES(0x39, span.start_time, 0x41, span.end_time))
         parts.append(self.attributes(b"\x4a", span.attributes))
+        if span.events:
+            parts.extend(self._events(span.events))
         for link in span.links:
             parts.append(_delimited(b"\x6a", self._link(link.context, link.attributes, link.dropped_attributes)))
         status = span.status
         parts.append(_UNSET_STATUS if status is UNSET else _delimited(b"\x7a", _status(status)))
         parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
         return b"".join(parts)
+
+    def _events(self, events: Any) -> list[bytes]:
+        """Span.events (11): Event 1 time (fixed64), 2 name, 3 attributes, 4 dropped attributes."""
+        return [_delimited(b"\x5a", b"\x09" + _FIXED64(event.timestamp) + _string(b"\x12", event.name)
+                           + self.attributes(b"\x1a", event.attributes)
+                           + (b"\x20" + varint(event.dropped_attributes) if event.dropped_attributes else b""))
+                for event in events]
 
     def _name_and_kind(self, name: str, kind: bytes) -> bytes:
         """Span.name (5) and the encoded kind (6), kept per pair: names repeat (method and tool)."""
