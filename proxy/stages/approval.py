@@ -33,7 +33,8 @@ class ApprovalStage:
     def from_config(cls, config: ApprovalConfig, deps: Deps) -> ApprovalStage | None:
         """A policy obligation asks for approval, or a drifted tool with tools.on_drift: approve; with neither
         possible the stage has nothing to do."""
-        asked = deps.config.policy.engine != "off" or (deps.pins is not None and deps.pins.mode == "approve")
+        tools = deps.config.tools
+        asked = deps.config.policy.engine != "off" or (tools.lock_file is not None and tools.on_drift == "approve")
         return cls(config, deps.approvals) if asked else None
 
     async def __call__(self, ctx: CallContext, call_next: Handler) -> Reply:

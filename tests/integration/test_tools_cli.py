@@ -127,3 +127,21 @@ def test_a_stdio_server_that_cannot_start_is_reported_within_the_startup_timeout
     assert result.returncode == 2
     assert "no answer within 1.5 s" in result.stderr and "No such file or directory" in result.stderr
     assert not (tmp_path / "tools.lock").exists()
+
+
+def test_the_readme_tool_safety_commands_run_as_written(tmp_path: Path) -> None:
+    """Every line of the README's block but the last (`serve`, a long-running process tested in
+    test_pinning_sidecar.py), with .venv/bin pointing at this interpreter's."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Before agents reach a server"):]
+    block = section[section.index("```sh\n") + 6:section.index("```", section.index("```sh\n") + 6)]
+    lines = block.strip().splitlines()
+    assert lines[-1].startswith("MCP_SIDECAR__TOOLS__LOCK_FILE=tools.lock .venv/bin/mcp-sidecar serve --demo")
+    script = "set -e\n" + "\n".join(lines[:-1]).replace(".venv/bin/", f"{Path(sys.executable).parent}/")
+    (tmp_path / "policies").symlink_to(ROOT / "policies")
+    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=child_env(MCP_SIDECAR__UPSTREAM__CWD=str(ROOT)),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "wrote tools.lock: 9 tools, 1 prompts" in result.stdout
+    assert "the upstream matches tools.lock" in result.stdout
+    assert "# MCP security report: mcp-sidecar-demo 0.1.0" in result.stdout

@@ -26,6 +26,7 @@ from proxy.errors import (
     SessionNotFoundError,
     SessionNotOwnedError,
     StreamConflictError,
+    ToolDriftError,
     UnauthenticatedError,
     UnsupportedMediaTypeError,
     UpstreamBadOutputError,
@@ -49,6 +50,7 @@ TABLE: dict[type[ProxyError], tuple[int, int, bool]] = {
     SessionNotOwnedError: (404, -32600, False),
     PolicyDeniedError: (200, -31001, True),
     ApprovalDeniedError: (200, -31001, True),
+    ToolDriftError: (200, -31001, True),
     ApprovalUnavailableError: (503, -31001, True),
     RateLimitedError: (429, -31029, True),
     LimiterUnavailableError: (503, -31029, True),
@@ -130,6 +132,7 @@ def test_the_record_learns_outcome_type_and_message() -> None:
 
 @pytest.mark.parametrize(("cls", "outcome", "error_type"), [
     (PolicyDeniedError, "denied", "policy_denied"), (ApprovalDeniedError, "denied", "approval_denied"),
+    (ToolDriftError, "denied", "tool_drift"),
     (RateLimitedError, "limited", "rate_limited"), (LimiterUnavailableError, "limited", "rate_limiter_unavailable"),
     (UnauthenticatedError, "unauthenticated", "unauthenticated"), (ForbiddenError, "unauthenticated",
                                                                    "insufficient_scope"),

@@ -74,6 +74,10 @@ def test_no_stage_without_a_policy_engine() -> None:
     deps.config = on
     built = ApprovalStage.from_config(on.approval, deps)
     assert built is not None and built.book is deps.approvals
+    deps.config = make_config(tools__lock_file="tools.lock", tools__on_drift="approve")  # drifted calls ask it
+    assert ApprovalStage.from_config(deps.config.approval, deps) is not None
+    deps.config = make_config(tools__lock_file="tools.lock", tools__on_drift="block")
+    assert ApprovalStage.from_config(deps.config.approval, deps) is None
 
 
 async def test_an_approved_json_call_goes_on_and_the_approver_saw_no_arguments() -> None:
