@@ -247,3 +247,20 @@ async def test_each_drift_is_a_span_event_exported_over_otlp(mutable: str, tmp_p
     assert attributes["mcp_sidecar.tool.drift.live_hash"].startswith("sha256:")
     [call] = [span for span in receiver.named("tools/call fetch_notes", "pinned") if span.kind == SERVER]
     assert call.attributes["error.type"] == "tool_drift"
+
+
+async def test_a_legacy_sse_upstream_is_pinned_the_same_way(tmp_path: Path) -> None:
+    port = free_port()
+    with serve_process([sys.executable, "-m", "proxy.runtime.demo", "sse", "--port", str(port)], port, "/sse") as url:
+        config = make_config(None, upstream__sse_url=url)
+        listing = await fetch(config)
+        kept = [tool for tool in listing.definitions["tools"] if tool["name"] != "echo"]
+        write_lock(snapshot_of(replace(listing, definitions={"tools": kept})), tmp_path / "tools.lock")
+        pinned_config = config.model_copy(update={"tools": ToolsConfig(lock_file=str(tmp_path / "tools.lock"))})
+        async with run_sidecar(pinned_config) as sidecar, Client(sidecar.url, cache=None) as client:
+            names = await tool_names(client)
+            refused = await client.call_tool("echo", {"text": "hi"})
+            added = await client.call_tool("add", {"a": 1, "b": 2})
+    assert "echo" not in names and "add" in names
+    assert refused.is_error and "echo is not in the reviewed tools lock" in refused.content[0].text
+    assert added.structured_content == {"result": 3}
