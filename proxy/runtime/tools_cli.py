@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from proxy.config import Config, ConfigError, load_config
+from proxy.config import ChannelSettings, Config, ConfigError, SseUpstreamConfig, StdioUpstreamConfig, load_config
 from proxy.errors import ProxyError
 from proxy.runtime.logs import configure_logging
 from proxy.tools.drift import compare, render
@@ -67,17 +67,22 @@ def load(args: argparse.Namespace) -> Config:
 
 
 def upstream_source(config: Config) -> str:
+    """The upstream as the operator named it: its URL or its command line."""
     upstream = config.upstream
-    return upstream.url or upstream.sse_url or " ".join(upstream.command or ())
+    if isinstance(upstream, StdioUpstreamConfig):
+        return " ".join(upstream.command)
+    return upstream.sse_url if isinstance(upstream, SseUpstreamConfig) else str(upstream.http_url)
 
 
 async def fetch(config: Config) -> Listing:
-    """Everything the upstream lists, within its startup timeout; CommandError when it cannot (a stdio server
-    that fails to start is restarted by its supervisor meanwhile, as serve would; its last failure is reported)."""
+    """Everything the upstream lists, within its startup timeout (stdio, legacy SSE) or its request timeout (HTTP);
+    CommandError when it cannot (a stdio server that fails to start is restarted by its supervisor meanwhile, as
+    serve would; its last failure is reported)."""
     from proxy.upstream import create_upstream
 
     upstream = create_upstream(config)
-    budget = config.upstream.startup_timeout_seconds
+    settings = config.upstream
+    budget = settings.startup_timeout_seconds if isinstance(settings, ChannelSettings) else settings.timeout_seconds
     try:
         async with asyncio.timeout(budget):
             await upstream.start()
