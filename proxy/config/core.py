@@ -27,6 +27,13 @@ class ServerConfig(Section):
     max_connections: int | None = Field(default=None, gt=0)
     """Client connections held at once; past it a new connection is answered 503 (`Retry-After: 1`) and closed.
     Unset: the open-file limit less 256 (for upstream connections and files), at most 10,000."""
+    request_head_timeout_seconds: float = Field(default=10.0, gt=0)
+    """A request's head (request line and headers) must arrive within this long of its first byte, however slowly it
+    trickles in (a trickle would otherwise hold a connection for ever); past it: 408, and the connection closes
+    (`mcp_sidecar_listener_request_timeouts_total{phase="head"}`). Enforced by the listener's sweep: a request gets
+    its time and at most a quarter more."""
+    request_body_timeout_seconds: float = Field(default=30.0, gt=0)
+    """Likewise for the body, from the end of the head (`phase="body"`)."""
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     """How long calls in flight may run after SIGTERM."""
     stream_keepalive_seconds: float = Field(default=15.0, ge=0)

@@ -41,7 +41,10 @@ async def running(config: Config, grace_seconds: float | None = None) -> AsyncIt
     app, admin = create_apps(config)
     async with app.running():
         listener = HttpServer(app.routes, max_body_bytes=config.server.max_body_bytes,
-                              max_connections=connection_limit(config.server.max_connections))
+                              max_connections=connection_limit(config.server.max_connections),
+                              request_head_timeout=config.server.request_head_timeout_seconds,
+                              request_body_timeout=config.server.request_body_timeout_seconds,
+                              count=app.deps.metrics.count)
         admin_runner = web.AppRunner(admin, shutdown_timeout=1, access_log=None)
         await admin_runner.setup()
         try:

@@ -29,6 +29,11 @@ NAMED_COUNTERS = {
                                     "Decisions where the shadow policy disagreed with the active one"),
     "audit_failures": ("mcp_sidecar.audit.failures", "Audit events that could not be written"),
     "telemetry_failures": ("mcp_sidecar.telemetry.failures", "Spans or metrics the sidecar failed to record"),
+    "listener_refused_connections": ("mcp_sidecar.listener.refused_connections",
+                                     "Client connections answered 503 and closed: server.max_connections reached"),
+    "listener_request_timeouts": ("mcp_sidecar.listener.request_timeouts",
+                                  "Client connections closed with 408: a request's head or body (label phase) did "
+                                  "not arrive within its deadline"),
 }
 
 

@@ -14,6 +14,7 @@ import uvloop
 
 from proxy.net.listener import HttpRequest, HttpResponse, HttpServer, ResponseStream, Routes
 from proxy.net.listener import connection as listener_connection
+from proxy.net.listener import reading as listener_reading
 from proxy.net.listener import server as listener_server
 from tests.kit import wait_until
 from tests.raw_http import WAIT, assert_closed, connect, exchange, read_reply, request
@@ -35,6 +36,10 @@ class Handlers:
         self.cancelled = asyncio.Event()
         self.buffered: list[int] = []  # the connection's unsent bytes, seen before each /big answer or stream write
         self.server: HttpServer | None = None
+        self.counted: list[tuple[str, dict[str, str]]] = []  # what the server counted in metrics
+
+    def count(self, name: str, **attributes: str) -> None:
+        self.counted.append((name, attributes))
 
     def routes(self) -> Routes:
         routes = Routes()
@@ -150,10 +155,11 @@ class Listening:
 
 
 @contextlib.asynccontextmanager
-async def serve(keepalive_seconds: float = 75.0, max_connections: int = 100) -> AsyncIterator[Listening]:
+async def serve(keepalive_seconds: float = 75.0, max_connections: int = 100,
+                **timeouts: float) -> AsyncIterator[Listening]:
     handlers = Handlers()
     server = HttpServer(handlers.routes(), max_body_bytes=MAX_BODY, keepalive_seconds=keepalive_seconds,
-                        max_connections=max_connections)
+                        max_connections=max_connections, count=handlers.count, **timeouts)
     handlers.server = server
     await server.listen("127.0.0.1", 0)
     try:
@@ -238,7 +244,7 @@ async def test_a_bad_request_line_gets_400_after_the_answers_owed_and_closes(lis
 
 
 async def test_a_too_long_target_gets_414(listening: Listening) -> None:
-    target = "/echo?" + "q" * listener_connection.MAX_TARGET_BYTES
+    target = "/echo?" + "q" * listener_reading.MAX_TARGET_BYTES
     reply, reader = await exchange(listening.port, request("GET", target))
     assert reply.status == 414
     await assert_closed(reader)
@@ -246,14 +252,14 @@ async def test_a_too_long_target_gets_414(listening: Listening) -> None:
 
 
 async def test_too_many_headers_get_431(listening: Listening) -> None:
-    headers = {f"X_Header_{number}": "v" for number in range(listener_connection.MAX_HEADERS + 1)}
+    headers = {f"X_Header_{number}": "v" for number in range(listener_reading.MAX_HEADERS + 1)}
     reply, reader = await exchange(listening.port, request("GET", "/echo", **headers))
     assert reply.status == 431
     await assert_closed(reader)
 
 
 async def test_too_large_headers_get_431(listening: Listening, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(listener_connection, "MAX_HEADER_BYTES", 2048)
+    monkeypatch.setattr(listener_reading, "MAX_HEADER_BYTES", 2048)
     reply, reader = await exchange(listening.port, request("GET", "/echo", X_Large="v" * 1500, X_Larger="w" * 1500))
     assert reply.status == 431
     await assert_closed(reader)
@@ -262,8 +268,8 @@ async def test_too_large_headers_get_431(listening: Listening, monkeypatch: pyte
 
 async def test_a_header_line_that_never_ends_is_refused(listening: Listening, monkeypatch: pytest.MonkeyPatch) -> None:
     """The parser collects a header whole before reporting it: the listener must stop an endless one itself."""
-    monkeypatch.setattr(listener_connection, "MAX_HEADER_BYTES", 2048)
-    monkeypatch.setattr(listener_connection, "MAX_TARGET_BYTES", 512)
+    monkeypatch.setattr(listener_reading, "MAX_HEADER_BYTES", 2048)
+    monkeypatch.setattr(listener_reading, "MAX_TARGET_BYTES", 512)
     reader, writer = await connect(listening.port)
     writer.write(b"GET /echo HTTP/1.1\r\nX-Endless: ")
     await wait_until(lambda: listening.server.connections, WAIT)
@@ -552,15 +558,73 @@ async def test_the_sweep_closes_idle_keep_alive_connections_not_busy_ones(sweepi
     assert (await read_reply(busy_reader)).body == b"slow answer"
 
 
-@pytest.mark.parametrize("partial", [
-    b"GET /echo HTTP/1.1\r\nHo",  # a head that stops midway
-    b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nten bytes.",  # a body that stops midway
-], ids=["head", "body"])
-async def test_the_sweep_closes_a_connection_whose_request_stalls(sweeping: Listening, partial: bytes) -> None:
+async def test_empty_lines_trickled_in_do_not_keep_an_idle_connection_open(sweeping: Listening) -> None:
+    """Bytes that begin no request (the parser skips empty lines) leave the connection idle: the sweep closes it."""
     reader, writer = await connect(sweeping.port)
-    writer.write(partial)
-    await assert_closed(reader)
-    assert sweeping.handlers.calls == []
+    writer.write(request("GET", "/echo"))
+    await read_reply(reader)
+    trickling = asyncio.create_task(trickle(writer, b"\r\n" * 1000))
+    try:
+        await assert_closed(reader)
+    finally:
+        trickling.cancel()
+
+
+# request deadlines
+
+DEADLINE_SECONDS = 0.3
+
+
+@pytest.fixture
+async def deadlines() -> AsyncIterator[Listening]:
+    async with serve(request_head_timeout=DEADLINE_SECONDS, request_body_timeout=DEADLINE_SECONDS) as served:
+        yield served  # swept every DEADLINE_SECONDS / 4
+
+
+async def trickle(writer: asyncio.StreamWriter, data: bytes, every: float = 0.03) -> None:
+    """Send `data` a byte at a time, as a slowloris client does; stops quietly once the server has closed."""
+    with contextlib.suppress(ConnectionError):
+        for index in range(len(data)):
+            writer.write(data[index:index + 1])
+            await writer.drain()
+            await asyncio.sleep(every)
+
+
+@pytest.mark.parametrize(("sent", "trickled", "phase"), [
+    (b"", request("GET", "/echo") * 4, "head"),
+    (request("POST", "/echo", Content_Length="100"), b"b" * 100, "body"),
+    (b"GET /echo HTTP/1.1\r\nHo", b"", "head"),  # a head that stops midway
+    (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nten bytes.", b"", "body"),
+], ids=["trickled-head", "trickled-body", "stalled-head", "stalled-body"])
+async def test_a_request_part_not_in_within_its_deadline_gets_408_and_is_closed(
+        deadlines: Listening, sent: bytes, trickled: bytes, phase: str) -> None:
+    reader, writer = await connect(deadlines.port)
+    writer.write(sent)
+    trickling = asyncio.create_task(trickle(writer, trickled))  # bytes keep coming: the deadline holds regardless
+    try:
+        reply = await read_reply(reader)
+        assert (reply.status, reply.headers["connection"]) == (408, "close")
+        writer.write_eof()
+        trickling.cancel()
+        await assert_closed(reader)
+    finally:
+        trickling.cancel()
+    assert deadlines.handlers.calls == []
+    assert deadlines.handlers.counted == [("listener_request_timeouts", {"phase": phase})]
+
+
+async def test_each_request_on_a_connection_gets_its_own_deadlines(deadlines: Listening) -> None:
+    reader, writer = await connect(deadlines.port)
+    for number in range(2):
+        await asyncio.sleep(DEADLINE_SECONDS * 1.5)  # idle between requests: no request's deadline runs meanwhile
+        head = request("POST", f"/echo?n={number}", Content_Length="4")
+        writer.write(head[:10])
+        await asyncio.sleep(DEADLINE_SECONDS / 2)
+        writer.write(head[10:])  # the head within its time
+        await asyncio.sleep(DEADLINE_SECONDS / 2)
+        writer.write(b"body")  # and the body within its own, past the head's had it run on
+        assert (await read_reply(reader)).status == 200
+    assert deadlines.handlers.counted == []
 
 
 async def test_a_stream_to_an_http_1_0_client_is_unchunked_and_ends_with_the_connection(listening: Listening) -> None:
@@ -577,7 +641,7 @@ async def test_a_stream_to_an_http_1_0_client_is_unchunked_and_ends_with_the_con
 async def test_a_refusal_reaches_a_client_still_sending(listening: Listening, monkeypatch: pytest.MonkeyPatch) -> None:
     """Closing with the client's bytes unread would reset the connection, and a reset can take the refusal with it:
     the listener stops sending, keeps reading (and dropping) until the client is done, then closes."""
-    monkeypatch.setattr(listener_connection, "MAX_HEADER_BYTES", 2048)
+    monkeypatch.setattr(listener_reading, "MAX_HEADER_BYTES", 2048)
     reader, writer = await connect(listening.port)
     writer.write(request("GET", "/echo", X_Large="v" * 1500, X_Larger="w" * 1500))  # refused: 431
     for _ in range(40):  # and more keeps coming, as from a client that does not read before it has sent it all
@@ -603,6 +667,7 @@ async def test_past_the_connection_limit_a_new_connection_gets_503_and_is_closed
         reply, _ = await exchange(served.port, request("GET", "/echo?admitted"))
         assert reply.status == 200
         assert served.server.refused_connections == 1
+        assert served.handlers.counted == [("listener_refused_connections", {})]
         assert served.handlers.calls == ["echo held", "echo held", "echo admitted"]  # the refused one never ran
 
 
@@ -622,6 +687,8 @@ ON_UVLOOP = [
     test_the_sweep_closes_idle_keep_alive_connections_not_busy_ones,
     test_a_stream_to_an_http_1_0_client_is_unchunked_and_ends_with_the_connection,
     test_a_refusal_reaches_a_client_still_sending,
+    test_empty_lines_trickled_in_do_not_keep_an_idle_connection_open,
+    test_each_request_on_a_connection_gets_its_own_deadlines,
 ]
 
 
@@ -633,9 +700,13 @@ def test_on_uvloop(scenario, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(listener_server, "SWEEP_SECONDS", 0.05)
         keepalive_seconds = SWEEP_KEEPALIVE_SECONDS
 
+    timeouts = {}
+    if "deadlines" in parameters:
+        timeouts = {"request_head_timeout": DEADLINE_SECONDS, "request_body_timeout": DEADLINE_SECONDS}
+
     async def run() -> None:
-        async with serve(keepalive_seconds) as served:
-            given = {"listening": served, "sweeping": served, "monkeypatch": monkeypatch}
+        async with serve(keepalive_seconds, **timeouts) as served:
+            given = {"listening": served, "sweeping": served, "deadlines": served, "monkeypatch": monkeypatch}
             await scenario(**{name: given[name] for name in parameters})
 
     uvloop.run(run())
