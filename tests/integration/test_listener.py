@@ -311,21 +311,39 @@ async def test_a_chunked_request_body_arrives_whole(listening: Listening) -> Non
     assert (await read_reply(reader)).status == 200  # the framing held: the next request is parsed as one
 
 
-async def test_a_body_over_the_limit_by_length_is_flagged_and_the_connection_stays_in_step(
-        listening: Listening) -> None:
+async def test_a_body_announced_over_the_limit_is_answered_413_at_once_then_closed(listening: Listening) -> None:
+    """Announced far over the limit and not sent (as from a client trickling gigabytes): answered without waiting."""
     reader, writer = await connect(listening.port)
-    writer.write(request("POST", "/echo", b"x" * (MAX_BODY + 1)) + request("POST", "/echo", b"small"))
-    assert (await read_reply(reader)).status == 413
-    assert (await read_reply(reader)).body == b"small"
+    writer.write(request("POST", "/echo?huge", Content_Length=str(50 * 1024**3)) + b"the first bytes of it")
+    reply = await read_reply(reader)
+    assert (reply.status, reply.headers["connection"]) == (413, "close")
+    writer.write(b"x" * 4096)  # what is still sent is read and dropped, then the connection closes
+    writer.write_eof()
+    await assert_closed(reader)
+    assert listening.handlers.calls == ["echo huge"]
 
 
-async def test_a_chunked_body_over_the_limit_is_flagged(listening: Listening) -> None:
+async def test_a_chunked_body_is_refused_once_its_running_total_passes_the_limit(listening: Listening) -> None:
     piece = b"y" * (MAX_BODY // 2 + 1)
-    body = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for _ in range(3)) + b"0\r\n\r\n"
     reader, writer = await connect(listening.port)
-    writer.write(request("POST", "/echo", body, Transfer_Encoding="chunked") + request("POST", "/echo", b"small"))
+    writer.write(request("POST", "/echo", Transfer_Encoding="chunked") + b"%x\r\n%s\r\n" % (len(piece), piece))
+    writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))  # past the limit; the body's end never comes
+    reply = await read_reply(reader)
+    assert (reply.status, reply.headers["connection"]) == (413, "close")
+    writer.write_eof()
+    await assert_closed(reader)
+
+
+async def test_the_answers_owed_come_before_a_413_and_nothing_after_it_runs(listening: Listening) -> None:
+    reader, writer = await connect(listening.port)
+    writer.write(request("GET", "/slow") + request("POST", "/echo?big", b"x" * (MAX_BODY + 1))
+                 + request("GET", "/echo?after"))
+    await asyncio.wait_for(listening.handlers.started.wait(), WAIT)
+    listening.handlers.release.set()
+    assert (await read_reply(reader)).body == b"slow answer"
     assert (await read_reply(reader)).status == 413
-    assert (await read_reply(reader)).body == b"small"
+    await assert_closed(reader)
+    assert listening.handlers.calls == ["slow", "echo big"]
 
 
 async def test_expect_100_continue_invites_the_body_then_answers(listening: Listening) -> None:
@@ -687,6 +705,8 @@ ON_UVLOOP = [
     test_the_sweep_closes_idle_keep_alive_connections_not_busy_ones,
     test_a_stream_to_an_http_1_0_client_is_unchunked_and_ends_with_the_connection,
     test_a_refusal_reaches_a_client_still_sending,
+    test_a_body_announced_over_the_limit_is_answered_413_at_once_then_closed,
+    test_a_chunked_body_is_refused_once_its_running_total_passes_the_limit,
     test_empty_lines_trickled_in_do_not_keep_an_idle_connection_open,
     test_each_request_on_a_connection_gets_its_own_deadlines,
 ]

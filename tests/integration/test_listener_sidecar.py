@@ -68,6 +68,14 @@ async def test_an_oversized_body_announced_with_expect_is_refused_before_it_is_s
     await assert_closed(reader)
 
 
+async def test_a_call_announcing_a_huge_body_gets_its_413_without_sending_it(sidecar: RunningSidecar) -> None:
+    reply, reader = await exchange(port_of(sidecar), request("POST", "/mcp", **CALL_HEADERS,
+                                                             Content_Length=str(8 * 1024**3)))
+    assert (reply.status, reply.headers["connection"]) == (413, "close")
+    assert orjson.loads(reply.body)["error"]["code"] == -32600
+    await assert_closed(reader)
+
+
 async def test_a_request_head_past_its_deadline_gets_408_and_is_counted(stateless_upstream: str) -> None:
     config = make_config(stateless_upstream, server__request_head_timeout_seconds=0.2)
     async with run_sidecar(config) as running, aiohttp.ClientSession() as http:

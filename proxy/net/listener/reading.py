@@ -1,7 +1,8 @@
 """The reading half of a listener connection: httptools (llhttp) callbacks build each request and hold it to the
 listener's limits and deadlines. The head, then the body, must arrive within its own time, however it trickles in:
 a deadline is a number on the connection, copied from the server as each part begins (no clock read per request:
-the server's sweep keeps the figures current) and checked by that one sweep."""
+the server's sweep keeps the figures current) and checked by that one sweep. A body announced past the limit, or
+(chunked) running past it, is refused at once rather than read to its end."""
 
 from __future__ import annotations
 
@@ -88,6 +89,8 @@ class RequestReader(asyncio.Protocol):
         except httptools.HttpParserUpgrade:  # another protocol follows (WebSocket, h2c): answer this request, no more
             self._input_done = True
         except httptools.HttpParserError as error:
+            if self._input_done:  # a callback stopped the reading on purpose (a body refused by its size)
+                return
             cause = error.__context__
             refused = cause if isinstance(cause, RefusedError) else RefusedError(400, f"Bad Request: {error}")
             self._refuse(refused.response)
@@ -157,26 +160,19 @@ class RequestReader(asyncio.Protocol):
         self._receiving = request
         length = request.content_length
         if length is not None and length > self._server.max_body_bytes:
-            request.body_too_large = True
-        if "Expect" in request.headers and request.headers["Expect"].lower() == "100-continue":
-            if request.body_too_large:  # answer now instead of inviting a body that would be refused
-                self._input_done = self._unread_input = True
-                self._receiving = None
-                self.request_deadline = NO_DEADLINE
-                self._accept(request, final=True)
-            elif self._answering is None and self._transport is not None:
-                self._transport.write(CONTINUE)
+            self._too_large(request)  # before any 100 Continue: the body is not invited
+        if "Expect" in request.headers and request.headers["Expect"].lower() == "100-continue" \
+                and self._answering is None and self._transport is not None:
+            self._transport.write(CONTINUE)
 
     def on_body(self, body: bytes) -> None:
         request = self._receiving
-        if request is None or request.body_too_large:
+        if request is None:
             return
         self._body_bytes += len(body)
         if self._body_bytes > self._server.max_body_bytes:
-            request.body_too_large = True  # the rest is read and dropped: the handler answers 413
-            self._body = []
-        else:
-            self._body.append(body)
+            self._too_large(request)  # as soon as the running total (chunked) passes the limit
+        self._body.append(body)
 
     def on_message_complete(self) -> None:
         self.request_deadline = NO_DEADLINE
@@ -191,3 +187,14 @@ class RequestReader(asyncio.Protocol):
         if final:
             self._input_done = True
         self._accept(request, final)
+
+    def _too_large(self, request: HttpRequest) -> None:
+        """Answer now (after the answers owed: the handler sees `body_too_large` and refuses) rather than read a
+        body that would be refused, then close; what the client still sends is read and dropped for a moment."""
+        request.body_too_large = True
+        self._input_done = self._unread_input = True
+        self._receiving = None
+        self._body = []
+        self.request_deadline = NO_DEADLINE
+        self._accept(request, final=True)
+        raise RefusedError(413, "Payload Too Large")  # stops the parser: the rest of this read is dropped
