@@ -136,7 +136,7 @@ class RunningSidecar:
 
     @property
     def url(self) -> str:
-        return f"http://{self.config.server.listen}{self.config.server.mcp_path}"
+        return f"{self.config.server.scheme}://{self.config.server.listen}{self.config.server.mcp_path}"
 
     @property
     def admin_url(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from collections.abc import Callable
 
 import structlog
@@ -32,7 +33,8 @@ class HttpServer:
 
     def __init__(self, routes: Routes, max_body_bytes: int, keepalive_seconds: float = KEEPALIVE_SECONDS,
                  max_connections: int = MAX_CONNECTIONS, request_head_timeout: float = REQUEST_HEAD_SECONDS,
-                 request_body_timeout: float = REQUEST_BODY_SECONDS, count: Counting | None = None) -> None:
+                 request_body_timeout: float = REQUEST_BODY_SECONDS, count: Counting | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.routes = routes
         self.max_body_bytes = max_body_bytes
         self.keepalive_seconds = keepalive_seconds
@@ -43,6 +45,7 @@ class HttpServer:
         # a part gets its time and at most a quarter more (the sweep's lag, then its round to notice).
         self.head_deadline = self.body_deadline = 0.0
         self.count: Counting = count or _not_counted  # (counter name, **attributes): see telemetry/metrics.py
+        self.tls = tls  # HTTPS: the listening context (see net/tls.py for the certificate's rotation)
         self.refused_connections = 0
         self.connections: set[HttpConnection] = set()
         self.draining = False
@@ -53,8 +56,10 @@ class HttpServer:
         self._all_closed: asyncio.Event | None = None
 
     async def listen(self, host: str, port: int, reuse_port: bool = False) -> None:
+        # A TLS handshake is part of the first request's head: it gets as long (it has no sweep: asyncio times it).
+        handshake = {"ssl": self.tls, "ssl_handshake_timeout": self.request_head_timeout} if self.tls else {}
         server = await self.loop.create_server(lambda: HttpConnection(self), host, port, reuse_port=reuse_port or None,
-                                               backlog=1024)
+                                               backlog=1024, **handshake)
         self._servers.append(server)
         if self._sweeper is None:
             self._sweeper = self.loop.call_later(self._sweep_seconds(), self._sweep)

@@ -1,0 +1,41 @@
+"""TLS sections: HTTPS on the MCP listener (server.tls). Files are checked to load at startup; the sidecar re-reads
+them when they change on disk."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+
+from pydantic import model_validator
+
+from proxy.config.base import Section
+
+
+class ServerTlsConfig(Section):
+    """HTTPS on the MCP listener, TLS 1.2 at least. A certificate replaced on disk serves the connections that open
+    from then on (checked at most once a second); open connections keep theirs. The admin listener stays plain
+    HTTP: it listens on loopback for the kubelet's probes and the local scraper, which show no client certificate."""
+
+    cert_file: str
+    """PEM: the certificate, then its intermediates."""
+    key_file: str
+    """PEM: its private key, unencrypted."""
+    client_ca_file: str | None = None
+    """Mutual TLS: a client must show a certificate signed by one of these CAs (PEM). Unset: none asked for."""
+
+    @model_validator(mode="after")
+    def _loads(self) -> ServerTlsConfig:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        _check(lambda: context.load_cert_chain(self.cert_file, self.key_file),
+               "cert_file and key_file must be a PEM certificate (chain) and its unencrypted private key")
+        if self.client_ca_file is not None:
+            _check(lambda: context.load_verify_locations(cafile=self.client_ca_file),
+                   "client_ca_file must hold PEM CA certificates")
+        return self
+
+
+def _check(load: Callable[[], None], expected: str) -> None:
+    try:
+        load()
+    except OSError as error:  # ssl.SSLError is one too
+        raise ValueError(f"{expected}: {error.strerror or error}") from None
