@@ -4,8 +4,10 @@ TLS connections whose wait is bounded."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,3 +73,38 @@ async def connect_tls(port: int, context: ssl.SSLContext) -> tuple[asyncio.Strea
 
 def peer_certificate(writer: asyncio.StreamWriter) -> bytes:
     return writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+
+
+@contextlib.asynccontextmanager
+async def tls_front(target_port: int, context: ssl.SSLContext) -> AsyncIterator[int]:
+    """A TLS terminator in front of a plain loopback server (each connection piped both ways); yields its port."""
+    writers: list[asyncio.StreamWriter] = []
+
+    async def relay(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        writers.append(client_writer)
+        try:
+            target_reader, target_writer = await asyncio.open_connection("127.0.0.1", target_port)
+        except OSError:
+            client_writer.close()
+            return
+        writers.append(target_writer)
+        await asyncio.gather(_pipe(client_reader, target_writer), _pipe(target_reader, client_writer))
+
+    server = await asyncio.start_server(relay, "127.0.0.1", 0, ssl=context)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        for writer in writers:
+            writer.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, ssl.SSLError):
+        pass
+    finally:
+        writer.close()

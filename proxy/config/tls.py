@@ -1,5 +1,5 @@
-"""TLS sections: HTTPS on the MCP listener (server.tls). Files are checked to load at startup; the sidecar re-reads
-them when they change on disk."""
+"""TLS sections: HTTPS on the MCP listener (server.tls) and how the sidecar talks TLS to its upstream
+(upstream.tls). Files are checked to load at startup; the sidecar re-reads them when they change on disk."""
 
 from __future__ import annotations
 
@@ -31,6 +31,30 @@ class ServerTlsConfig(Section):
         if self.client_ca_file is not None:
             _check(lambda: context.load_verify_locations(cafile=self.client_ca_file),
                    "client_ca_file must hold PEM CA certificates")
+        return self
+
+
+class UpstreamTlsConfig(Section):
+    """For an https upstream: the CAs to verify it against, and the certificate to show it if it asks (mutual TLS).
+    Re-read when the files change on disk, for the connections opened from then on."""
+
+    ca_file: str | None = None
+    """PEM CA bundle trusted instead of the system's. Unset: the system's CAs."""
+    cert_file: str | None = None
+    """PEM client certificate (then its intermediates), shown to an upstream that asks for one. Set with key_file."""
+    key_file: str | None = None
+    """Its private key, unencrypted."""
+
+    @model_validator(mode="after")
+    def _loads(self) -> UpstreamTlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("set both cert_file and key_file, or neither")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if self.ca_file is not None:
+            _check(lambda: context.load_verify_locations(cafile=self.ca_file), "ca_file must hold PEM CA certificates")
+        if self.cert_file is not None:
+            _check(lambda: context.load_cert_chain(self.cert_file, self.key_file),
+                   "cert_file and key_file must be a PEM certificate (chain) and its unencrypted private key")
         return self
 
 

@@ -1,4 +1,5 @@
-"""TLS contexts from PEM files, rebuilt when the files change on disk: the listener's (HTTPS, optionally mutual).
+"""TLS contexts from PEM files, rebuilt when the files change on disk: the listener's (HTTPS, optionally mutual)
+and the upstream client's (a CA bundle, optionally a client certificate).
 
 A rotated certificate (a Kubernetes secret, cert-manager, an ACME client replacing the files) is picked up without a
 restart: a context is asked for as a connection opens, and at most every CHECK_SECONDS that asks the files' stamps
@@ -34,6 +35,24 @@ def server_context(cert_file: str, key_file: str, client_ca_file: str | None = N
         context.load_verify_locations(cafile=client_ca_file)
     context.set_alpn_protocols(["http/1.1"])
     return context
+
+
+def client_context(ca_file: str | None = None, cert_file: str | None = None,
+                   key_file: str | None = None) -> ssl.SSLContext:
+    """The upstream client's: verifies the origin against `ca_file` (else the system's CAs) and its host name, and
+    shows the client certificate, when given."""
+    context = ssl.create_default_context(cafile=ca_file)
+    context.minimum_version = MINIMUM_VERSION
+    if cert_file is not None:
+        context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def reloading_client_context(ca_file: str | None = None, cert_file: str | None = None,
+                             key_file: str | None = None) -> ReloadingContext:
+    """`client_context` of these files, rebuilt when they change."""
+    files = [path for path in (ca_file, cert_file, key_file) if path is not None]
+    return ReloadingContext(lambda: client_context(ca_file, cert_file, key_file), files)
 
 
 class ReloadingContext:

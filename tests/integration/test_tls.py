@@ -1,6 +1,6 @@
 """TLS over real sockets, with trustme certificates: the SDK client through the sidecar's HTTPS listener, mutual
 TLS accepted and refused, a certificate rotated under an open keep-alive connection (and with workers), old
-protocol versions refused."""
+protocol versions refused. HTTPS upstreams: test_upstream_tls.py."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from proxy.config.base import parse_host_port
-from proxy.net import tls as net_tls
 from proxy.net.listener import HttpRequest, HttpResponse, HttpServer, Routes
 from proxy.net.tls import ServerTls
 from tests.integration.test_workers import SIDECAR_ENV, socket_count, worker_pids
@@ -34,21 +33,6 @@ from tests.kit import (
 )
 from tests.raw_http import read_reply, request
 from tests.tls_kit import Pki, connect_tls, copy_over, der_of, peer_certificate
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    return Pki.create(tmp_path, "server")
-
-
-@pytest.fixture
-def client_pki(tmp_path: Path) -> Pki:
-    return Pki.create(tmp_path, "clients")
-
-
-@pytest.fixture
-def rotation_checked_on_every_handshake(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(net_tls, "CHECK_SECONDS", 0.0)
 
 
 def port_of(sidecar: RunningSidecar) -> int:

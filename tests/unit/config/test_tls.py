@@ -12,7 +12,7 @@ from tests.tls_kit import Pki
 
 
 def configured(**dotted: Any) -> Any:
-    return load_config(None, env={}, overrides={"upstream.url": "http://127.0.0.1:9/mcp", "auth.mode": "off",
+    return load_config(None, env={}, overrides={"upstream.url": "https://127.0.0.1:9/mcp", "auth.mode": "off",
                                                 **dotted})
 
 
@@ -55,3 +55,16 @@ def test_a_client_ca_file_that_is_no_ca_bundle_is_refused(pki: Pki, tmp_path: Pa
     bogus.write_text("nothing here")
     with pytest.raises(ConfigError, match="client_ca_file must hold PEM CA certificates"):
         configured(**{"server.tls": {"cert_file": cert_file, "key_file": key_file, "client_ca_file": str(bogus)}})
+
+
+def test_upstream_tls_needs_both_halves_of_a_client_certificate(pki: Pki) -> None:
+    cert_file, key_file = pki.issue("client")
+    with pytest.raises(ConfigError, match=r"upstream\.tls: set both cert_file and key_file"):
+        configured(**{"upstream.tls": {"cert_file": cert_file}})
+    config = configured(**{"upstream.tls": {"ca_file": pki.ca_file, "cert_file": cert_file, "key_file": key_file}})
+    assert config.upstream.tls.ca_file == pki.ca_file
+
+
+def test_upstream_tls_defaults_to_the_system_cas() -> None:
+    tls = configured().upstream.tls
+    assert (tls.ca_file, tls.cert_file, tls.key_file) == (None, None, None)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from proxy.net import tls as net_tls
-from proxy.net.tls import ReloadingContext, ServerTls, server_context
+from proxy.net.tls import ReloadingContext, ServerTls, client_context, server_context
 from tests.tls_kit import Pki, copy_over
 
 
@@ -23,6 +23,12 @@ def test_the_server_context_needs_tls_1_2_and_with_a_client_ca_a_client_certific
     assert plain.minimum_version == ssl.TLSVersion.TLSv1_2 and plain.verify_mode == ssl.CERT_NONE
     mutual = server_context(cert_file, key_file, pki.ca_file)
     assert mutual.verify_mode == ssl.CERT_REQUIRED
+
+
+def test_the_client_context_verifies_the_origin_and_its_name(pki: Pki) -> None:
+    context = client_context(pki.ca_file)
+    assert (context.verify_mode, context.check_hostname) == (ssl.CERT_REQUIRED, True)
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_2
 
 
 def test_the_listening_context_switches_each_handshake_to_the_newest(pki: Pki) -> None:
