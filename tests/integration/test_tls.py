@@ -246,3 +246,35 @@ async def certificates_seen(port: int, pki: Pki, count: int) -> list[bytes]:
 
 async def seen_only(port: int, pki: Pki, certificate: bytes) -> bool:
     return set(await certificates_seen(port, pki, 8)) == {certificate}
+
+
+async def echo_size(request: HttpRequest) -> HttpResponse:
+    return HttpResponse.text(413 if request.body_too_large else 200, str(len(request.body)))
+
+
+async def refusal_reaches_a_client_still_sending(pki: Pki) -> None:
+    routes = Routes()
+    routes.add("POST", "/upload", echo_size)
+    server = HttpServer(routes, max_body_bytes=1024, tls=ServerTls(*pki.issue("server")).listening)
+    await server.listen("127.0.0.1", 0)
+    try:
+        reader, writer = await connect_tls(server.ports[0], pki.client())
+        writer.write(request("POST", "/upload", Content_Length=str(64 * 1024 * 1024)))
+        for _ in range(40):  # the body keeps coming, from a client that does not read before it has sent it all
+            writer.write(b"x" * 64 * 1024)
+            await asyncio.sleep(0.002)
+        reply = await read_reply(reader)
+        assert (reply.status, reply.headers["connection"]) == (413, "close")
+        writer.close()
+    finally:
+        await server.drain(1.0)
+
+
+async def test_a_refusal_over_tls_reaches_a_client_still_sending(pki: Pki) -> None:
+    """TLS has no half close (no write_eof to linger with): the transport's own close (close_notify, then reading
+    until the client's) keeps the unread body from resetting the connection and taking the 413 with it."""
+    await refusal_reaches_a_client_still_sending(pki)
+
+
+def test_a_refusal_over_tls_reaches_a_client_still_sending_on_uvloop(pki: Pki) -> None:
+    uvloop.run(asyncio.wait_for(refusal_reaches_a_client_still_sending(pki), 10))
