@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import trustme
+from cryptography.hazmat.primitives import serialization
 
 from tests.raw_http import WAIT
 
@@ -53,6 +54,13 @@ def replace(path: Path, data: bytes) -> None:
     fresh = path.with_suffix(path.suffix + ".new")
     fresh.write_bytes(data)
     os.replace(fresh, path)
+
+
+def encrypted(key_pem: bytes) -> bytes:
+    """The private key of `key_pem`, encrypted with a pass phrase."""
+    key = serialization.load_pem_private_key(key_pem, None)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.BestAvailableEncryption(b"secret"))
 
 
 def copy_over(source: str, target: str) -> None:

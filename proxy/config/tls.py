@@ -26,7 +26,7 @@ class ServerTlsConfig(Section):
     @model_validator(mode="after")
     def _loads(self) -> ServerTlsConfig:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        _check(lambda: context.load_cert_chain(self.cert_file, self.key_file),
+        _check(lambda: context.load_cert_chain(self.cert_file, self.key_file, no_password),
                "cert_file and key_file must be a PEM certificate (chain) and its unencrypted private key")
         if self.client_ca_file is not None:
             _check(lambda: context.load_verify_locations(cafile=self.client_ca_file),
@@ -53,13 +53,19 @@ class UpstreamTlsConfig(Section):
         if self.ca_file is not None:
             _check(lambda: context.load_verify_locations(cafile=self.ca_file), "ca_file must hold PEM CA certificates")
         if self.cert_file is not None:
-            _check(lambda: context.load_cert_chain(self.cert_file, self.key_file),
+            _check(lambda: context.load_cert_chain(self.cert_file, self.key_file, no_password),
                    "cert_file and key_file must be a PEM certificate (chain) and its unencrypted private key")
         return self
+
+
+def no_password() -> bytes:
+    """The password callback of every `load_cert_chain`: an encrypted key fails to load, rather than OpenSSL asking
+    for its pass phrase on the terminal (which would hang startup, or the event loop during a reload)."""
+    raise ValueError("the private key is encrypted")
 
 
 def _check(load: Callable[[], None], expected: str) -> None:
     try:
         load()
-    except OSError as error:  # ssl.SSLError is one too
-        raise ValueError(f"{expected}: {error.strerror or error}") from None
+    except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
+        raise ValueError(f"{expected}: {getattr(error, 'strerror', None) or error}") from None

@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
+from proxy.config.tls import no_password
+
 log = structlog.get_logger("proxy.net.tls")
 
 CHECK_SECONDS = 1.0
@@ -29,7 +31,7 @@ def server_context(cert_file: str, key_file: str, client_ca_file: str | None = N
     """HTTPS for the listener, TLS 1.2 at least; with `client_ca_file`, a client must show a certificate it signed."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = MINIMUM_VERSION
-    context.load_cert_chain(cert_file, key_file)
+    context.load_cert_chain(cert_file, key_file, no_password)
     if client_ca_file is not None:
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(cafile=client_ca_file)
@@ -44,7 +46,7 @@ def client_context(ca_file: str | None = None, cert_file: str | None = None,
     context = ssl.create_default_context(cafile=ca_file)
     context.minimum_version = MINIMUM_VERSION
     if cert_file is not None:
-        context.load_cert_chain(cert_file, key_file)
+        context.load_cert_chain(cert_file, key_file, no_password)
     return context
 
 

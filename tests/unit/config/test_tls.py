@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from proxy.config import ConfigError, load_config
-from tests.tls_kit import Pki
+from tests.tls_kit import Pki, encrypted
 
 
 def configured(**dotted: Any) -> Any:
@@ -35,7 +35,7 @@ def test_the_request_deadlines_have_defaults_and_must_be_positive() -> None:
         configured(**{"server.request_body_timeout_seconds": 0})
 
 
-@pytest.mark.parametrize("broken", ["missing", "mismatched", "not-pem"])
+@pytest.mark.parametrize("broken", ["missing", "mismatched", "not-pem", "encrypted"])
 def test_a_server_pair_that_does_not_load_fails_at_startup_with_its_path(pki: Pki, tmp_path: Path,
                                                                          broken: str) -> None:
     cert_file, key_file = pki.issue("server")
@@ -43,9 +43,14 @@ def test_a_server_pair_that_does_not_load_fails_at_startup_with_its_path(pki: Pk
         key_file = str(tmp_path / "absent.key")
     elif broken == "mismatched":
         key_file = pki.issue("other")[1]
+    elif broken == "encrypted":  # refused, not prompted for on the terminal
+        Path(key_file).write_bytes(encrypted(Path(key_file).read_bytes()))
     else:
         Path(cert_file).write_text("not a certificate")
-    with pytest.raises(ConfigError, match=r"server\.tls: .*cert_file and key_file must be"):
+    said = r"server\.tls: .*cert_file and key_file must be"
+    if broken == "encrypted":
+        said += ".*: the private key is encrypted"
+    with pytest.raises(ConfigError, match=said):
         configured(**{"server.tls": {"cert_file": cert_file, "key_file": key_file}})
 
 

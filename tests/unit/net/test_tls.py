@@ -9,7 +9,7 @@ import pytest
 
 from proxy.net import tls as net_tls
 from proxy.net.tls import ReloadingContext, ServerTls, client_context, server_context
-from tests.tls_kit import Pki, copy_over
+from tests.tls_kit import Pki, copy_over, encrypted, replace
 
 
 @pytest.fixture
@@ -54,3 +54,12 @@ def test_a_changed_file_gives_a_new_context_after_the_interval_and_a_failed_buil
     assert contexts.current() is first and built == ["build"] * 2  # the same broken files: not tried again
     pki.issue("server")
     assert contexts.current() is not first and built == ["build"] * 3
+
+
+def test_an_encrypted_key_on_reload_is_refused_not_prompted_for(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    cert_file, key_file = pki.issue("server")
+    contexts = ReloadingContext(lambda: server_context(cert_file, key_file), [cert_file, key_file])
+    first = contexts.current()
+    monkeypatch.setattr(net_tls, "CHECK_SECONDS", 0.0)
+    replace(Path(key_file), encrypted(Path(key_file).read_bytes()))
+    assert contexts.current() is first  # the last good context, and no pass phrase asked on the terminal
