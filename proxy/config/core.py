@@ -32,8 +32,9 @@ class ServerConfig(Section):
     request_head_timeout_seconds: float = Field(default=10.0, gt=0)
     """A request's head (request line and headers) must arrive within this long of its first byte, however slowly it
     trickles in (a trickle would otherwise hold a connection for ever); past it: 408, and the connection closes
-    (`mcp_sidecar_listener_request_timeouts_total{phase="head"}`); on HTTPS the TLS handshake gets as long.
-    Enforced by the listener's sweep: a request gets its time and at most a quarter more."""
+    (`mcp_sidecar_listener_request_timeouts_total{phase="head"}`). A new connection's first request must begin as
+    soon (past it the connection is closed without an answer, `phase="start"`), and on HTTPS the TLS handshake gets
+    as long. Enforced by the listener's sweep: a request gets its time and at most a quarter more."""
     request_body_timeout_seconds: float = Field(default=30.0, gt=0)
     """Likewise for the body, from the end of the head (`phase="body"`)."""
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)

@@ -33,7 +33,7 @@ NAMED_COUNTERS = {
                                      "Client connections answered 503 and closed: server.max_connections reached"),
     "listener_request_timeouts": ("mcp_sidecar.listener.request_timeouts",
                                   "Client connections closed with 408: a request's head or body (label phase) did "
-                                  "not arrive within its deadline"),
+                                  "not arrive within its deadline, or (phase start) no first request began"),
 }
 
 

@@ -631,10 +631,20 @@ async def test_a_request_part_not_in_within_its_deadline_gets_408_and_is_closed(
     assert deadlines.handlers.counted == [("listener_request_timeouts", {"phase": phase})]
 
 
+@pytest.mark.parametrize("sent", [b"", b"\r\n"], ids=["nothing", "an-empty-line"])
+async def test_a_connection_whose_first_request_does_not_begin_in_time_is_closed_without_a_word(
+        deadlines: Listening, sent: bytes) -> None:
+    reader, writer = await connect(deadlines.port)
+    writer.write(sent)
+    await assert_closed(reader)
+    assert deadlines.handlers.counted == [("listener_request_timeouts", {"phase": "start"})]
+
+
 async def test_each_request_on_a_connection_gets_its_own_deadlines(deadlines: Listening) -> None:
     reader, writer = await connect(deadlines.port)
     for number in range(2):
-        await asyncio.sleep(DEADLINE_SECONDS * 1.5)  # idle between requests: no request's deadline runs meanwhile
+        if number:
+            await asyncio.sleep(DEADLINE_SECONDS * 1.5)  # idle between requests: no request's deadline runs meanwhile
         head = request("POST", f"/echo?n={number}", Content_Length="4")
         writer.write(head[:10])
         await asyncio.sleep(DEADLINE_SECONDS / 2)

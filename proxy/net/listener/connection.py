@@ -67,6 +67,8 @@ class HttpConnection(RequestReader):
             return
         if self._server.draining:  # accepted just before the listener stopped accepting
             self.drain()
+        else:  # the first request must begin as soon as a head must arrive (then its head gets its own time)
+            self.request_deadline = self._server.head_deadline
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None

@@ -108,12 +108,18 @@ class RequestReader(asyncio.Protocol):
     # deadlines
 
     def time_out(self) -> None:
-        """The sweep found the request being received past its deadline: 408 (after the answers owed) and close.
-        While reading is paused (pipelined requests wait for their turn) the delay is the listener's, not the
-        client's."""
+        """The sweep found the request being received past its deadline: 408 (after the answers owed) and close;
+        a connection whose first request never began is closed without a word. While reading is paused (pipelined
+        requests wait for their turn) the delay is the listener's, not the client's."""
         if self._input_done or self._reading_paused or self.request_deadline == NO_DEADLINE:
             return
         self.request_deadline = NO_DEADLINE
+        if not self._in_head and self._receiving is None:  # opened, then silent (or empty lines only)
+            self._server.count("listener_request_timeouts", phase="start")
+            self._input_done = True
+            if self._transport is not None:
+                self._transport.close()
+            return
         self._server.count("listener_request_timeouts", phase="head" if self._receiving is None else "body")
         self._refuse(HttpResponse.text(408, "Request Timeout"))
 
