@@ -10,6 +10,7 @@ import contextlib
 import inspect
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -136,7 +137,7 @@ class RunningSidecar:
 
     @property
     def url(self) -> str:
-        return f"http://{self.config.server.listen}{self.config.server.mcp_path}"
+        return f"{self.config.server.scheme}://{self.config.server.listen}{self.config.server.mcp_path}"
 
     @property
     def admin_url(self) -> str:
@@ -202,8 +203,8 @@ class RawUpstream:
 
 
 @contextlib.asynccontextmanager
-async def start_raw_upstream(handler: Any) -> AsyncIterator[RawUpstream]:
-    """Serve `handler(request, body) -> StreamResponse` at /mcp on a free loopback port."""
+async def start_raw_upstream(handler: Any, tls: ssl.SSLContext | None = None) -> AsyncIterator[RawUpstream]:
+    """Serve `handler(request, body) -> StreamResponse` at /mcp on a free loopback port (HTTPS with `tls`)."""
     seen: list[tuple[dict[str, str], bytes]] = []
 
     async def endpoint(request: web.Request) -> web.StreamResponse:
@@ -213,18 +214,18 @@ async def start_raw_upstream(handler: Any) -> AsyncIterator[RawUpstream]:
 
     app = web.Application()
     app.router.add_route("*", "/mcp", endpoint)
-    async with serve_app(app) as base:
+    async with serve_app(app, tls) as base:
         yield RawUpstream(base + "/mcp", seen)
 
 
 @contextlib.asynccontextmanager
-async def serve_app(app: web.Application) -> AsyncIterator[str]:
-    """Serve an aiohttp app on a free loopback port; yields its base URL, cleans up on exit."""
+async def serve_app(app: web.Application, tls: ssl.SSLContext | None = None) -> AsyncIterator[str]:
+    """Serve an aiohttp app on a free loopback port (HTTPS with `tls`); yields its base URL, cleans up on exit."""
     runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
     port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=tls).start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         await runner.cleanup()

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from proxy.config.base import Section, check_redis_url, parse_host_port
+from proxy.config.tls import ServerTlsConfig
 
 
 class ServerConfig(Section):
@@ -18,15 +19,24 @@ class ServerConfig(Section):
     """Path of the MCP endpoint."""
     public_url: str | None = None
     """The sidecar's public URL of the MCP endpoint: the OAuth resource and the token audience. Unset:
-    `http://<listen><mcp_path>`."""
+    `http://<listen><mcp_path>` (`https://` with `tls`)."""
     allowed_origins: tuple[str, ...] = ()
     """Browser origins allowed to call (`*`: any). Requests without `Origin`, and those from the sidecar's own origin
-    (`http://<listen>`, `http://localhost:<port>` on loopback, the origin of `public_url`), are always allowed."""
+    (`http(s)://<listen>`, `http(s)://localhost:<port>` on loopback, the origin of `public_url`), are always
+    allowed."""
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     """Largest request body; a larger one is answered 413."""
     max_connections: int | None = Field(default=None, gt=0)
     """Client connections held at once; past it a new connection is answered 503 (`Retry-After: 1`) and closed.
     Unset: the open-file limit less 256 (for upstream connections and files), at most 10,000."""
+    request_head_timeout_seconds: float = Field(default=10.0, gt=0)
+    """A request's head (request line and headers) must arrive within this long of its first byte, however slowly it
+    trickles in (a trickle would otherwise hold a connection for ever); past it: 408, and the connection closes
+    (`mcp_sidecar_listener_request_timeouts_total{phase="head"}`). A new connection's first request must begin as
+    soon (past it the connection is closed without an answer, `phase="start"`), and on HTTPS the TLS handshake gets
+    as long. Enforced by the listener's sweep: a request gets its time and at most a quarter more."""
+    request_body_timeout_seconds: float = Field(default=30.0, gt=0)
+    """Likewise for the body, from the end of the head (`phase="body"`)."""
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     """How long calls in flight may run after SIGTERM."""
     stream_keepalive_seconds: float = Field(default=15.0, ge=0)
@@ -36,6 +46,8 @@ class ServerConfig(Section):
     workers: int = Field(default=1, ge=1, le=64)
     """Worker processes (`--workers`); more than 1 forks that many, all listening on `listen` and `admin_listen`
     (`SO_REUSEPORT`: the kernel spreads connections across them). See docs/performance.md."""
+    tls: ServerTlsConfig | None = None
+    """HTTPS on the MCP listener (see docs/tls.md). Unset: plain HTTP. The admin listener stays plain HTTP."""
 
     @field_validator("listen", "admin_listen")
     @classmethod
@@ -55,7 +67,11 @@ class ServerConfig(Section):
         if self.public_url:
             return self.public_url.rstrip("/")
         host, port = parse_host_port(self.listen)
-        return f"http://{host}:{port}{self.mcp_path}"
+        return f"{self.scheme}://{host}:{port}{self.mcp_path}"
+
+    @property
+    def scheme(self) -> Literal["http", "https"]:
+        return "https" if self.tls is not None else "http"
 
 
 class AuditConfig(Section):

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from proxy.config.base import HEADER_NAME, RESERVED_UPSTREAM_HEADERS, Section
+from proxy.config.tls import UpstreamTlsConfig
 
 
 class UpstreamHeader(Section):
@@ -84,6 +85,9 @@ class HttpClientSettings(UpstreamBase):
     """The sidecar's own credential headers for the upstream, never the caller's; see docs/upstreams.md."""
     secret_check_seconds: float = Field(default=1.0, ge=0)
     """How often header secret files are checked for rotation (0: on every request)."""
+    tls: UpstreamTlsConfig = UpstreamTlsConfig()
+    """For an `https` upstream: the CAs to verify it against (unset: the system's) and a client certificate for
+    upstreams that require mutual TLS; see docs/tls.md."""
 
     @field_validator("headers")
     @classmethod

@@ -13,7 +13,6 @@ TimeoutError by the pool's one sweep (see deadlines.py).
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 import zlib
 from collections import deque
@@ -23,6 +22,7 @@ from urllib.parse import urlsplit
 import httptools
 
 from proxy.net.deadlines import NO_DEADLINE, DeadlineSweep, deadline_in
+from proxy.net.tls import ReloadingContext, client_context
 
 USER_AGENT = "mcp-sidecar"
 # Past this many unread body bytes a streamed response stops reading its socket until the reader catches up.
@@ -304,11 +304,14 @@ class ConnectionPool:
     """Connections to one origin (the path of `url` is every request's target), at most `limit` open at a time;
     idle ones are reused newest first and dropped after `keepalive_seconds` or when the origin closes them."""
 
-    def __init__(self, url: str, limit: int, connect_timeout: float, keepalive_seconds: float = 60.0) -> None:
+    def __init__(self, url: str, limit: int, connect_timeout: float, keepalive_seconds: float = 60.0,
+                 tls: ReloadingContext | None = None) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        # An https origin is verified against `tls` (its CAs, its client certificate), else the system's CAs; the
+        # files are re-read when they change, for the connections opened from then on.
+        self.tls = (tls or ReloadingContext(client_context, ())) if parts.scheme == "https" else None
         self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         host_header = parts.netloc.rpartition("@")[2]
         self.limit = limit
@@ -429,11 +432,12 @@ class ConnectionPool:
         self._opening += 1
         connection: _Connection | None = None
         loop = asyncio.get_running_loop()
+        tls = self.tls.current() if self.tls is not None else None
         try:
             async with asyncio.timeout(min(self.connect_timeout, deadline - time.monotonic())):
                 _, connection = await loop.create_connection(
-                    lambda: _Connection(self, loop), self.host, self.port, ssl=self.ssl,
-                    server_hostname=self.host if self.ssl else None)
+                    lambda: _Connection(self, loop), self.host, self.port, ssl=tls,
+                    server_hostname=self.host if tls else None)
         except (OSError, TimeoutError) as exc:
             if time.monotonic() >= deadline:
                 raise TimeoutError("the upstream request's deadline passed while connecting") from None

@@ -13,6 +13,7 @@ import gc
 import os
 import resource
 import signal
+import ssl
 import sys
 import tempfile
 import time
@@ -26,6 +27,7 @@ from aiohttp import web
 from proxy.config import Config, parse_host_port
 from proxy.net.listener import HttpServer
 from proxy.net.listener.server import MAX_CONNECTIONS
+from proxy.net.tls import ServerTls
 from proxy.runtime.app import McpApp, create_apps
 from proxy.telemetry.export import worker_metrics
 
@@ -41,7 +43,10 @@ async def running(config: Config, grace_seconds: float | None = None) -> AsyncIt
     app, admin = create_apps(config)
     async with app.running():
         listener = HttpServer(app.routes, max_body_bytes=config.server.max_body_bytes,
-                              max_connections=connection_limit(config.server.max_connections))
+                              max_connections=connection_limit(config.server.max_connections),
+                              request_head_timeout=config.server.request_head_timeout_seconds,
+                              request_body_timeout=config.server.request_body_timeout_seconds,
+                              count=app.deps.metrics.count, tls=listening_tls(config))
         admin_runner = web.AppRunner(admin, shutdown_timeout=1, access_log=None)
         await admin_runner.setup()
         try:
@@ -55,6 +60,12 @@ async def running(config: Config, grace_seconds: float | None = None) -> AsyncIt
             await app.legacy_sse.shutdown()  # long-lived streams would hold the drain for the whole grace period
             await listener.drain(grace)
             await admin_runner.cleanup()
+
+
+def listening_tls(config: Config) -> ssl.SSLContext | None:
+    """The MCP listener's TLS context, or None for plain HTTP. Each worker builds its own, and watches the files."""
+    tls = config.server.tls
+    return None if tls is None else ServerTls(tls.cert_file, tls.key_file, tls.client_ca_file).listening
 
 
 def connection_limit(configured: int | None) -> int:

@@ -30,6 +30,11 @@ NAMED_COUNTERS = {
     "audit_failures": ("mcp_sidecar.audit.failures", "Audit events that could not be written"),
     "tool_drifts": ("mcp_sidecar.tools.drifts", "Tools seen to differ from the reviewed tools lock, by status"),
     "telemetry_failures": ("mcp_sidecar.telemetry.failures", "Spans or metrics the sidecar failed to record"),
+    "listener_refused_connections": ("mcp_sidecar.listener.refused_connections",
+                                     "Client connections answered 503 and closed: server.max_connections reached"),
+    "listener_request_timeouts": ("mcp_sidecar.listener.request_timeouts",
+                                  "Client connections closed with 408: a request's head or body (label phase) did "
+                                  "not arrive within its deadline, or (phase start) no first request began"),
 }
 
 

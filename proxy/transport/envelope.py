@@ -29,13 +29,13 @@ def check_origin(request: HttpRequest, server: ServerConfig) -> None:
     origin = request.headers.get("Origin")
     if origin is None or "*" in server.allowed_origins or origin in server.allowed_origins:
         return
-    if origin in own_origins(server.listen, server.public_url):
+    if origin in own_origins(server.listen, server.public_url, server.scheme):
         return
     raise OriginRejectedError(f"Origin {origin!r} is not allowed")
 
 
 @functools.lru_cache(maxsize=16)
-def own_origins(listen: str, public_url: str | None) -> frozenset[str]:
+def own_origins(listen: str, public_url: str | None, scheme: str = "http") -> frozenset[str]:
     """The sidecar's own origins: a request carrying one is same-origin, never cross-site.
 
     A rebinding page keeps its attacker's host name in Origin, so it never matches; a wildcard listen
@@ -45,9 +45,9 @@ def own_origins(listen: str, public_url: str | None) -> frozenset[str]:
     if host in ("0.0.0.0", "::", ""):
         origins = set()
     else:
-        origins = {f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"}
+        origins = {f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"}
     if host in _LOOPBACK:
-        origins.add(f"http://localhost:{port}")
+        origins.add(f"{scheme}://localhost:{port}")
     if public_url:
         parts = urlsplit(public_url)
         origins.add(f"{parts.scheme}://{parts.netloc}")

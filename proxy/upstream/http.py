@@ -15,6 +15,7 @@ from proxy.context import CallContext
 from proxy.errors import UpstreamBadOutputError, UpstreamError, UpstreamTimeoutError
 from proxy.net.connection_pool import ConnectFailedError, ConnectionPool, Response
 from proxy.net.sse_codec import EventTooLargeError, SseDecoder, SseEvent
+from proxy.net.tls import reloading_client_context
 from proxy.reply import EVENT_STREAM, JSON, Reply
 from proxy.upstream.credentials import UpstreamCredentials
 
@@ -41,9 +42,11 @@ class HttpUpstream:
         self.credentials = UpstreamCredentials(config.headers, check_interval=config.secret_check_seconds)
 
     async def start(self) -> None:
+        tls = self.config.tls
         self._pool = ConnectionPool(self.url, limit=self.config.max_connections,
                                     connect_timeout=self.config.connect_timeout_seconds,
-                                    keepalive_seconds=self.config.idle_connection_seconds)
+                                    keepalive_seconds=self.config.idle_connection_seconds,
+                                    tls=reloading_client_context(tls.ca_file, tls.cert_file, tls.key_file))
 
     async def close(self) -> None:
         if self._pool is not None:

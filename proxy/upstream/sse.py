@@ -16,6 +16,7 @@ import structlog
 from proxy.config import SseUpstreamConfig
 from proxy.errors import UpstreamError
 from proxy.net.sse_codec import EventTooLargeError, SseDecoder, SseEvent
+from proxy.net.tls import client_context
 from proxy.reply import EVENT_STREAM, JSON
 from proxy.upstream.channel.mux import Receiver
 from proxy.upstream.channel.upstream import ChannelUpstream
@@ -127,7 +128,9 @@ class SseUpstream(ChannelUpstream):
         return self._session
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self.config.max_connections)
+        tls = self.config.tls  # read once: this aiohttp session keeps its context (no rotation for legacy SSE)
+        connector = aiohttp.TCPConnector(limit=self.config.max_connections,
+                                         ssl=client_context(tls.ca_file, tls.cert_file, tls.key_file))
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout_seconds)
         self._session = aiohttp.ClientSession(connector=connector, timeout=timeout,
                                               cookie_jar=aiohttp.DummyCookieJar())

@@ -1,12 +1,16 @@
-"""Fixtures shared by the policy tests: the test identity provider and the upstream with the policy test tools."""
+"""Fixtures shared by the policy tests (the test identity provider and the upstream with the policy test tools) and
+by the TLS tests (certificate authorities, rotation looked at on every handshake)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from proxy.net import tls as net_tls
 from tests.integration.policy_support import install_identities, policy_tools_upstream
+from tests.tls_kit import Pki
 
 
 @pytest.fixture
@@ -18,3 +22,18 @@ def identities(monkeypatch: pytest.MonkeyPatch):
 def tools_upstream() -> Iterator[str]:
     with policy_tools_upstream() as url:
         yield url
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    return Pki.create(tmp_path, "server")
+
+
+@pytest.fixture
+def client_pki(tmp_path: Path) -> Pki:
+    return Pki.create(tmp_path, "clients")
+
+
+@pytest.fixture
+def rotation_checked_on_every_handshake(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(net_tls, "CHECK_SECONDS", 0.0)

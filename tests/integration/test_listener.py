@@ -14,6 +14,7 @@ import uvloop
 
 from proxy.net.listener import HttpRequest, HttpResponse, HttpServer, ResponseStream, Routes
 from proxy.net.listener import connection as listener_connection
+from proxy.net.listener import reading as listener_reading
 from proxy.net.listener import server as listener_server
 from tests.kit import wait_until
 from tests.raw_http import WAIT, assert_closed, connect, exchange, read_reply, request
@@ -35,6 +36,10 @@ class Handlers:
         self.cancelled = asyncio.Event()
         self.buffered: list[int] = []  # the connection's unsent bytes, seen before each /big answer or stream write
         self.server: HttpServer | None = None
+        self.counted: list[tuple[str, dict[str, str]]] = []  # what the server counted in metrics
+
+    def count(self, name: str, **attributes: str) -> None:
+        self.counted.append((name, attributes))
 
     def routes(self) -> Routes:
         routes = Routes()
@@ -150,10 +155,11 @@ class Listening:
 
 
 @contextlib.asynccontextmanager
-async def serve(keepalive_seconds: float = 75.0, max_connections: int = 100) -> AsyncIterator[Listening]:
+async def serve(keepalive_seconds: float = 75.0, max_connections: int = 100,
+                **timeouts: float) -> AsyncIterator[Listening]:
     handlers = Handlers()
     server = HttpServer(handlers.routes(), max_body_bytes=MAX_BODY, keepalive_seconds=keepalive_seconds,
-                        max_connections=max_connections)
+                        max_connections=max_connections, count=handlers.count, **timeouts)
     handlers.server = server
     await server.listen("127.0.0.1", 0)
     try:
@@ -238,7 +244,7 @@ async def test_a_bad_request_line_gets_400_after_the_answers_owed_and_closes(lis
 
 
 async def test_a_too_long_target_gets_414(listening: Listening) -> None:
-    target = "/echo?" + "q" * listener_connection.MAX_TARGET_BYTES
+    target = "/echo?" + "q" * listener_reading.MAX_TARGET_BYTES
     reply, reader = await exchange(listening.port, request("GET", target))
     assert reply.status == 414
     await assert_closed(reader)
@@ -246,14 +252,14 @@ async def test_a_too_long_target_gets_414(listening: Listening) -> None:
 
 
 async def test_too_many_headers_get_431(listening: Listening) -> None:
-    headers = {f"X_Header_{number}": "v" for number in range(listener_connection.MAX_HEADERS + 1)}
+    headers = {f"X_Header_{number}": "v" for number in range(listener_reading.MAX_HEADERS + 1)}
     reply, reader = await exchange(listening.port, request("GET", "/echo", **headers))
     assert reply.status == 431
     await assert_closed(reader)
 
 
 async def test_too_large_headers_get_431(listening: Listening, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(listener_connection, "MAX_HEADER_BYTES", 2048)
+    monkeypatch.setattr(listener_reading, "MAX_HEADER_BYTES", 2048)
     reply, reader = await exchange(listening.port, request("GET", "/echo", X_Large="v" * 1500, X_Larger="w" * 1500))
     assert reply.status == 431
     await assert_closed(reader)
@@ -262,8 +268,8 @@ async def test_too_large_headers_get_431(listening: Listening, monkeypatch: pyte
 
 async def test_a_header_line_that_never_ends_is_refused(listening: Listening, monkeypatch: pytest.MonkeyPatch) -> None:
     """The parser collects a header whole before reporting it: the listener must stop an endless one itself."""
-    monkeypatch.setattr(listener_connection, "MAX_HEADER_BYTES", 2048)
-    monkeypatch.setattr(listener_connection, "MAX_TARGET_BYTES", 512)
+    monkeypatch.setattr(listener_reading, "MAX_HEADER_BYTES", 2048)
+    monkeypatch.setattr(listener_reading, "MAX_TARGET_BYTES", 512)
     reader, writer = await connect(listening.port)
     writer.write(b"GET /echo HTTP/1.1\r\nX-Endless: ")
     await wait_until(lambda: listening.server.connections, WAIT)
@@ -305,21 +311,39 @@ async def test_a_chunked_request_body_arrives_whole(listening: Listening) -> Non
     assert (await read_reply(reader)).status == 200  # the framing held: the next request is parsed as one
 
 
-async def test_a_body_over_the_limit_by_length_is_flagged_and_the_connection_stays_in_step(
-        listening: Listening) -> None:
+async def test_a_body_announced_over_the_limit_is_answered_413_at_once_then_closed(listening: Listening) -> None:
+    """Announced far over the limit and not sent (as from a client trickling gigabytes): answered without waiting."""
     reader, writer = await connect(listening.port)
-    writer.write(request("POST", "/echo", b"x" * (MAX_BODY + 1)) + request("POST", "/echo", b"small"))
-    assert (await read_reply(reader)).status == 413
-    assert (await read_reply(reader)).body == b"small"
+    writer.write(request("POST", "/echo?huge", Content_Length=str(50 * 1024**3)) + b"the first bytes of it")
+    reply = await read_reply(reader)
+    assert (reply.status, reply.headers["connection"]) == (413, "close")
+    writer.write(b"x" * 4096)  # what is still sent is read and dropped, then the connection closes
+    writer.write_eof()
+    await assert_closed(reader)
+    assert listening.handlers.calls == ["echo huge"]
 
 
-async def test_a_chunked_body_over_the_limit_is_flagged(listening: Listening) -> None:
+async def test_a_chunked_body_is_refused_once_its_running_total_passes_the_limit(listening: Listening) -> None:
     piece = b"y" * (MAX_BODY // 2 + 1)
-    body = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for _ in range(3)) + b"0\r\n\r\n"
     reader, writer = await connect(listening.port)
-    writer.write(request("POST", "/echo", body, Transfer_Encoding="chunked") + request("POST", "/echo", b"small"))
+    writer.write(request("POST", "/echo", Transfer_Encoding="chunked") + b"%x\r\n%s\r\n" % (len(piece), piece))
+    writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))  # past the limit; the body's end never comes
+    reply = await read_reply(reader)
+    assert (reply.status, reply.headers["connection"]) == (413, "close")
+    writer.write_eof()
+    await assert_closed(reader)
+
+
+async def test_the_answers_owed_come_before_a_413_and_nothing_after_it_runs(listening: Listening) -> None:
+    reader, writer = await connect(listening.port)
+    writer.write(request("GET", "/slow") + request("POST", "/echo?big", b"x" * (MAX_BODY + 1))
+                 + request("GET", "/echo?after"))
+    await asyncio.wait_for(listening.handlers.started.wait(), WAIT)
+    listening.handlers.release.set()
+    assert (await read_reply(reader)).body == b"slow answer"
     assert (await read_reply(reader)).status == 413
-    assert (await read_reply(reader)).body == b"small"
+    await assert_closed(reader)
+    assert listening.handlers.calls == ["slow", "echo big"]
 
 
 async def test_expect_100_continue_invites_the_body_then_answers(listening: Listening) -> None:
@@ -552,15 +576,83 @@ async def test_the_sweep_closes_idle_keep_alive_connections_not_busy_ones(sweepi
     assert (await read_reply(busy_reader)).body == b"slow answer"
 
 
-@pytest.mark.parametrize("partial", [
-    b"GET /echo HTTP/1.1\r\nHo",  # a head that stops midway
-    b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nten bytes.",  # a body that stops midway
-], ids=["head", "body"])
-async def test_the_sweep_closes_a_connection_whose_request_stalls(sweeping: Listening, partial: bytes) -> None:
+async def test_empty_lines_trickled_in_do_not_keep_an_idle_connection_open(sweeping: Listening) -> None:
+    """Bytes that begin no request (the parser skips empty lines) leave the connection idle: the sweep closes it."""
     reader, writer = await connect(sweeping.port)
-    writer.write(partial)
+    writer.write(request("GET", "/echo"))
+    await read_reply(reader)
+    trickling = asyncio.create_task(trickle(writer, b"\r\n" * 1000))
+    try:
+        await assert_closed(reader)
+    finally:
+        trickling.cancel()
+
+
+# request deadlines
+
+DEADLINE_SECONDS = 0.3
+
+
+@pytest.fixture
+async def deadlines() -> AsyncIterator[Listening]:
+    async with serve(request_head_timeout=DEADLINE_SECONDS, request_body_timeout=DEADLINE_SECONDS) as served:
+        yield served  # swept every DEADLINE_SECONDS / 4
+
+
+async def trickle(writer: asyncio.StreamWriter, data: bytes, every: float = 0.03) -> None:
+    """Send `data` a byte at a time, as a slowloris client does; stops quietly once the server has closed."""
+    with contextlib.suppress(ConnectionError):
+        for index in range(len(data)):
+            writer.write(data[index:index + 1])
+            await writer.drain()
+            await asyncio.sleep(every)
+
+
+@pytest.mark.parametrize(("sent", "trickled", "phase"), [
+    (b"", request("GET", "/echo") * 4, "head"),
+    (request("POST", "/echo", Content_Length="100"), b"b" * 100, "body"),
+    (b"GET /echo HTTP/1.1\r\nHo", b"", "head"),  # a head that stops midway
+    (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nten bytes.", b"", "body"),
+], ids=["trickled-head", "trickled-body", "stalled-head", "stalled-body"])
+async def test_a_request_part_not_in_within_its_deadline_gets_408_and_is_closed(
+        deadlines: Listening, sent: bytes, trickled: bytes, phase: str) -> None:
+    reader, writer = await connect(deadlines.port)
+    writer.write(sent)
+    trickling = asyncio.create_task(trickle(writer, trickled))  # bytes keep coming: the deadline holds regardless
+    try:
+        reply = await read_reply(reader)
+        assert (reply.status, reply.headers["connection"]) == (408, "close")
+        writer.write_eof()
+        trickling.cancel()
+        await assert_closed(reader)
+    finally:
+        trickling.cancel()
+    assert deadlines.handlers.calls == []
+    assert deadlines.handlers.counted == [("listener_request_timeouts", {"phase": phase})]
+
+
+@pytest.mark.parametrize("sent", [b"", b"\r\n"], ids=["nothing", "an-empty-line"])
+async def test_a_connection_whose_first_request_does_not_begin_in_time_is_closed_without_a_word(
+        deadlines: Listening, sent: bytes) -> None:
+    reader, writer = await connect(deadlines.port)
+    writer.write(sent)
     await assert_closed(reader)
-    assert sweeping.handlers.calls == []
+    assert deadlines.handlers.counted == [("listener_request_timeouts", {"phase": "start"})]
+
+
+async def test_each_request_on_a_connection_gets_its_own_deadlines(deadlines: Listening) -> None:
+    reader, writer = await connect(deadlines.port)
+    for number in range(2):
+        if number:
+            await asyncio.sleep(DEADLINE_SECONDS * 1.5)  # idle between requests: no request's deadline runs meanwhile
+        head = request("POST", f"/echo?n={number}", Content_Length="4")
+        writer.write(head[:10])
+        await asyncio.sleep(DEADLINE_SECONDS / 2)
+        writer.write(head[10:])  # the head within its time
+        await asyncio.sleep(DEADLINE_SECONDS / 2)
+        writer.write(b"body")  # and the body within its own, past the head's had it run on
+        assert (await read_reply(reader)).status == 200
+    assert deadlines.handlers.counted == []
 
 
 async def test_a_stream_to_an_http_1_0_client_is_unchunked_and_ends_with_the_connection(listening: Listening) -> None:
@@ -577,7 +669,7 @@ async def test_a_stream_to_an_http_1_0_client_is_unchunked_and_ends_with_the_con
 async def test_a_refusal_reaches_a_client_still_sending(listening: Listening, monkeypatch: pytest.MonkeyPatch) -> None:
     """Closing with the client's bytes unread would reset the connection, and a reset can take the refusal with it:
     the listener stops sending, keeps reading (and dropping) until the client is done, then closes."""
-    monkeypatch.setattr(listener_connection, "MAX_HEADER_BYTES", 2048)
+    monkeypatch.setattr(listener_reading, "MAX_HEADER_BYTES", 2048)
     reader, writer = await connect(listening.port)
     writer.write(request("GET", "/echo", X_Large="v" * 1500, X_Larger="w" * 1500))  # refused: 431
     for _ in range(40):  # and more keeps coming, as from a client that does not read before it has sent it all
@@ -603,6 +695,7 @@ async def test_past_the_connection_limit_a_new_connection_gets_503_and_is_closed
         reply, _ = await exchange(served.port, request("GET", "/echo?admitted"))
         assert reply.status == 200
         assert served.server.refused_connections == 1
+        assert served.handlers.counted == [("listener_refused_connections", {})]
         assert served.handlers.calls == ["echo held", "echo held", "echo admitted"]  # the refused one never ran
 
 
@@ -622,6 +715,10 @@ ON_UVLOOP = [
     test_the_sweep_closes_idle_keep_alive_connections_not_busy_ones,
     test_a_stream_to_an_http_1_0_client_is_unchunked_and_ends_with_the_connection,
     test_a_refusal_reaches_a_client_still_sending,
+    test_a_body_announced_over_the_limit_is_answered_413_at_once_then_closed,
+    test_a_chunked_body_is_refused_once_its_running_total_passes_the_limit,
+    test_empty_lines_trickled_in_do_not_keep_an_idle_connection_open,
+    test_each_request_on_a_connection_gets_its_own_deadlines,
 ]
 
 
@@ -633,9 +730,13 @@ def test_on_uvloop(scenario, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(listener_server, "SWEEP_SECONDS", 0.05)
         keepalive_seconds = SWEEP_KEEPALIVE_SECONDS
 
+    timeouts = {}
+    if "deadlines" in parameters:
+        timeouts = {"request_head_timeout": DEADLINE_SECONDS, "request_body_timeout": DEADLINE_SECONDS}
+
     async def run() -> None:
-        async with serve(keepalive_seconds) as served:
-            given = {"listening": served, "sweeping": served, "monkeypatch": monkeypatch}
+        async with serve(keepalive_seconds, **timeouts) as served:
+            given = {"listening": served, "sweeping": served, "deadlines": served, "monkeypatch": monkeypatch}
             await scenario(**{name: given[name] for name in parameters})
 
     uvloop.run(run())

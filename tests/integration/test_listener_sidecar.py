@@ -9,6 +9,7 @@ import gc
 import resource
 from collections.abc import AsyncIterator
 
+import aiohttp
 import orjson
 import pytest
 
@@ -65,6 +66,26 @@ async def test_an_oversized_body_announced_with_expect_is_refused_before_it_is_s
     assert (reply.status, reply.headers["connection"]) == (413, "close")  # no 100 Continue before it
     assert orjson.loads(reply.body)["error"]["code"] == -32600
     await assert_closed(reader)
+
+
+async def test_a_call_announcing_a_huge_body_gets_its_413_without_sending_it(sidecar: RunningSidecar) -> None:
+    reply, reader = await exchange(port_of(sidecar), request("POST", "/mcp", **CALL_HEADERS,
+                                                             Content_Length=str(8 * 1024**3)))
+    assert (reply.status, reply.headers["connection"]) == (413, "close")
+    assert orjson.loads(reply.body)["error"]["code"] == -32600
+    await assert_closed(reader)
+
+
+async def test_a_request_head_past_its_deadline_gets_408_and_is_counted(stateless_upstream: str) -> None:
+    config = make_config(stateless_upstream, server__request_head_timeout_seconds=0.2)
+    async with run_sidecar(config) as running, aiohttp.ClientSession() as http:
+        reply, reader = await exchange(port_of(running), b"POST /mcp HTTP/1.1\r\nHost: t\r\n")  # and no more
+        assert (reply.status, reply.headers["connection"]) == (408, "close")
+        await assert_closed(reader)
+        async with http.get(running.admin_url + "/metrics") as metrics:
+            text = await metrics.text()
+    assert 'mcp_sidecar_listener_request_timeouts_total{phase="head"} 1.0' in text
+    assert "mcp_sidecar_listener_refused_connections_total 0.0" in text
 
 
 async def test_methods_the_mcp_path_does_not_take_get_405_with_allow(sidecar: RunningSidecar) -> None:

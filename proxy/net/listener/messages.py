@@ -37,7 +37,7 @@ class HttpRequest:
         self.headers = headers
         self.remote = remote
         self.body = b""
-        self.body_too_large = False  # the body passed the listener's limit: `body` holds only its start
+        self.body_too_large = False  # the body passes the listener's limit: it was not read (`body` is empty)
         # set by the connection: opens a streamed response (see `stream`)
         self.stream_opener: Callable[[int, dict[str, str], bool], Awaitable[ResponseStream]] | None = None
         self._query: dict[str, str] | None = None

@@ -19,6 +19,10 @@ def test_own_origins_follow_the_listen_address(listen: str, expected: set[str]) 
     assert own_origins(listen, None) == expected
 
 
+def test_behind_tls_the_own_origins_are_https() -> None:
+    assert own_origins("127.0.0.1:8443", None, "https") == {"https://127.0.0.1:8443", "https://localhost:8443"}
+
+
 def test_public_url_adds_its_origin() -> None:
     assert own_origins("0.0.0.0:8080", "https://mcp.example.com/mcp") == {"https://mcp.example.com"}
 
