@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -55,6 +56,16 @@ class ServerConfig(Section):
         parse_host_port(value)
         return value
 
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{value!r} is not an http(s):// URL with a host")
+        return value
+
     @field_validator("mcp_path")
     @classmethod
     def _path(cls, value: str) -> str:
@@ -67,6 +78,7 @@ class ServerConfig(Section):
         if self.public_url:
             return self.public_url.rstrip("/")
         host, port = parse_host_port(self.listen)
+        host = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
         return f"{self.scheme}://{host}:{port}{self.mcp_path}"
 
     @property

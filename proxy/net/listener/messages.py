@@ -29,8 +29,11 @@ class HttpRequest:
                  http_version: str = "1.1") -> None:
         self.method = method
         self.http_version = http_version
-        if not target.startswith(b"/") and b"://" in target[:8]:  # absolute form: http://host/path?query
-            target = b"/" + target.split(b"/", 3)[3] if target.count(b"/") > 2 else b"/"
+        if not target.startswith(b"/") and b"://" in target[:8]:  # absolute form: http://host[/path][?query]
+            authority_end = min((i for i in (target.find(b"/", target.index(b"://") + 3), target.find(b"?"))
+                                 if i >= 0), default=len(target))
+            rest = target[authority_end:]
+            target = rest if rest.startswith(b"/") else b"/" + rest
         path, _, query = target.partition(b"?")
         self.path = path.decode("utf-8", "surrogateescape")
         self.query_string = query.decode("utf-8", "surrogateescape")

@@ -36,8 +36,6 @@ def test_origin_and_absolute_form_targets(target: bytes, path: str, query: str) 
     assert (parsed.path, parsed.query_string) == (path, query)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an absolute-form target with a query but no path (RFC 3986 allows "
-                                       "http://host?x=1) becomes path '/' with the query dropped")
 def test_an_absolute_form_target_without_a_path_keeps_its_query() -> None:
     parsed = request(b"http://example.com?session_id=abc")
     assert (parsed.path, parsed.query) == ("/", {"session_id": "abc"})
