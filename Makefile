@@ -2,12 +2,13 @@
 # make test - install everything (Python deps, npm test servers) and run the whole test suite
 # make lint - ruff, and the import contracts of pyproject.toml (layers, no cycles)
 # make perf-gate - instructions per call (callgrind) against bench/perf_budget.json; fails 3% over budget
+# make reliability - every row of docs/reliability.md re-run, the table rewritten
 # make bench - the benchmark matrix (a few minutes): bench/results/latest.json, bench/README.md, latency chart
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench policy-test perf-gate
+.PHONY: install run test lint bench policy-test perf-gate reliability
 
 install: $(STAMP)
 
@@ -39,3 +40,6 @@ bench: install
 
 perf-gate: install
 	$(PY) -m bench.perf_gate
+
+reliability: install
+	$(PY) -m bench.reliability
