@@ -61,11 +61,13 @@ def _files(directory: Path) -> list[Path]:
 
 
 def fingerprint(directory: Path) -> tuple[Any, ...]:
-    """Cheap change detector: names, sizes and modification times of every policy file."""
+    """Cheap change detector: names, where their symlinks lead, inodes, sizes and modification times of every policy
+    file. A Kubernetes ConfigMap update swaps the `..data` symlink to a new timestamped directory: the files' real
+    paths change even when their sizes and times do not."""
     items = []
     for path in _files(directory):
         stat = path.stat()
-        items.append((str(path), stat.st_size, stat.st_mtime_ns))
+        items.append((str(path), os.path.realpath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns))
     return tuple(items)
 
 
