@@ -131,8 +131,15 @@ def test_the_mounted_policy_loads_and_updates_in_place(overlay: str, tmp_path: P
     documents = render(overlay)
     config = sidecar_config(documents, tmp_path)
     mount = next(m for m in containers(documents)["sidecar"]["volumeMounts"] if m["name"] == "policies")
-    assert mount["mountPath"] == config.policy.directory and "subPath" not in mount  # subPath never updates
+    assert "subPath" not in mount  # a subPath mount never sees an update
     [volume] = [volume for volume in _volumes(documents) if volume["name"] == "policies"]
+    if "configMap" not in volume:  # git-sync: a checkout in a shared volume, behind the `current` link
+        git_sync = containers(documents)["git-sync"]
+        assert f"--root={mount['mountPath']}" in git_sync["args"] and "--link=current" in git_sync["args"]
+        assert config.policy.directory.startswith(mount["mountPath"] + "/current/")
+        assert not [doc for doc in documents if doc["metadata"]["name"] == "mcp-sidecar-policies"]
+        return
+    assert mount["mountPath"] == config.policy.directory
     policies = one(documents, "ConfigMap", volume["configMap"]["name"])
     assert policies["metadata"]["name"] == "mcp-sidecar-policies"  # no hash suffix: edited in place, not replaced
     for name, text in policies["data"].items():

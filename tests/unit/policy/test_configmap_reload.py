@@ -1,7 +1,8 @@
 """A policy mounted from a Kubernetes ConfigMap: the kubelet writes each version into a timestamped hidden
 directory, points the `..data` symlink at it, and exposes every key as a symlink through `..data`; an update is
 one atomic rename of a new `..data` link over the old one, then the old directory goes. The loader must see that
-swap even when the new files have the old files' sizes and modification times."""
+swap even when the new files have the old files' sizes and modification times. git-sync does the same with one
+link to a checkout of each commit (`current` -> `.worktrees/<commit>`), the policy directory below it."""
 
 from __future__ import annotations
 
@@ -15,15 +16,19 @@ KEYS = ("mcp.rego", "data.json")
 SAME_TIME = (1_700_000_000_000_000_000, 1_700_000_000_000_000_000)
 
 
+def write_files(directory: Path, mode: str) -> Path:
+    """The policy's files, of one size and one modification time whatever the mode (4 letters)."""
+    directory.mkdir(parents=True)
+    (directory / "mcp.rego").write_text(POLICY)
+    (directory / "data.json").write_text('{"settings": {"mode": "%s"}}' % mode)  # noqa: UP031
+    for key in KEYS:
+        os.utime(directory / key, ns=SAME_TIME)
+    return directory
+
+
 def write_version(mount: Path, stamp: str, mode: str) -> Path:
     """One version as the kubelet writes it: `..<timestamp>/` holding the keys' files."""
-    version = mount / f"..{stamp}"
-    version.mkdir()
-    (version / "mcp.rego").write_text(POLICY)
-    (version / "data.json").write_text('{"settings": {"mode": "%s"}}' % mode)  # noqa: UP031
-    for key in KEYS:
-        os.utime(version / key, ns=SAME_TIME)
-    return version
+    return write_files(mount / f"..{stamp}", mode)
 
 
 def first_mount(mount: Path) -> Path:
@@ -64,3 +69,19 @@ async def test_a_configmap_update_is_picked_up(tmp_path: Path) -> None:
     assert await loader.check_once() is True
     assert (await engine.evaluate("decision", {}))[0] == {"allow": False}
     assert await loader.check_once() is False  # and once only
+
+
+async def test_a_git_sync_checkout_swap_is_picked_up(tmp_path: Path) -> None:
+    def checkout(commit: str, mode: str) -> Path:
+        write_files(tmp_path / ".worktrees" / commit / "policies", mode)
+        return tmp_path / ".worktrees" / commit
+
+    (tmp_path / "current").symlink_to(checkout("aaaa", "open").relative_to(tmp_path))
+    loader = PolicyLoader(tmp_path / "current" / "policies", reload_interval=None)
+    loader.load_initial()
+    engine = RegoEngine(loader)
+    assert (await engine.evaluate("decision", {}))[0] == {"allow": True}
+    (tmp_path / "current-new").symlink_to(checkout("bbbb", "shut").relative_to(tmp_path))
+    os.rename(tmp_path / "current-new", tmp_path / "current")  # git-sync's atomic switch to the new commit
+    assert await loader.check_once() is True
+    assert (await engine.evaluate("decision", {}))[0] == {"allow": False}
