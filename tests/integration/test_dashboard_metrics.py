@@ -62,7 +62,7 @@ async def test_every_metric_they_use_is_exported(stateless_upstream: str, tmp_pa
     assert denied.is_error
     exported = {line.split("{", 1)[0].split(" ", 1)[0] for line in text.splitlines() if line and line[0] != "#"}
     used = set().union(*(metric_names(expression) for expression in expressions()))
-    assert {"mcp_sidecar_policy_denials_total", "mcp_sidecar_tool_definition_changes_total"} <= used
+    assert {"mcp_sidecar_policy_denials_total", "mcp_sidecar_tools_drifts_total"} <= used
     missing = sorted(name for name in used - PROMETHEUS_OWN if name not in exported)
     assert not missing, f"used by deploy/grafana or deploy/prometheus, absent from /metrics: {missing}"
     labels = set(re.findall(r"\b(\w+)\s*(?:=|!=|=~)\s*\"", " ".join(expressions())))
