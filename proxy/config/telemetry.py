@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from proxy.config.base import Section
@@ -15,6 +17,12 @@ class TelemetryConfig(Section):
     off unless set here."""
     service_name: str | None = None
     """`service.name` of the sidecar's spans and metrics. Unset: `OTEL_SERVICE_NAME`, else `mcp-sidecar`."""
+    exporter: Literal["otlp", "console", "file"] = "otlp"
+    """Where spans go: `otlp` (to `otlp_endpoint`, when one is set), `console` (one JSON object per span and line on
+    stdout) or `file` (the same lines appended to `file_path`); read them back as trees with
+    `mcp-sidecar traces show FILE`. Metrics are not affected."""
+    file_path: str = "traces.jsonl"
+    """The JSON-lines file of `exporter: file` (made with its directory if missing; appended to)."""
     otlp_endpoint: str | None = None
     """OTLP/HTTP base URL (`http://jaeger:4318`); `/v1/traces`, `/v1/metrics` are appended
     (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `..._METRICS_ENDPOINT` are used as given). Unset:

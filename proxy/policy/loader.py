@@ -1,7 +1,9 @@
 """A policy directory: read it, compile it once, watch it, and swap in a new bundle only when it compiles.
 
 Layout (like an OPA bundle): `*.rego` files at any depth (`*_test.rego` only for `policy test`), `data.json` /
-`data.yaml` files merged under their directory's path, an optional `.manifest` with a `revision`.
+`data.yaml` files merged under their directory's path, an optional `.manifest` with a `revision`. For `policy test`
+a `data_test.json` / `data_test.yaml` replaces its directory's data file, so tests run on fixture data of their own
+while `data.json` is edited for the server in front of which the policy runs.
 Without a manifest the revision is the directory's git commit when it is clean, else a digest of its contents.
 """
 
@@ -29,6 +31,7 @@ from proxy.policy.rego import CompiledPolicy, EvaluationError, Evaluator, Policy
 log = structlog.get_logger("proxy.policy")
 
 DATA_FILES = ("data.json", "data.yaml", "data.yml")
+TEST_DATA_FILES = ("data_test.json", "data_test.yaml", "data_test.yml")  # read by `policy test` only
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,17 +55,19 @@ def _files(directory: Path) -> list[Path]:
         relative = path.relative_to(directory)
         if any(part.startswith(".") for part in relative.parts[:-1]) or not path.is_file():
             continue
-        if path.suffix == ".rego" or path.name in DATA_FILES or path.name == ".manifest":
+        if path.suffix == ".rego" or path.name in DATA_FILES + TEST_DATA_FILES or path.name == ".manifest":
             found.append(path)
     return found
 
 
 def fingerprint(directory: Path) -> tuple[Any, ...]:
-    """Cheap change detector: names, sizes and modification times of every policy file."""
+    """Cheap change detector: names, where their symlinks lead, inodes, sizes and modification times of every policy
+    file. A Kubernetes ConfigMap update swaps the `..data` symlink to a new timestamped directory: the files' real
+    paths change even when their sizes and times do not."""
     items = []
     for path in _files(directory):
         stat = path.stat()
-        items.append((str(path), stat.st_size, stat.st_mtime_ns))
+        items.append((str(path), os.path.realpath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns))
     return tuple(items)
 
 
@@ -75,7 +80,8 @@ def read_source(directory: Path, include_tests: bool = False) -> PolicySource:
     digest = hashlib.sha256()
     problems: list[str] = []
     manifest: dict[str, Any] = {}
-    for path in _files(directory):
+    files = _files(directory)
+    for path in files:
         relative = path.relative_to(directory)
         text = path.read_text(encoding="utf-8")
         digest.update(str(relative).encode() + b"\0" + text.encode() + b"\0")
@@ -84,7 +90,7 @@ def read_source(directory: Path, include_tests: bool = False) -> PolicySource:
                 modules[str(directory / relative)] = text
         elif path.name == ".manifest":
             manifest = _parse(path, text, problems)
-        else:
+        elif _data_in_force(path, files, include_tests):
             _merge(data, list(relative.parts[:-1]), _parse(path, text, problems), path, problems)
     if problems:
         raise PolicyCompileError(problems)
@@ -92,6 +98,14 @@ def read_source(directory: Path, include_tests: bool = False) -> PolicySource:
         raise PolicyCompileError([f"{directory}: no .rego files"])
     revision = manifest.get("revision") if isinstance(manifest.get("revision"), str) else None
     return PolicySource(modules, data, revision or _git_revision(directory) or "sha256:" + digest.hexdigest()[:16])
+
+
+def _data_in_force(path: Path, files: list[Path], include_tests: bool) -> bool:
+    """Test data only for tests, and then instead of the data file beside it."""
+    if path.name in TEST_DATA_FILES:
+        return include_tests
+    return not include_tests or not any(other.parent == path.parent and other.name in TEST_DATA_FILES
+                                        for other in files)
 
 
 def _parse(path: Path, text: str, problems: list[str]) -> dict[str, Any]:

@@ -26,6 +26,8 @@ from proxy.policy.rego import (
 _PACKAGE = re.compile(r"^package\s+([\w.]+)", re.MULTILINE)
 _TEST_RULE = re.compile(r"^(test_\w+)\b", re.MULTILINE)
 INPUT_SUFFIX = "_input"  # test_x_input: the input document test_x is evaluated with
+SHOWN_CHARS = 600  # of a failing test's input and decision
+EXIT_DENIED, EXIT_BAD_INPUT = 1, 2  # policy eval
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,8 @@ class TestResult:
     name: str  # data.<package>.<rule>
     outcome: str  # pass | fail | error
     detail: str = ""
+    input: Any = None  # the document the test ran with (its <test>_input rule)
+    decision: Any = None  # data.mcp.decision on that input, shown when the test fails
 
 
 def discover_tests(modules: dict[str, str]) -> list[str]:
@@ -63,22 +67,48 @@ def run_tests(directory: Path) -> list[TestResult]:
     inputs = tuple(test + INPUT_SUFFIX for test in tests)
     compiled = compile_policy(source.modules, source.data, entrypoints=tuple(tests) + inputs + ENTRYPOINTS)
     evaluator = Evaluator()
-    results = []
-    for entrypoint in tests:
-        name = "data." + entrypoint.replace("/", ".")
-        try:
-            document = evaluator.evaluate(compiled, entrypoint + INPUT_SUFFIX, {})
-            document = {} if document is None else document
-            value = evaluator.evaluate(compiled, entrypoint, document)
-            mismatch = narrowing_problem(evaluator, compiled, document)
-        except EvaluationError as exc:
-            results.append(TestResult(name, "error", str(exc)))
-            continue
-        detail = "" if value is True else ("undefined" if value is None else f"value {orjson.dumps(value).decode()}")
-        if value is True and mismatch is not None:
-            value, detail = False, mismatch
-        results.append(TestResult(name, "pass" if value is True else "fail", detail))
-    return results
+    return [_run_one(evaluator, compiled, entrypoint) for entrypoint in tests]
+
+
+def _run_one(evaluator: Evaluator, compiled: CompiledPolicy, entrypoint: str) -> TestResult:
+    name = "data." + entrypoint.replace("/", ".")
+    document: Any = None
+    try:
+        document = evaluator.evaluate(compiled, entrypoint + INPUT_SUFFIX, {})
+        document = {} if document is None else document
+        value = evaluator.evaluate(compiled, entrypoint, document)
+        mismatch = narrowing_problem(evaluator, compiled, document)
+    except EvaluationError as exc:
+        return TestResult(name, "error", str(exc), document)
+    detail = "" if value is True else ("undefined" if value is None else f"value {orjson.dumps(value).decode()}")
+    if value is True and mismatch is not None:
+        value, detail = False, mismatch
+    if value is True:
+        return TestResult(name, "pass")
+    return TestResult(name, "fail", detail, document, _decision_or_error(evaluator, compiled, document))
+
+
+def _decision_or_error(evaluator: Evaluator, compiled: CompiledPolicy, document: Any) -> Any:
+    try:
+        return evaluator.evaluate(compiled, "mcp/decision", document)
+    except EvaluationError as exc:
+        return f"error: {exc}"
+
+
+def _shown(value: Any) -> str:
+    text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + f"... ({len(text)} characters)"
+
+
+def print_result(result: TestResult, out: TextIO) -> None:
+    """One line per test; a failure also shows the input it ran with and the decision on it."""
+    suffix = f" ({result.detail})" if result.detail else ""
+    print(f"{result.outcome.upper()}: {result.name}{suffix}", file=out)
+    if result.outcome == "pass":
+        return
+    print(f"    input ({result.name}{INPUT_SUFFIX}): {_shown(result.input)}", file=out)
+    if result.outcome == "fail":
+        print(f"    data.mcp.decision: {_shown(result.decision)}", file=out)
 
 
 def narrowing_problem(evaluator: Evaluator, compiled: CompiledPolicy, document: Any) -> str | None:
@@ -100,8 +130,7 @@ def test_command(directory: Path, verbose: bool, out: TextIO = sys.stdout) -> in
         return _report_problems(exc.problems, out)
     for result in results:
         if verbose or result.outcome != "pass":
-            suffix = f" ({result.detail})" if result.detail else ""
-            print(f"{result.outcome.upper()}: {result.name}{suffix}", file=out)
+            print_result(result, out)
     passed = sum(result.outcome == "pass" for result in results)
     print("-" * 40, file=out)
     if not results:
@@ -131,12 +160,13 @@ def eval_command(directory: Path, input_path: Path, rule: str, out: TextIO = sys
         compiled = compile_policy(source.modules, source.data)
         result = _evaluated(compiled, rule, document, source.revision)
     except PolicyCompileError as exc:
-        return _report_problems(exc.problems, out)
+        _report_problems(exc.problems, out)
+        return EXIT_BAD_INPUT
     except (OSError, ValueError, EvaluationError) as exc:
         print(f"error: {exc}", file=out)
-        return 1
+        return EXIT_BAD_INPUT
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode(), file=out)
-    return 0
+    return EXIT_DENIED if result.get("allow") is False else 0
 
 
 def _evaluated(compiled: CompiledPolicy, rule: str, document: Any, revision: str) -> dict[str, Any]:

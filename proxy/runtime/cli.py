@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.config import ConfigError, load_config
-from proxy.runtime import config_commands, dev_idp, scan_cli, token_mint, tools_cli
+from proxy.runtime import config_commands, dev_idp, policy_init, scan_cli, token_mint, tools_cli, traces
 from proxy.runtime.logs import configure_logging
 
 EXIT_CONFIG = 2
@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     token_mint.add_parser(commands)
     tools_cli.add_tools_commands(commands)
     scan_cli.add_scan_command(commands)
+    traces.add_parser(commands)
     return parser
 
 
@@ -67,6 +68,7 @@ def _policy_commands(commands: Any) -> None:
     check = actions.add_parser("check", help="compile a policy directory and report errors with file and line")
     check.add_argument("directory", nargs="?", default="policies")
     check.set_defaults(run=lambda args: _policy_tool("check", args))
+    policy_init.add_parser(actions)
 
 
 def _policy_tool(command: str, args: argparse.Namespace) -> int:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import orjson
 import structlog
 
 from proxy import jsonrpc
-from proxy.approval.book import ApprovalBook, PendingApproval
+from proxy.approval.book import ApprovalBook, PendingApproval, timed_out
 from proxy.config import ApprovalConfig
 from proxy.context import CallContext
 from proxy.errors import ApprovalDeniedError, ProxyError, UpstreamError, error_reply, internal_error_reply
@@ -25,9 +25,11 @@ log = structlog.get_logger("proxy.approval")
 class ApprovalStage:
     name = "approval"
 
-    def __init__(self, config: ApprovalConfig, book: ApprovalBook) -> None:
+    def __init__(self, config: ApprovalConfig, book: ApprovalBook,
+                 count: Callable[[str], None] | None = None) -> None:
         self.config = config
         self.book = book
+        self.count = count  # deps.metrics.count: approvals nobody answered in time
 
     @classmethod
     def from_config(cls, config: ApprovalConfig, deps: Deps) -> ApprovalStage | None:
@@ -35,7 +37,7 @@ class ApprovalStage:
         possible the stage has nothing to do."""
         tools = deps.config.tools
         asked = deps.config.policy.engine != "off" or (tools.lock_file is not None and tools.on_drift == "approve")
-        return cls(config, deps.approvals) if asked else None
+        return cls(config, deps.approvals, deps.metrics.count) if asked else None
 
     async def __call__(self, ctx: CallContext, call_next: Handler) -> Reply:
         if not ctx.obligations.get("require_approval") or not ctx.is_request:
@@ -62,6 +64,8 @@ class ApprovalStage:
         """The call's own answer once approved; a denial (or no decision in time) raises ApprovalDeniedError."""
         approved, note = await self.book.wait(approval, self.config.timeout_seconds)
         ctx.record.extra["approval"] = "approved" if approved else "denied"
+        if (approved, note) == timed_out(self.config.timeout_seconds) and self.count is not None:
+            self.count("approval_timeouts")
         if not approved:
             reason = f"Approval {approval.id} was not granted" + (f": {note}" if note else "")
             raise ApprovalDeniedError(reason, data={"approval_id": approval.id})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from proxy import mcp
@@ -49,8 +50,10 @@ def spec_of(bucket: BucketConfig) -> BucketSpec:
 class RateLimitStage:
     name = "rate_limit"
 
-    def __init__(self, specs: tuple[BucketSpec, ...], store: BucketStore, default_cost: int = 1) -> None:
+    def __init__(self, specs: tuple[BucketSpec, ...], store: BucketStore, default_cost: int = 1,
+                 count: Callable[[str], None] | None = None) -> None:
         self.specs = specs
+        self.count = count  # deps.metrics.count: calls let through while the store is down
         self.by_name = {spec.name: spec for spec in specs}
         self.store = store
         self.default_cost = default_cost
@@ -72,7 +75,7 @@ class RateLimitStage:
         else:
             store = MemoryBuckets(deps.clock, config.max_keys)
         specs = tuple(spec_of(bucket) for bucket in config.buckets)
-        return cls(specs, store, config.default_cost)
+        return cls(specs, store, config.default_cost, deps.metrics.count)
 
     async def start(self) -> None:
         if isinstance(self.store, RedisBuckets):
@@ -97,6 +100,8 @@ class RateLimitStage:
             raise LimiterUnavailableError(f"Rate limits cannot be checked right now ({error}); retry later.",
                                      headers={"Retry-After": "1"}) from None
         _record(ctx, decision)
+        if decision.degraded and self.count is not None:
+            self.count("rate_limit_fail_open")
         headers = rate_limit_headers(decision)
         if not decision.allowed:
             raise _refusal(ctx, decision, headers)

@@ -35,6 +35,9 @@ NAMED_COUNTERS = {
     "listener_request_timeouts": ("mcp_sidecar.listener.request_timeouts",
                                   "Client connections closed with 408: a request's head or body (label phase) did "
                                   "not arrive within its deadline, or (phase start) no first request began"),
+    "rate_limit_fail_open": ("mcp_sidecar.rate_limit.fail_open",
+                             "Calls let through unlimited because the rate-limit store was unavailable"),
+    "approval_timeouts": ("mcp_sidecar.approval.timeouts", "Calls denied because no approver answered in time"),
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -26,7 +27,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 from opentelemetry.trace import Link, SpanContext, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -36,6 +37,7 @@ from proxy.config import Config, TelemetryConfig
 from proxy.context import CallContext
 from proxy.reply import Reply
 from proxy.telemetry import semconv
+from proxy.telemetry.export.json_lines import JsonLinesSpanExporter
 from proxy.telemetry.export.metric_push import MetricPush
 from proxy.telemetry.export.prometheus import PrometheusReader
 from proxy.telemetry.export.worker_metrics import WorkerMetrics
@@ -135,14 +137,7 @@ class Telemetry:
         settings = resolve_settings(section, env)
         # service.instance.id tells apart the series of several workers or replicas.
         resource = Resource.create({"service.name": settings.service_name, "service.instance.id": uuid.uuid4().hex})
-        processors: list[SpanProcessor] = []
-        if settings.traces_endpoint:
-            from proxy.telemetry.export.span_exporter import OtlpSpanExporter  # requests, only when spans are exported
-
-            # As the stock OTLP exporter: its TRACES_HEADERS variable under the configured (and general) headers.
-            headers = {**parse_headers(env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "")), **settings.headers}
-            exporter = OtlpSpanExporter.from_env(settings.traces_endpoint, headers, env, timeout_seconds=10)
-            processors.append(BatchSpanProcessor(exporter, **_batch_settings(env)))
+        processors = _span_processors(section, settings, env)
         spans = SpanRecorder(resource, TraceIdRatioBased(settings.sampling_ratio), [*processors, *span_processors],
                              SCOPE)
         readers = list(metric_readers)
@@ -188,6 +183,24 @@ class Telemetry:
             await asyncio.to_thread(self.publisher.stop, 5.0)
         if self.meter_provider is not None:
             await asyncio.to_thread(self.meter_provider.shutdown)
+
+
+def _span_processors(section: TelemetryConfig, settings: TelemetrySettings,
+                     env: Mapping[str, str]) -> list[SpanProcessor]:
+    """The batch processor of the chosen span exporter; none for `otlp` without an endpoint."""
+    if section.exporter == "console":
+        exporter: SpanExporter = JsonLinesSpanExporter(sys.stdout.buffer)
+    elif section.exporter == "file":
+        exporter = JsonLinesSpanExporter.to_file(section.file_path)
+    elif settings.traces_endpoint:
+        from proxy.telemetry.export.span_exporter import OtlpSpanExporter  # requests, only when spans are exported
+
+        # As the stock OTLP exporter: its TRACES_HEADERS variable under the configured (and general) headers.
+        headers = {**parse_headers(env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "")), **settings.headers}
+        exporter = OtlpSpanExporter.from_env(settings.traces_endpoint, headers, env, timeout_seconds=10)
+    else:
+        return []
+    return [BatchSpanProcessor(exporter, **_batch_settings(env))]
 
 
 def _batch_settings(env: Mapping[str, str]) -> dict[str, int]:

@@ -32,8 +32,30 @@ def test_a_failing_test_fails_the_run(tmp_path: Path) -> None:
         "test_reader_may_delete if data.mcp.decision.allow\n")
     result = sidecar("test", str(tmp_path / "p"), "-v")
     assert result.returncode == 1
-    assert "FAIL: data.mcp_test.wrong.test_reader_may_delete" in result.stdout
+    assert "FAIL: data.mcp_test.wrong.test_reader_may_delete (undefined)" in result.stdout
+    # The failure names the input it ran with and the decision on it, not only the rule.
+    shown = result.stdout.split("FAIL: data.mcp_test.wrong.test_reader_may_delete", 1)[1].splitlines()
+    assert shown[1].startswith("    input (data.mcp_test.wrong.test_reader_may_delete_input): {")
+    assert '"name":"delete_file"' in shown[1] and '"roles":["reader"]' in shown[1]
+    assert shown[2].startswith('    data.mcp.decision: {"allow":false') and "needs an elevated role" in shown[2]
     assert "PASS: data.mcp_test.roles.test_reader_may_call_add" in result.stdout
+
+
+def test_the_shipped_tests_run_on_their_fixture_data_not_the_editable_data(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "policies", tmp_path / "p")
+    (tmp_path / "p" / "data.json").write_text('{"settings": {"tool_roles": {}, "methods": []}}')
+    result = sidecar("test", str(tmp_path / "p"))
+    assert result.returncode == 0, result.stdout
+    (tmp_path / "p" / "data_test.json").unlink()  # now they read the edited data, and say why they fail
+    failing = sidecar("test", str(tmp_path / "p"))
+    assert failing.returncode == 1
+    assert "FAIL: data.mcp_test.roles.test_reader_may_call_add" in failing.stdout
+    assert "no role of yours grants the tool add" in failing.stdout
+
+
+def test_eval_of_a_bad_input_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text("{")
+    assert sidecar("eval", "--input", str(tmp_path / "bad.json")).returncode == 2
 
 
 def test_check_reports_file_and_line(tmp_path: Path) -> None:
@@ -57,7 +79,9 @@ def test_eval_prints_the_decision(tmp_path: Path) -> None:
     document = orjson.loads((ROOT / "policies/examples/call-run-query.json").read_bytes())
     document["mcp"]["tool"]["arguments"]["sql"] = "DELETE FROM orders"
     (tmp_path / "input.json").write_bytes(orjson.dumps(document))
-    denied = orjson.loads(sidecar("eval", "--input", str(tmp_path / "input.json"), "--dir", "policies").stdout)
+    denied_run = sidecar("eval", "--input", str(tmp_path / "input.json"), "--dir", "policies")
+    assert denied_run.returncode == 1  # a deny, so scripts can branch on it
+    denied = orjson.loads(denied_run.stdout)
     assert denied["allow"] is False
     assert denied["reasons"] == ["run_query: argument sql must be a single SELECT statement"]
 

@@ -93,7 +93,7 @@ def test_the_readme_starts_with_make_run_and_make_test() -> None:
     first_block = README.read_text().split("```sh\n", 1)[1].split("```", 1)[0].splitlines()
     assert [line.split()[:2] for line in first_block] == [["make", "run"], ["make", "test"]]
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^run: install\n\t\$\(VENV\)/bin/mcp-sidecar serve --demo\n", makefile, re.M)
+    assert re.search(r"^run: install\n\t\$\(VENV\)/bin/mcp-sidecar serve --demo ", makefile, re.M)
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the quick start calls the sidecar with curl")

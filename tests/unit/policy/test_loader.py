@@ -32,6 +32,16 @@ def test_data_files_merge_under_their_directory_and_tests_stay_out(tmp_path: Pat
     assert len(read_source(tmp_path, include_tests=True).modules) == 2
 
 
+def test_test_data_replaces_its_directorys_data_for_tests_only(tmp_path: Path) -> None:
+    write(tmp_path, "p.rego", POLICY)
+    write(tmp_path, "data.json", '{"settings": {"open": false}}')
+    write(tmp_path, "data_test.json", '{"settings": {"open": true}}')
+    write(tmp_path, "teams/data.yaml", "payments: {owner: ann}\n")  # no test data beside it: used by both
+    assert read_source(tmp_path).data == {"settings": {"open": False}, "teams": {"payments": {"owner": "ann"}}}
+    assert read_source(tmp_path, include_tests=True).data == {"settings": {"open": True},
+                                                              "teams": {"payments": {"owner": "ann"}}}
+
+
 def test_manifest_revision_wins(tmp_path: Path) -> None:
     write(tmp_path, "p.rego", POLICY)
     write(tmp_path, ".manifest", '{"revision": "release-42"}')

@@ -17,6 +17,7 @@ from proxy.errors import ApprovalDeniedError
 from proxy.net.sse_codec import SseEvent
 from proxy.reply import EVENT_STREAM, Reply
 from proxy.stages.approval import ApprovalStage
+from proxy.telemetry.setup import Telemetry
 from tests.kit import make_config, make_ctx, wait_until
 
 SSE = {"accept": "application/json, text/event-stream"}
@@ -68,7 +69,8 @@ async def test_calls_without_the_obligation_pass_straight_through() -> None:
 
 def test_no_stage_without_a_policy_engine() -> None:
     config = make_config()
-    deps: Any = type("DepsLike", (), {"config": config, "approvals": ApprovalBook()})()
+    deps: Any = type("DepsLike", (), {"config": config, "approvals": ApprovalBook(),
+                                      "metrics": Telemetry.disabled().metrics})()
     assert ApprovalStage.from_config(config.approval, deps) is None
     on = make_config(policy__engine="opa", policy__opa_url="http://opa:8181")
     deps.config = on
@@ -177,3 +179,19 @@ async def test_a_stream_closed_before_it_started_withdraws_the_approval() -> Non
     assert len(await approvals.book.pending()) == 1
     await reply.finish()  # the client left before any event was read
     assert await approvals.book.pending() == []
+
+
+async def test_only_an_unanswered_approval_is_counted() -> None:
+    """The count behind the alert "approvals waiting long": a timeout counts, an approver's denial does not."""
+    counted: list[str] = []
+    book = ApprovalBook()
+    impatient = ApprovalStage(ApprovalConfig(timeout_seconds=0.05), book, counted.append)
+    with pytest.raises(ApprovalDeniedError):
+        await impatient(gated(), Upstream())
+    assert counted == ["approval_timeouts"]
+    patient = ApprovalStage(ApprovalConfig(timeout_seconds=5), book, counted.append)
+    waiting = asyncio.create_task(patient(gated(), Upstream()))
+    await decide_first(book, approved=False, note="no")
+    with pytest.raises(ApprovalDeniedError):
+        await waiting
+    assert counted == ["approval_timeouts"]

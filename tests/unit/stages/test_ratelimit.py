@@ -11,7 +11,7 @@ import yaml
 from proxy import mcp
 from proxy.config import ConfigError
 from proxy.context import CallContext, Principal
-from proxy.limits.buckets import BucketSpec, MemoryBuckets
+from proxy.limits.buckets import BucketSpec, Decision, MemoryBuckets
 from proxy.pipeline import build_chain
 from proxy.reply import Reply
 from proxy.stages.ratelimit import RateLimitStage, caller_of
@@ -198,3 +198,17 @@ def test_the_documented_per_plan_example_loads() -> None:
     names = [bucket.name for bucket in config.rate_limits.buckets]
     assert names == ["upstream_guard", "free_per_user", "pro_per_user", "pro_expensive_tool"]
     assert config.rate_limits.buckets[1].match.claims == {"plan": ("free",)}
+
+
+async def test_a_call_let_through_by_an_unavailable_store_is_counted() -> None:
+    class DownStore(MemoryBuckets):
+        async def take(self, checks: Any, cost: int) -> Decision:
+            return Decision(True, (), degraded=True)  # what RedisBuckets answers with fail_open while Redis is down
+
+    counted: list[str] = []
+    spec = BucketSpec("all", capacity=1, rate=1)
+    limited = RateLimitStage((spec,), DownStore(FakeClock()), count=counted.append)
+    assert (await run(limited, make_ctx())).status == 200
+    assert counted == ["rate_limit_fail_open"]
+    await run(RateLimitStage((spec,), MemoryBuckets(FakeClock()), count=counted.append), make_ctx())
+    assert counted == ["rate_limit_fail_open"]  # a healthy store counts nothing

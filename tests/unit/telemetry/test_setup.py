@@ -291,3 +291,18 @@ def test_metrics_are_shared_only_between_several_workers(tmp_path) -> None:
     finally:
         asyncio.run(several.shutdown())
         asyncio.run(one.shutdown())
+
+
+def test_console_exporter_writes_each_span_as_a_json_line_on_stdout(capfd: pytest.CaptureFixture[str]) -> None:
+    telemetry = Telemetry.from_config(make_config(telemetry__exporter="console"), env={})
+    assert telemetry.spans is not None
+    telemetry.spans.start("tools/call add", SpanKind.SERVER, {"gen_ai.tool.name": "add"}).end({})
+    asyncio.run(telemetry.shutdown())
+    out, _ = capfd.readouterr()
+    [line] = out.splitlines()
+    assert '"name":"tools/call add"' in line and '"kind":"SERVER"' in line and '"gen_ai.tool.name":"add"' in line
+
+
+def test_otlp_without_an_endpoint_exports_nothing() -> None:
+    telemetry = Telemetry.from_config(make_config(), env={})
+    assert telemetry.spans is not None and telemetry.spans.processors == ()
