@@ -1,5 +1,6 @@
 """A keep-alive HTTP/1.1 client for one origin: a bounded pool of connections, each request written in one write,
-responses parsed by httptools (llhttp, the parser uvicorn uses), bodies read whole or streamed with back-pressure.
+responses parsed by httptools (llhttp, the parser uvicorn uses) into a Response (http_response.py), whose body is
+read whole or streamed with back-pressure.
 
 It does what the sidecar needs of its upstream and nothing more: no redirects, cookies, proxies or retries (a POST
 is never sent twice). aiohttp's ClientSession does all of those on every request, which made it the largest part
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import zlib
 from collections import deque
 from collections.abc import Mapping
 from urllib.parse import urlsplit
@@ -22,159 +22,14 @@ from urllib.parse import urlsplit
 import httptools
 
 from proxy.net.deadlines import NO_DEADLINE, DeadlineSweep, deadline_in
+from proxy.net.http_response import ConnectionBrokenError, Response
 from proxy.net.tls import ReloadingContext, client_context
 
 USER_AGENT = "mcp-sidecar"
-# Past this many unread body bytes a streamed response stops reading its socket until the reader catches up.
-PAUSE_ABOVE_BYTES = 256 * 1024
-RESUME_BELOW_BYTES = 64 * 1024
-DRAIN_SECONDS = 2.0  # how long the end of a released body may take to arrive before its connection is closed
-_DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
 class ConnectFailedError(OSError):
     """The origin could not be reached: refused, unresolvable, or no connection within the connect timeout."""
-
-
-class ConnectionBrokenError(ConnectionError):
-    """The connection closed or broke before the response was whole, or the origin spoke invalid HTTP."""
-
-
-class Response:
-    """Status and headers of one response; its body arrives through `read()` (whole) or `readany()` (streamed)."""
-
-    __slots__ = ("_chunks", "_connection", "_decoder", "_done", "_dropping", "_error", "_unread", "_waiter", "_whole",
-                 "content_type", "headers", "status")
-
-    def __init__(self, connection: _Connection, status: int, headers: list[tuple[str, str]]) -> None:
-        self.status = status
-        self.headers = headers
-        self.content_type = ""
-        self._connection = connection
-        self._chunks: deque[bytes] = deque()
-        self._unread = 0
-        self._done = False
-        self._error: Exception | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self._whole = False
-        self._dropping = False
-        self._decoder = None
-        for name, value in headers:
-            lower = name.lower()
-            if lower == "content-type":
-                self.content_type = value.split(";", 1)[0].strip().lower()
-            elif lower == "content-encoding" and value.strip().lower() not in ("", "identity"):
-                self._decoder = _decoder_for(value.strip().lower())
-
-    @property
-    def complete(self) -> bool:
-        """The whole body has arrived (nothing more to wait for)."""
-        return self._done and self._error is None
-
-    async def read(self) -> bytes:
-        """The whole body."""
-        self._whole = True
-        if not self._done:  # once done, the connection may already serve another request
-            self._connection.resume()
-        while not self._done:
-            await self._wait()
-        return self.arrived_body()
-
-    def arrived_body(self) -> bytes:
-        """The whole body of a response already `complete` (no wait: the usual JSON answer came with its head)."""
-        if self._error is not None:
-            raise self._error
-        body = b"".join(self._chunks)
-        self._chunks.clear()
-        return body
-
-    async def readany(self, idle_timeout: float | None = None) -> bytes:
-        """The next part of the body as it arrived; b"" once the body is complete. The request's deadline no longer
-        applies; a wait longer than `idle_timeout` (None: no limit) raises TimeoutError."""
-        connection = self._connection
-        # Only while this body still arrives is the connection (and its deadline) ours: once it is complete, the
-        # connection may already carry another request, with a deadline of its own.
-        if not self._done:
-            connection.deadline = NO_DEADLINE
-        while not self._chunks and not self._done:
-            if idle_timeout is not None:
-                connection.expire_in(idle_timeout)
-            try:
-                await self._wait()
-            finally:
-                if not self._done:
-                    connection.deadline = NO_DEADLINE
-        if self._chunks:
-            chunk = self._chunks.popleft()
-            self._unread -= len(chunk)
-            if not self._done and self._unread < RESUME_BELOW_BYTES:
-                self._connection.resume()
-            return chunk
-        if self._error is not None:
-            raise self._error
-        return b""
-
-    def release(self, drain: bool = False) -> None:
-        """Done with the response. A body not read to its end closes the connection (it cannot be reused), unless
-        `drain`: what is left is expected to be short (the end of an SSE stream whose last event was read), so it is
-        read and dropped as it comes, and the connection goes back to the pool, or is closed after DRAIN_SECONDS."""
-        if self._done:
-            return
-        if not drain:
-            self._fail(ConnectionBrokenError("response released before its end"))
-            self._connection.close()
-            return
-        self._dropping = True
-        self._chunks.clear()
-        self._unread = 0
-        self._connection.resume()
-        self._connection.expire_in(DRAIN_SECONDS)
-
-    async def _wait(self) -> None:
-        self._waiter = self._connection.loop.create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    def _feed(self, data: bytes) -> None:
-        if self._decoder is not None:
-            try:
-                data = self._decoder.decompress(data)
-            except zlib.error as exc:
-                self._connection.fail(ConnectionBrokenError(f"response body does not decompress: {exc}"))
-                return
-        if data and not self._dropping:
-            self._chunks.append(data)
-            self._unread += len(data)
-            if not self._whole and self._unread > PAUSE_ABOVE_BYTES:
-                self._connection.pause()
-            self._wake()
-
-    def _finish(self) -> None:
-        if self._decoder is not None:
-            rest = self._decoder.flush()
-            if rest:
-                self._chunks.append(rest)
-        self._done = True
-        self._wake()
-
-    def _fail(self, error: Exception) -> None:
-        if not self._done:
-            self._error = error
-            self._done = True
-            self._wake()
-
-
-def _decoder_for(encoding: str) -> zlib._Decompress:
-    wbits = _DECODERS.get(encoding)
-    if wbits is None:
-        raise ConnectionBrokenError(f"response uses an unsupported Content-Encoding: {encoding}")
-    return zlib.decompressobj(wbits)
 
 
 class _Connection(asyncio.Protocol):
@@ -223,7 +78,7 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         self.pool.forget(self)
         if self._response is not None and self._ends_at_close and exc is None:
-            self._response._finish()
+            self._response.finish()
         else:
             self._broke(ConnectionBrokenError("upstream closed the connection" + (f": {exc}" if exc else "")))
 
@@ -253,14 +108,14 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         if self._response is not None:
-            self._response._feed(body)
+            self._response.feed(body)
 
     def on_message_complete(self) -> None:
         response, self._response = self._response, None
         if response is None:  # an informational response ended
             return
         self.deadline = NO_DEADLINE
-        response._finish()
+        response.finish()
         if self.parser.should_keep_alive() and not self.closed:
             self.resume()
             self.pool.put_back(self)
@@ -292,7 +147,7 @@ class _Connection(asyncio.Protocol):
         if answer is not None and not answer.done():
             answer.set_exception(error)
         if self._response is not None:
-            self._response._fail(error)
+            self._response.fail(error)
             self._response = None
 
     def close(self) -> None:

@@ -13,7 +13,8 @@ from proxy import mcp
 from proxy.config import HttpUpstreamConfig
 from proxy.context import CallContext
 from proxy.errors import UpstreamBadOutputError, UpstreamError, UpstreamTimeoutError
-from proxy.net.connection_pool import ConnectFailedError, ConnectionPool, Response
+from proxy.net.connection_pool import ConnectFailedError, ConnectionPool
+from proxy.net.http_response import Response
 from proxy.net.sse_codec import EventTooLargeError, SseDecoder, SseEvent
 from proxy.net.tls import reloading_client_context
 from proxy.reply import EVENT_STREAM, JSON, Reply

@@ -9,7 +9,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from proxy.net import connection_pool
+from proxy.net import http_response
 from tests.integration.test_approval import with_policy
 from tests.integration.test_stream_keepalive import approve_first
 from tests.kit import make_config, modern_headers, modern_request, run_sidecar, start_raw_upstream
@@ -66,7 +66,7 @@ async def test_the_client_s_stream_ends_with_the_final_response_and_the_connecti
 
 
 async def test_an_upstream_stream_that_never_ends_costs_its_connection_after_the_drain_bound(monkeypatch) -> None:
-    monkeypatch.setattr(connection_pool, "DRAIN_SECONDS", 0.2)
+    monkeypatch.setattr(http_response, "DRAIN_SECONDS", 0.2)
     upstream_handler = HoldingUpstream()
     async with start_raw_upstream(upstream_handler) as upstream, run_sidecar(make_config(upstream.url)) as sidecar, \
             aiohttp.ClientSession() as http:
@@ -100,7 +100,7 @@ async def test_an_approved_call_s_stream_also_ends_early_and_keeps_its_connectio
 async def test_a_legacy_sse_client_s_answer_does_not_hold_the_upstream_stream(monkeypatch) -> None:
     """The 2024-11-05 transport (GET /sse, POST /messages/) puts the answer on the client's stream and stops reading the
     upstream's: a stream whose end never comes costs its connection after the drain bound, not until it idles out."""
-    monkeypatch.setattr(connection_pool, "DRAIN_SECONDS", 0.2)
+    monkeypatch.setattr(http_response, "DRAIN_SECONDS", 0.2)
     upstream_handler = HoldingUpstream()
     async with start_raw_upstream(upstream_handler) as upstream, run_sidecar(make_config(upstream.url)) as sidecar, \
             aiohttp.ClientSession() as http, asyncio.timeout(5):
