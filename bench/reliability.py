@@ -51,7 +51,7 @@ ROWS = (
         ("tests/integration/test_policy_storm.py", "tests/integration/test_policy_stage.py")),
     Row("A failing HTTP upstream costs only the calls in flight",
         "refused, slow, garbage, reset mid-stream, client gone; the sidecar serves on after each",
-        ("tests/integration/test_upstream_failures.py", "tests/integration/test_connection_pool*.py")),
+        ("tests/integration/test_upstream_failures.py", "tests/integration/test_pool_*.py")),
     Row("A dying stdio server is noticed at once and restarted",
         "a child exiting while a grandchild holds its stdout, over-long lines, a child that never starts: answered "
         "at once, restarted, reported", ("tests/integration/test_stdio_faults.py",
