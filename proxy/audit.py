@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 import orjson
@@ -53,6 +54,7 @@ def audit_event(ctx: CallContext, reply: Reply | None, log_arguments: bool,
         "cache": record.cache_status,
         "rate_limit": record.rate_limit,
         "approval_id": record.approval_id,
+        "approver": record.approver,
         "upstream_status": record.upstream_status,
         "http_status": record.http_status if record.http_status is not None else (reply.status if reply else None),
         "error_type": record.error_type,
@@ -91,8 +93,10 @@ class AuditLog:
     directly: a structlog logger built lazily per call cost about 13 us of the audit's 20 us per event.
     """
 
-    def __init__(self, config: AuditConfig, on_write_failure: Callable[[Exception, int], None] | None = None) -> None:
+    def __init__(self, config: AuditConfig, on_write_failure: Callable[[Exception, int], None] | None = None,
+                 ring: AuditRing | None = None) -> None:
         self.config = config
+        self.ring = ring
         # A file unbuffered: lines are batched here already, and a failed write must not stay behind in a buffer.
         self._file: IO[bytes] = (open(config.path, "ab", buffering=0) if config.sink == "file" and config.path  # noqa: SIM115
                                  else sys.stdout.buffer)
@@ -100,7 +104,10 @@ class AuditLog:
         self._on_write_failure = on_write_failure  # (error, events lost); without it the error is raised
 
     def record(self, ctx: CallContext, reply: Reply | None, span: SpanContext | None = None) -> None:
-        self.append(audit_line(audit_event(ctx, reply, self.config.log_arguments, span)))
+        event = audit_event(ctx, reply, self.config.log_arguments, span)
+        if self.ring is not None:
+            self.ring.append(event)
+        self.append(audit_line(event))
 
     def append(self, line: bytes) -> None:
         self._pending.append(line)
@@ -138,13 +145,15 @@ class AuditTrail:
     """The audit log as the sidecar keeps it, built once at startup and shared by the audit stage and the legacy
     `GET /sse` handler. It fails open (a full disk must not stop MCP traffic) and counts what it could not write."""
 
-    def __init__(self, config: AuditConfig, count: Callable[[str, int], None]) -> None:
-        self.log = AuditLog(config, on_write_failure=self._write_failed)
+    def __init__(self, config: AuditConfig, count: Callable[[str, int], None], recent: int = 0) -> None:
+        self.ring = AuditRing(recent) if recent else None  # the console's recent calls
+        self.log = AuditLog(config, on_write_failure=self._write_failed, ring=self.ring)
         self._count = count  # (counter name, amount): the sidecar's metrics
 
     @classmethod
-    def from_config(cls, config: AuditConfig, count: Callable[[str, int], None]) -> AuditTrail | None:
-        return cls(config, count) if config.enabled else None
+    def from_config(cls, config: AuditConfig, count: Callable[[str, int], None],
+                    recent: int = 0) -> AuditTrail | None:
+        return cls(config, count, recent) if config.enabled else None
 
     def write(self, ctx: CallContext, reply: Reply | None, span: SpanContext) -> None:
         try:
@@ -183,3 +192,42 @@ def audit_line(event: dict[str, Any]) -> bytes:
     event["event"] = "mcp.audit"
     event["ts"] = utc_text(time.time_ns(), zone="Z", always_fraction=False)
     return orjson.dumps(event, default=repr) + b"\n"
+
+
+FILTERS = ("principal", "tool", "outcome")
+
+
+def matches(event: dict[str, Any], filters: dict[str, str | None]) -> bool:
+    """Whether an audit event passes every given filter (exact values; `tool` also matches a prompt or resource
+    target)."""
+    for key, wanted in filters.items():
+        if not wanted:
+            continue
+        value = event.get("target") if key == "tool" else event.get(key)
+        if value != wanted:
+            return False
+    return True
+
+
+class AuditRing:
+    """The newest audit events of this process, in memory and bounded, for the console's recent calls."""
+
+    def __init__(self, size: int) -> None:
+        self._events: deque[dict[str, Any]] = deque(maxlen=size)
+
+    def append(self, event: dict[str, Any]) -> None:
+        self._events.append(event)
+
+    def query(self, filters: dict[str, str | None], limit: int = 100) -> list[dict[str, Any]]:
+        """Matching events, newest first."""
+        return select(reversed(self._events), filters, limit)
+
+
+def select(events: Iterable[dict[str, Any]], filters: dict[str, str | None], limit: int) -> list[dict[str, Any]]:
+    found = []
+    for event in events:
+        if matches(event, filters):
+            found.append(event)
+            if len(found) >= limit:
+                break
+    return found

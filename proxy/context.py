@@ -74,6 +74,7 @@ class CallRecord:
     rate_limit: dict[str, Any] | None = None
     cache_status: str | None = None  # hit | miss | bypass | stored
     approval_id: str | None = None
+    approver: str | None = None  # who decided the call's approval (admin credential name, JWT subject, "link")
     principal: Principal | None = None  # who the auth stage verified; outer stages (audit, tracing) read it here
     redact: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)

@@ -229,3 +229,8 @@ async def serve_app(app: web.Application, tls: ssl.SSLContext | None = None) -> 
         yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+def bound(approval: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    """An approval decision's body: the hash of the arguments the approver was shown, and any note."""
+    return {"arguments_hash": approval["arguments_hash"], **extra}

@@ -10,4 +10,4 @@ from proxy.config import ApprovalConfig
 def create_approval_book(config: ApprovalConfig) -> ApprovalBook:
     if config.backend == "redis":
         return RedisApprovalBook(config)
-    return ApprovalBook(max_pending=config.max_pending)
+    return ApprovalBook(max_pending=config.max_pending, timeout_seconds=config.timeout_seconds)

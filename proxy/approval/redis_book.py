@@ -24,7 +24,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from proxy.approval.book import ApprovalBook, Outcome, PendingApproval, timed_out
+from proxy.approval.book import ApprovalBook, Decided, Outcome, PendingApproval, timed_out
 from proxy.config import ApprovalConfig
 from proxy.errors import ApprovalUnavailableError
 
@@ -49,10 +49,14 @@ if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KE
 redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[2])
 return 1
 """
-# KEYS: pending, item, decision. ARGV: id, decision JSON, keep ms, channel. 1 when decided, 0 when not pending.
+# KEYS: pending, item, decision. ARGV: id, decision JSON, keep ms, channel, arguments hash. 1 when decided, 0 when
+# not pending, -1 when pending with other arguments.
 DECIDE = _NOW_MS + """
 local deadline = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not deadline or tonumber(deadline) <= now then return 0 end
+local item = redis.call('GET', KEYS[2])
+if not item then return 0 end
+if cjson.decode(item)['arguments_hash'] ~= ARGV[5] then return -1 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[2])
 redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
@@ -82,7 +86,7 @@ class RedisApprovalBook(ApprovalBook):
     """`_pending` holds only the calls waiting in this process; the book itself is in Redis."""
 
     def __init__(self, config: ApprovalConfig) -> None:
-        super().__init__(max_pending=config.max_pending)
+        super().__init__(max_pending=config.max_pending, timeout_seconds=config.timeout_seconds)
         self.config = config
         self.prefix = config.key_prefix
         self.channel = self.prefix + "decisions"
@@ -115,7 +119,7 @@ class RedisApprovalBook(ApprovalBook):
         await self.client.aclose()
 
     async def open(self, summary: dict[str, Any]) -> PendingApproval | None:
-        approval = PendingApproval.new(summary, time.time())
+        approval = PendingApproval.new(summary, time.time(), self.config.timeout_seconds)
         ttl_ms = max(1, int(self.config.timeout_seconds * 1000))
         item = orjson.dumps(approval.listing())
         try:
@@ -156,15 +160,17 @@ class RedisApprovalBook(ApprovalBook):
         if self._pending.pop(approval.id, None) is not None:
             self._chore(self._forget(approval.id))
 
-    async def decide(self, approval_id: str, approved: bool, note: str = "") -> bool:
-        decision = orjson.dumps({"id": approval_id, "approved": approved, "note": note})
+    async def decide(self, approval_id: str, arguments_hash: str, outcome: Outcome) -> Decided:
+        decision = orjson.dumps({"id": approval_id, "approved": outcome.approved, "note": outcome.note,
+                                 "by": outcome.approver})
         try:
-            return bool(await self._decide(keys=self._keys(approval_id), args=[approval_id, decision,
-                                                                                DECISION_KEEP_MS, self.channel]))
+            done = await self._decide(keys=self._keys(approval_id),
+                                      args=[approval_id, decision, DECISION_KEEP_MS, self.channel, arguments_hash])
         except REDIS_FAILURES as error:
             _log_unreachable("decide", error)
             raise ApprovalUnavailableError(
                 "The approval store is unreachable; the decision may not have been recorded") from None
+        return Decided.DECIDED if done == 1 else Decided.MISMATCH if done == -1 else Decided.UNKNOWN
 
     async def pending(self) -> list[dict[str, Any]]:
         try:
@@ -173,6 +179,14 @@ class RedisApprovalBook(ApprovalBook):
             _log_unreachable("list", error)
             raise ApprovalUnavailableError("The approval store is unreachable") from None
         return [orjson.loads(item) for item in items if item]
+
+    async def get(self, approval_id: str) -> dict[str, Any] | None:
+        try:
+            item = await self.client.get(f"{self.prefix}item:{approval_id}")
+        except REDIS_FAILURES as error:
+            _log_unreachable("get", error)
+            raise ApprovalUnavailableError("The approval store is unreachable") from None
+        return orjson.loads(item) if item else None
 
     async def readiness(self) -> tuple[bool, str]:
         """Ready either way: only calls that need approval depend on Redis, and those are refused while it is away."""
@@ -244,7 +258,7 @@ class RedisApprovalBook(ApprovalBook):
             log.warning("approval.bad_decision_message", size=len(data))
             return
         if approval is not None and not approval.outcome.done():
-            approval.outcome.set_result((bool(decision.get("approved")), str(decision.get("note", ""))))
+            approval.outcome.set_result(_outcome(data))
 
     async def _recheck_waiting(self) -> None:
         for approval_id, approval in list(self._pending.items()):
@@ -263,7 +277,9 @@ def _delivered(approval: PendingApproval) -> Outcome | None:
 
 def _outcome(stored: bytes) -> Outcome:
     decision = orjson.loads(stored)
-    return bool(decision.get("approved")), str(decision.get("note", ""))
+    approver = decision.get("by")
+    return Outcome(bool(decision.get("approved")), str(decision.get("note", "")),
+                   str(approver) if approver is not None else None)
 
 
 async def _quietly_close(pubsub: Any, subscriber: redis.Redis) -> None:

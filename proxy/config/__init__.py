@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError, model_validator
 
+from proxy.config.admin import PERMISSIONS, AdminAuthConfig, AdminConfig, Permission, WebhookConfig, is_loopback
 from proxy.config.auth import MIN_HMAC_SECRET_BYTES, AuthConfig, UpstreamIdentityConfig, signing_key
 from proxy.config.base import Section, parse_host_port
 from proxy.config.cache import CacheConfig
@@ -40,10 +41,35 @@ from proxy.config.upstream import (
 )
 
 __all__ = [
-    "MIN_HMAC_SECRET_BYTES", "ApprovalConfig", "AuditConfig", "AuthConfig", "BucketConfig", "CacheConfig",
-    "ChannelSettings", "Config", "ConfigError", "HttpUpstreamConfig", "LoggingConfig", "PolicyConfig",
-    "RateLimitsConfig", "ServerConfig", "SseUpstreamConfig", "StdioUpstreamConfig", "TelemetryConfig", "UpstreamBase",
-    "UpstreamConfig", "UpstreamHeader", "UpstreamIdentityConfig", "load_config", "parse_host_port", "signing_key",
+    "MIN_HMAC_SECRET_BYTES",
+    "PERMISSIONS",
+    "AdminAuthConfig",
+    "AdminConfig",
+    "ApprovalConfig",
+    "AuditConfig",
+    "AuthConfig",
+    "BucketConfig",
+    "CacheConfig",
+    "ChannelSettings",
+    "Config",
+    "ConfigError",
+    "HttpUpstreamConfig",
+    "LoggingConfig",
+    "Permission",
+    "PolicyConfig",
+    "RateLimitsConfig",
+    "ServerConfig",
+    "SseUpstreamConfig",
+    "StdioUpstreamConfig",
+    "TelemetryConfig",
+    "UpstreamBase",
+    "UpstreamConfig",
+    "UpstreamHeader",
+    "UpstreamIdentityConfig",
+    "WebhookConfig",
+    "load_config",
+    "parse_host_port",
+    "signing_key",
 ]
 
 ENV_PREFIX = "MCP_SIDECAR__"
@@ -75,6 +101,8 @@ class Config(Section):
     tools: ToolsConfig = ToolsConfig()
     """Tool pinning: the reviewed tools lock and what serving does with a tool that drifted from it."""
 
+    admin: AdminConfig = AdminConfig()
+    """The admin listener: its authentication, the console, recent calls."""
 
     @model_validator(mode="before")
     @classmethod
@@ -82,6 +110,17 @@ class Config(Section):
         if isinstance(data, dict) and "auth" not in data:
             data = {**data, "auth": {}}
         return data
+
+    @model_validator(mode="after")
+    def _admin_secured(self) -> Config:
+        """Secure by default: approvals and purges are not offered beyond loopback without credentials."""
+        host, _ = parse_host_port(self.server.admin_listen)
+        if self.admin.auth is None and not self.admin.allow_unauthenticated and not is_loopback(host):
+            raise ValueError(f"server.admin_listen {self.server.admin_listen} is not a loopback address: set "
+                             "admin.auth (tokens_file or jwt), or admin.allow_unauthenticated: true to run it open")
+        if self.admin.auth is not None and self.admin.auth.jwt and self.auth.mode == "off":
+            raise ValueError("admin.auth.jwt needs auth configured (auth.mode is off: no keys or issuers to trust)")
+        return self
 
 
 class ConfigError(Exception):

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
+from proxy.config.admin import WebhookConfig
 from proxy.config.base import Section, check_redis_url, parse_host_port
 from proxy.config.tls import ServerTlsConfig
 
@@ -120,6 +121,11 @@ class ApprovalConfig(Section):
     recheck_seconds: float = Field(default=2.0, gt=0)
     """A waiting call also reads its stored decision this often, in case the published one was missed (a
     reconnect)."""
+    show_arguments: Literal["redacted", "none", "full"] = "redacted"
+    """What approvers (admin API, console, webhook) see of a waiting call's arguments: `redacted`, with the
+    policy's `redact` paths masked; `none`; or `full`."""
+    webhook: WebhookConfig | None = None
+    """Notify a webhook when a call starts waiting and when it is decided."""
 
     @field_validator("redis_url")
     @classmethod

@@ -11,6 +11,7 @@ from pathlib import Path
 from aiohttp import web
 
 from proxy.approval.factory import create_approval_book
+from proxy.approval.notifier import WebhookNotifier
 from proxy.audit import AuditTrail
 from proxy.auth.authenticator import Authenticator
 from proxy.cache.controller import ResponseCache
@@ -46,7 +47,7 @@ class McpApp:
     async def running(self) -> AsyncIterator[McpApp]:
         """The upstream and every stage with a lifecycle started; on exit closed in reverse, telemetry last (the
         spans of the calls drained before are flushed too)."""
-        shared = (self.deps.approvals, self.deps.authenticator, self.deps.audit, self.deps.cache)
+        shared = (self.deps.approvals, self.deps.authenticator, self.deps.audit, self.deps.cache, self.deps.notifier)
         lifecycles = [*(item for item in shared if item is not None),
                       *(stage for stage in self.stages if isinstance(stage, Lifecycle))]
         await self.deps.upstream.start()
@@ -71,14 +72,17 @@ def create_deps(config: Config, upstream: Upstream) -> Deps:
     deps = Deps(config=config, upstream=upstream, catalog=catalog, approvals=create_approval_book(config.approval),
                 telemetry=telemetry,
                 authenticator=Authenticator.from_config(config.auth, config.server, time.monotonic),
-                audit=AuditTrail.from_config(config.audit, telemetry.metrics.count),
+                audit=AuditTrail.from_config(config.audit, telemetry.metrics.count, config.admin.recent_calls),
                 cache=ResponseCache.from_config(config.cache, time.monotonic, config.upstream.name, catalog),
-                pins=load_pins(config))
+                pins=load_pins(config),
+                notifier=WebhookNotifier.from_config(config.approval.webhook, telemetry.metrics.count))
     deps.readiness.add("upstream", upstream.readiness)
     if deps.pins is not None:
         deps.readiness.add("tools_lock", _ready(deps.pins))
     if config.approval.backend == "redis":
         deps.readiness.add("approvals", deps.approvals.readiness)
+    if deps.notifier is not None:
+        deps.readiness.add("webhook", deps.notifier.readiness)
     if deps.authenticator is not None and deps.authenticator.jwks is not None:
         deps.readiness.add("auth_keys", deps.authenticator.readiness)
     upstream.on_restart(lambda: deps.metrics.count("upstream_restarts"))

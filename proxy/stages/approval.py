@@ -10,7 +10,10 @@ import orjson
 import structlog
 
 from proxy import jsonrpc
+from proxy.approval.arguments import arguments_hash, shown_arguments
 from proxy.approval.book import ApprovalBook, PendingApproval, timed_out
+from proxy.approval.notifier import WebhookNotifier
+from proxy.catalog import ToolCatalog
 from proxy.config import ApprovalConfig
 from proxy.context import CallContext
 from proxy.errors import ApprovalDeniedError, ProxyError, UpstreamError, error_reply, internal_error_reply
@@ -25,10 +28,12 @@ log = structlog.get_logger("proxy.approval")
 class ApprovalStage:
     name = "approval"
 
-    def __init__(self, config: ApprovalConfig, book: ApprovalBook,
-                 count: Callable[[str], None] | None = None) -> None:
+    def __init__(self, config: ApprovalConfig, book: ApprovalBook, catalog: ToolCatalog | None = None,
+                 notifier: WebhookNotifier | None = None, count: Callable[[str], None] | None = None) -> None:
         self.config = config
         self.book = book
+        self.catalog = catalog
+        self.notifier = notifier
         self.count = count  # deps.metrics.count: approvals nobody answered in time
 
     @classmethod
@@ -37,20 +42,34 @@ class ApprovalStage:
         possible the stage has nothing to do."""
         tools = deps.config.tools
         asked = deps.config.policy.engine != "off" or (tools.lock_file is not None and tools.on_drift == "approve")
-        return cls(config, deps.approvals, deps.metrics.count) if asked else None
+        return cls(config, deps.approvals, deps.catalog, deps.notifier, deps.metrics.count) if asked else None
+
+    async def summary(self, ctx: CallContext) -> dict[str, object]:
+        """What an approver sees: who, what, the arguments as `show_arguments` allows, their hash (which a decision
+        must name), the tool's annotations from the sidecar's own catalog, and why policy asked."""
+        info = await self.catalog.get(ctx.target) if self.catalog is not None and ctx.method == "tools/call" \
+            and ctx.target else None
+        return {"principal": ctx.principal.subject, "issuer": ctx.principal.issuer, "method": ctx.method,
+                "target": ctx.target,
+                "arguments": shown_arguments(ctx.arguments, self.config.show_arguments, ctx.record.redact),
+                "arguments_shown": self.config.show_arguments,
+                "arguments_hash": arguments_hash(ctx.method, ctx.target, ctx.arguments),
+                "annotations": info.annotations if info is not None else None,
+                "reasons": list(ctx.record.policy_reasons), "decision_id": ctx.record.decision_id,
+                "policy_revision": ctx.record.policy_revision,
+                # tools.on_drift: approve; the approver sees what changed
+                **({"tool_drift": ctx.record.extra["tool_drift"]} if "tool_drift" in ctx.record.extra else {})}
 
     async def __call__(self, ctx: CallContext, call_next: Handler) -> Reply:
         if not ctx.obligations.get("require_approval") or not ctx.is_request:
             return await call_next(ctx)
-        summary = {"principal": ctx.principal.subject, "method": ctx.method, "target": ctx.target,
-                   "reasons": list(ctx.record.policy_reasons), "decision_id": ctx.record.decision_id}
-        if "tool_drift" in ctx.record.extra:  # tools.on_drift: approve; the approver sees what changed
-            summary["tool_drift"] = ctx.record.extra["tool_drift"]
-        approval = await self.book.open(summary)  # ApprovalUnavailableError: fail closed
+        approval = await self.book.open(await self.summary(ctx))  # ApprovalUnavailableError: fail closed
         if approval is None:
             raise ApprovalDeniedError("Approval queue is full; try again later")
         ctx.record.approval_id = approval.id
         log.info("approval.pending", approval_id=approval.id, method=ctx.method, target=ctx.target)
+        if self.notifier is not None:
+            self.notifier.pending(approval)
         if EVENT_STREAM not in ctx.headers.get("accept", ""):  # a client that takes JSON only waits in silence
             return await self._decided(ctx, approval, call_next)
         # Otherwise the answer is a stream from the start, so the wait carries keepalive comments (the transport's
@@ -62,12 +81,15 @@ class ApprovalStage:
 
     async def _decided(self, ctx: CallContext, approval: PendingApproval, call_next: Handler) -> Reply:
         """The call's own answer once approved; a denial (or no decision in time) raises ApprovalDeniedError."""
-        approved, note = await self.book.wait(approval, self.config.timeout_seconds)
-        ctx.record.extra["approval"] = "approved" if approved else "denied"
-        if (approved, note) == timed_out(self.config.timeout_seconds) and self.count is not None:
+        outcome = await self.book.wait(approval, self.config.timeout_seconds)
+        ctx.record.extra["approval"] = "approved" if outcome.approved else "denied"
+        ctx.record.approver = outcome.approver
+        if outcome == timed_out(self.config.timeout_seconds) and self.count is not None:
             self.count("approval_timeouts")
-        if not approved:
-            reason = f"Approval {approval.id} was not granted" + (f": {note}" if note else "")
+        if self.notifier is not None:
+            self.notifier.decided(approval, outcome)
+        if not outcome.approved:
+            reason = f"Approval {approval.id} was not granted" + (f": {outcome.note}" if outcome.note else "")
             raise ApprovalDeniedError(reason, data={"approval_id": approval.id})
         return await call_next(ctx)
 

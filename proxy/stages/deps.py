@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from proxy.approval.book import ApprovalBook
+from proxy.approval.notifier import WebhookNotifier
 from proxy.audit import AuditTrail
 from proxy.auth.authenticator import Authenticator
 from proxy.cache.controller import ResponseCache
@@ -34,6 +35,7 @@ class Deps:
     audit: AuditTrail | None = None  # also records the legacy GET /sse handler's refusals
     cache: ResponseCache | None = None  # the admin app purges it and reads its stats
     pins: ToolPins | None = None  # the reviewed tools lock and the drifts seen (tools.lock_file); /readyz reads it
+    notifier: WebhookNotifier | None = None  # approval webhooks; the admin app checks their one-time links
     clock: Callable[[], float] = time.monotonic
 
     @property

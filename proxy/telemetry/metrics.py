@@ -38,6 +38,8 @@ NAMED_COUNTERS = {
     "rate_limit_fail_open": ("mcp_sidecar.rate_limit.fail_open",
                              "Calls let through unlimited because the rate-limit store was unavailable"),
     "approval_timeouts": ("mcp_sidecar.approval.timeouts", "Calls denied because no approver answered in time"),
+    "webhook_failures": ("mcp_sidecar.webhook.failures", "Approval notifications not delivered after every attempt"),
+    "webhook_drops": ("mcp_sidecar.webhook.drops", "Approval notifications dropped because the queue was full"),
 }
 
 

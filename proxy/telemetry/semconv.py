@@ -45,6 +45,7 @@ POLICY_REVISION = PREFIX + "policy.revision"
 RATE_LIMIT = PREFIX + "rate_limit."  # + bucket, remaining, limit, retry_after_seconds
 CACHE_STATUS = PREFIX + "cache.status"
 APPROVAL_ID = PREFIX + "approval.id"
+APPROVER = PREFIX + "approval.approver"
 UPSTREAM_NAME = PREFIX + "upstream.name"
 POLICY_DENIAL_REASON = PREFIX + "policy.reason"
 
@@ -99,6 +100,7 @@ def decision_attributes(record: CallRecord) -> dict[str, Any]:
         POLICY_REVISION: record.policy_revision,
         CACHE_STATUS: record.cache_status,
         APPROVAL_ID: record.approval_id,
+        APPROVER: record.approver,
     }
     attributes.update({key: value for key, value in optional.items() if value is not None})
     if record.policy_reasons:

@@ -13,7 +13,7 @@ from proxy.reply import Reply
 from proxy.runtime.app import create_app
 from proxy.stages import approval as approval_module
 from tests.integration.policy_support import copy_policies
-from tests.kit import make_config, run_sidecar
+from tests.kit import bound, make_config, run_sidecar
 
 
 class NeedsApproval:
@@ -65,8 +65,9 @@ async def test_approved_call_goes_through_and_denied_call_is_a_tool_error(statel
             async with asyncio.timeout(5):
                 while not (waiting := await pending(http, sidecar.admin_url)):
                     pass
-            assert waiting[0]["target"] == "delete_file" and "arguments" not in waiting[0]
-            async with http.post(f"{sidecar.admin_url}/approvals/{waiting[0]['id']}/approve") as response:
+            assert waiting[0]["target"] == "delete_file" and waiting[0]["arguments_hash"].startswith("sha256:")
+            async with http.post(f"{sidecar.admin_url}/approvals/{waiting[0]['id']}/approve",
+                                 json=bound(waiting[0])) as response:
                 assert response.status == 200
             approved = await asyncio.wait_for(call, 5)
 
@@ -75,7 +76,7 @@ async def test_approved_call_goes_through_and_denied_call_is_a_tool_error(statel
                 while not (waiting := await pending(http, sidecar.admin_url)):
                     pass
             async with http.post(f"{sidecar.admin_url}/approvals/{waiting[0]['id']}/deny",
-                                 json={"note": "not on a Friday"}) as response:
+                                 json=bound(waiting[0], note="not on a Friday")) as response:
                 assert response.status == 200
             denied = await asyncio.wait_for(denied_call, 5)
             unaffected = await client.call_tool("add", {"a": 1, "b": 1})
@@ -96,5 +97,6 @@ async def test_unanswered_approval_times_out_as_a_denial(stateless_upstream, mon
 
 async def test_deciding_an_unknown_approval_is_404(stateless_upstream) -> None:
     async with run_sidecar(make_config(stateless_upstream)) as sidecar, aiohttp.ClientSession() as http:
-        async with http.post(f"{sidecar.admin_url}/approvals/nope/approve") as response:
+        async with http.post(f"{sidecar.admin_url}/approvals/nope/approve",
+                             json={"arguments_hash": "sha256:0"}) as response:
             assert response.status == 404

@@ -15,11 +15,13 @@ from mcp import Client
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from proxy.approval import redis_book as approval_redis
+from proxy.approval.book import Outcome
 from proxy.approval.redis_book import RedisApprovalBook
 from proxy.config import ApprovalConfig
 from proxy.errors import ApprovalUnavailableError
 from tests.integration.test_approval import with_policy
 from tests.kit import (
+    bound,
     child_env,
     make_config,
     modern_headers,
@@ -66,20 +68,22 @@ async def test_a_call_waiting_in_one_sidecar_is_listed_and_decided_through_anoth
         call = asyncio.create_task(client.call_tool("delete_file", {"path": "/tmp/shared"}))
         waiting = await wait_listed(http, other.admin_url)
         assert await listed(http, holder.admin_url) == waiting  # one book, whichever sidecar is asked
-        async with http.post(f"{other.admin_url}/approvals/{waiting[0]['id']}/approve") as response:
+        async with http.post(f"{other.admin_url}/approvals/{waiting[0]['id']}/approve",
+                             json=bound(waiting[0])) as response:
             assert response.status == 200
         approved = await asyncio.wait_for(call, 5)
-        async with http.post(f"{holder.admin_url}/approvals/{waiting[0]['id']}/deny") as response:
+        async with http.post(f"{holder.admin_url}/approvals/{waiting[0]['id']}/deny",
+                             json=bound(waiting[0])) as response:
             assert response.status == 404  # decided once
 
         denied_call = asyncio.create_task(client.call_tool("delete_file", {"path": "/etc"}))
         second = await wait_listed(http, other.admin_url)
         async with http.post(f"{other.admin_url}/approvals/{second[0]['id']}/deny",
-                             json={"note": "not on a Friday"}) as response:
+                             json=bound(second[0], note="not on a Friday")) as response:
             assert response.status == 200
         denied = await asyncio.wait_for(denied_call, 5)
         await wait_until(lambda: _no_keys(prefix))
-    assert waiting[0]["target"] == "delete_file" and "arguments" not in waiting[0]
+    assert waiting[0]["target"] == "delete_file" and waiting[0]["arguments_hash"].startswith("sha256:")
     assert approved.is_error is False and approved.content[0].text == "deleted /tmp/shared"
     assert denied.is_error is True and "not on a Friday" in denied.content[0].text
 
@@ -98,7 +102,8 @@ async def test_the_pending_limit_counts_every_sidecar(stateless_upstream, monkey
         held = asyncio.create_task(one.call_tool("delete_file", {"path": "/tmp/a"}))
         waiting = await wait_listed(http, second.admin_url)
         refused = await two.call_tool("delete_file", {"path": "/tmp/b"})
-        async with http.post(f"{second.admin_url}/approvals/{waiting[0]['id']}/approve") as response:
+        async with http.post(f"{second.admin_url}/approvals/{waiting[0]['id']}/approve",
+                             json=bound(waiting[0])) as response:
             assert response.status == 200
         assert (await asyncio.wait_for(held, 5)).is_error is False
     assert refused.is_error is True and "Approval queue is full" in refused.content[0].text
@@ -115,7 +120,8 @@ async def test_an_undecided_call_times_out_as_a_denial_and_cannot_be_decided_aft
         call = asyncio.create_task(client.call_tool("delete_file", {"path": "/tmp/late"}))
         waiting = await wait_listed(http, sidecar.admin_url)
         result = await asyncio.wait_for(call, 5)
-        async with http.post(f"{sidecar.admin_url}/approvals/{waiting[0]['id']}/approve") as response:
+        async with http.post(f"{sidecar.admin_url}/approvals/{waiting[0]['id']}/approve",
+                             json=bound(waiting[0])) as response:
             late = response.status
         assert await redis_keys(prefix) == []
     assert result.is_error is True and "no approval within 0.4s" in result.content[0].text
@@ -139,7 +145,7 @@ async def test_a_decision_whose_message_was_missed_is_found_by_the_waiting_call(
         await wait_until(lambda: _no_keys(prefix))
     finally:
         await book.close()
-    assert outcome == (True, "fine")
+    assert outcome == Outcome(True, "fine")
 
 
 @needs_shared_redis
@@ -169,7 +175,8 @@ async def test_redis_away_fails_closed_and_recovers(stateless_upstream, monkeypa
             unaffected = await client.call_tool("add", {"a": 2, "b": 3})
             async with http.get(sidecar.admin_url + "/approvals") as response:
                 listing = response.status, await response.json()
-            async with http.post(f"{sidecar.admin_url}/approvals/abc/approve") as response:
+            async with http.post(f"{sidecar.admin_url}/approvals/abc/approve",
+                                 json={"arguments_hash": "sha256:0"}) as response:
                 deciding = response.status
             async with http.get(sidecar.admin_url + "/readyz") as response:
                 ready = response.status, (await response.json())["checks"]["approvals"]
@@ -177,7 +184,8 @@ async def test_redis_away_fails_closed_and_recovers(stateless_upstream, monkeypa
             server.start()  # back: the subscription is restored and approvals work again
             call = asyncio.create_task(client.call_tool("delete_file", {"path": "/tmp/y"}))
             waiting = await wait_listed(http, sidecar.admin_url)
-            async with http.post(f"{sidecar.admin_url}/approvals/{waiting[0]['id']}/approve") as response:
+            async with http.post(f"{sidecar.admin_url}/approvals/{waiting[0]['id']}/approve",
+                                 json=bound(waiting[0])) as response:
                 assert response.status == 200
             approved = await asyncio.wait_for(call, 5)
     assert refused.is_error is True and "approval store is unreachable" in refused.content[0].text
@@ -222,7 +230,8 @@ async def test_two_workers_share_the_book(stateless_upstream: str, tmp_path: Pat
                 async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as fresh:
                     seen.append(await listed(fresh, admin_url))
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as approver, \
-                    approver.post(f"{admin_url}/approvals/{waiting[0]['id']}/approve") as response:
+                    approver.post(f"{admin_url}/approvals/{waiting[0]['id']}/approve",
+                                  json=bound(waiting[0])) as response:
                 assert response.status == 200
             answer = await asyncio.wait_for(call, 5)
     assert all(listing == waiting for listing in seen)
@@ -308,7 +317,7 @@ async def test_a_decision_delivered_while_the_store_fails_at_the_deadline_is_kep
     finally:
         await book.close()
         await drop_keys(prefix)
-    assert outcome == (True, "fine")
+    assert outcome == Outcome(True, "fine")
 
 
 @needs_shared_redis

@@ -21,6 +21,7 @@ from tests.integration.test_stdio_upstream import stdio_config
 from tests.integration.test_tracing import traced_config
 from tests.kit import (
     ACCEPT_BOTH,
+    bound,
     make_config,
     make_ctx,
     modern_headers,
@@ -61,7 +62,7 @@ async def approve_first(http: aiohttp.ClientSession, admin_url: str) -> None:
     async with asyncio.timeout(5):
         while not (waiting := await pending(http, admin_url)):
             await asyncio.sleep(0.02)
-    async with http.post(f"{admin_url}/approvals/{waiting[0]['id']}/approve") as response:
+    async with http.post(f"{admin_url}/approvals/{waiting[0]['id']}/approve", json=bound(waiting[0])) as response:
         assert response.status == 200
 
 
@@ -101,7 +102,7 @@ async def test_a_denial_after_the_wait_arrives_as_the_stream_s_event(stateless_u
             await wait_until(sidecar.app.deps.approvals.pending)
             waiting = await sidecar.app.deps.approvals.pending()
             async with http.post(f"{sidecar.admin_url}/approvals/{waiting[0]['id']}/deny",
-                                 json={"note": "weekend freeze"}) as decided:
+                                 json=bound(waiting[0], note="weekend freeze")) as decided:
                 assert decided.status == 200
             [answer] = events_of(await asyncio.wait_for(response.content.read(), 5))
     assert answer["id"] == 7 and answer["result"]["isError"] is True

@@ -101,3 +101,9 @@ def test_reply_error_of_broken_streams_and_http_failures() -> None:
 def test_tool_result_is_the_final_result_if_any() -> None:
     assert semconv.tool_result(result({"result": {"content": [1]}})) == {"content": [1]}
     assert semconv.tool_result(Reply()) is None
+
+
+def test_the_approver_goes_on_the_span_with_the_approval() -> None:
+    attributes = semconv.decision_attributes(CallRecord(approval_id="a1", approver="approver-bot"))
+    assert attributes[semconv.APPROVAL_ID] == "a1" and attributes[semconv.APPROVER] == "approver-bot"
+    assert semconv.APPROVER not in semconv.decision_attributes(CallRecord())

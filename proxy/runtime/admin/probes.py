@@ -1,17 +1,19 @@
-"""The admin listener: liveness, readiness (every registered check), and room for metrics and control."""
+"""The admin listener's probes and controls: liveness, readiness (every registered check), metrics, the cache."""
 
 from __future__ import annotations
 
 import asyncio
 
+import structlog
 from aiohttp import web
 
-from proxy.errors import ApprovalUnavailableError
+from proxy.runtime.admin.guard import IDENTITY
 from proxy.runtime.admin_report import tools_report
 from proxy.stages.deps import Deps
 from proxy.telemetry.export.prometheus import CONTENT_TYPE
 
 ADMIN_DEPS = web.AppKey("admin_deps", Deps)
+log = structlog.get_logger("proxy.admin")
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -19,7 +21,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    names, checks = zip(*request.app[ADMIN_DEPS].readiness, strict=True)
+    ready, report = await readiness_report(request.app[ADMIN_DEPS])
+    return web.json_response({"ready": ready, "checks": report}, status=200 if ready else 503)
+
+
+async def readiness_report(deps: Deps) -> tuple[bool, dict[str, dict[str, object]]]:
+    names, checks = zip(*deps.readiness, strict=True)
     results = await asyncio.gather(*(check() for check in checks), return_exceptions=True)
     report: dict[str, dict[str, object]] = {}
     for name, result in zip(names, results, strict=True):
@@ -28,8 +35,7 @@ async def readyz(request: web.Request) -> web.Response:
         else:
             ok, detail = result
             report[name] = {"ok": ok, "detail": detail}
-    ready = all(item["ok"] for item in report.values())
-    return web.json_response({"ready": ready, "checks": report}, status=200 if ready else 503)
+    return all(item["ok"] for item in report.values()), report
 
 
 async def cache_purge(request: web.Request) -> web.Response:
@@ -37,7 +43,9 @@ async def cache_purge(request: web.Request) -> web.Response:
     cache = request.app[ADMIN_DEPS].cache
     if cache is None:
         return web.json_response({"error": "caching is disabled"}, status=404)
-    done, generation = await cache.purge(request.query.get("tool") or None)
+    tool = request.query.get("tool") or None
+    done, generation = await cache.purge(tool)
+    log.info("admin.cache_purged", who=request[IDENTITY].name, tool=tool, done=done)
     return web.json_response({"purged": generation}, status=200 if done else 503)
 
 
@@ -46,6 +54,8 @@ async def cache_stats(request: web.Request) -> web.Response:
     if cache is None:
         return web.json_response({"error": "caching is disabled"}, status=404)
     return web.json_response(cache.stats())
+
+
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text of the sidecar's OTel metrics (404 when telemetry or telemetry.prometheus is off)."""
     reader = request.app[ADMIN_DEPS].telemetry.prometheus
@@ -55,46 +65,6 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=await asyncio.to_thread(reader.render), headers={"Content-Type": CONTENT_TYPE})
 
 
-async def list_approvals(request: web.Request) -> web.Response:
-    try:
-        pending = await request.app[ADMIN_DEPS].approvals.pending()
-    except ApprovalUnavailableError as error:
-        return web.json_response({"error": error.message}, status=503)
-    return web.json_response({"pending": pending})
-
-
-async def decide_approval(request: web.Request) -> web.Response:
-    approved = request.match_info["verdict"] == "approve"
-    note = ""
-    if request.can_read_body:
-        try:
-            body = await request.json()
-        except ValueError:
-            return web.json_response({"error": "body must be JSON"}, status=400)
-        note = str(body.get("note", "")) if isinstance(body, dict) else ""
-    try:
-        decided = await request.app[ADMIN_DEPS].approvals.decide(request.match_info["id"], approved, note)
-    except ApprovalUnavailableError as error:
-        return web.json_response({"error": error.message}, status=503)
-    if not decided:
-        return web.json_response({"error": "no such pending approval"}, status=404)
-    return web.json_response({"id": request.match_info["id"], "approved": approved})
-
-
 async def report(request: web.Request) -> web.Response:
     """GET /tools/report?format=json|markdown|sarif|html: the security report of the sidecar's view of the tools."""
     return await tools_report(request, request.app[ADMIN_DEPS])
-
-
-def create_admin_app(deps: Deps) -> web.Application:
-    app = web.Application()
-    app[ADMIN_DEPS] = deps
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_post("/cache/purge", cache_purge)
-    app.router.add_get("/cache/stats", cache_stats)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/approvals", list_approvals)
-    app.router.add_post(r"/approvals/{id}/{verdict:approve|deny}", decide_approval)
-    app.router.add_get("/tools/report", report)
-    return app

@@ -1,0 +1,94 @@
+"""The console at /console: one page (HTML, CSS and JS from package data, nothing from a CDN) and the JSON it reads.
+
+The page carries no data: without a valid credential it is answered 401 with its login form; everything it shows
+comes from the API below and /approvals, each behind admin auth. Its figures come from the sidecar's own
+readiness checks, metrics, audit ring, approval book and tool catalog, never from a second source.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from proxy.auth.admin import AdminDenied
+from proxy.config import PERMISSIONS
+from proxy.runtime.admin.guard import CHALLENGE, IDENTITY, PUBLIC, identify, requires
+from proxy.runtime.admin.probes import ADMIN_DEPS, readiness_report
+from proxy.runtime.admin.summary import metric_totals, recent_summary
+
+MAX_CALLS = 500
+CSP = "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; " \
+      "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'"
+
+
+def _page() -> str:
+    files = resources.files("proxy.runtime.admin") / "console"
+    page = (files / "index.html").read_text()
+    return page.replace("/*STYLE*/", (files / "console.css").read_text()) \
+               .replace("/*SCRIPT*/", (files / "console.js").read_text())
+
+
+PAGE = web.AppKey("console_page", str)
+
+
+async def console_page(request: web.Request) -> web.Response:
+    try:
+        await identify(request)
+        status, headers = 200, {}
+    except AdminDenied as error:
+        status, headers = error.status, dict(CHALLENGE) if error.status == 401 else {}
+    headers.update({"Content-Security-Policy": CSP, "Cache-Control": "no-store", "X-Frame-Options": "DENY"})
+    return web.Response(text=request.app[PAGE], status=status, content_type="text/html", headers=headers)
+
+
+async def whoami(request: web.Request) -> web.Response:
+    identity = request[IDENTITY]
+    return web.json_response({"name": identity.name, "permission": identity.permission,
+                              "can": [p for p in PERMISSIONS if identity.allows(p)]})
+
+
+async def overview(request: web.Request) -> web.Response:
+    deps = request.app[ADMIN_DEPS]
+    ready, checks = await readiness_report(deps)
+    ring = deps.audit.ring if deps.audit is not None else None
+    reader = deps.telemetry.prometheus
+    return web.json_response({
+        "ready": ready, "checks": checks, "upstream": {"name": deps.config.upstream.name,
+                                                       "kind": deps.config.upstream.kind},
+        "recent": recent_summary(ring, time.time()) if ring is not None else None,
+        "metrics": metric_totals(reader.render()) if reader is not None else None,
+    })
+
+
+async def recent_calls(request: web.Request) -> web.Response:
+    deps = request.app[ADMIN_DEPS]
+    if deps.audit is None or deps.audit.ring is None:
+        return web.json_response({"calls": [], "note": "recent calls need audit.enabled and admin.recent_calls"})
+    filters = {key: request.query.get(key) or None for key in ("principal", "tool", "outcome")}
+    try:
+        limit = min(MAX_CALLS, max(1, int(request.query.get("limit", "100"))))
+    except ValueError:
+        return web.json_response({"error": "limit must be a number"}, status=400)
+    return web.json_response({"calls": deps.audit.ring.query(filters, limit)})
+
+
+async def tools(request: web.Request) -> web.Response:
+    catalog = await request.app[ADMIN_DEPS].catalog.all()
+    if catalog is None:
+        return web.json_response({"tools": None, "error": "the upstream did not list its tools"}, status=503)
+    listed: list[dict[str, Any]] = [
+        {"name": info.name, "description": info.definition.get("description"), "annotations": info.annotations,
+         "hash": info.hash} for info in sorted(catalog.values(), key=lambda info: info.name)]
+    return web.json_response({"tools": listed})
+
+
+def add_routes(app: web.Application) -> None:
+    app[PAGE] = _page()
+    app.router.add_get("/console", requires(PUBLIC, console_page))
+    app.router.add_get("/console/api/me", requires("viewer", whoami))
+    app.router.add_get("/console/api/overview", requires("viewer", overview))
+    app.router.add_get("/console/api/calls", requires("viewer", recent_calls))
+    app.router.add_get("/console/api/tools", requires("viewer", tools))
