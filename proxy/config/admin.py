@@ -89,9 +89,9 @@ class WebhookConfig(Section):
     @model_validator(mode="after")
     def _links(self) -> WebhookConfig:
         if self.links_base_url is not None and self.links_secret_file is None:
-            raise ValueError("approval.webhook.links_base_url needs links_secret_file")
+            raise ValueError("links_base_url needs links_secret_file")
         if self.links_secret_file is not None and self.links_secret_file == self.secret_file:
-            raise ValueError("approval.webhook.links_secret_file must not be the webhook's secret_file")
+            raise ValueError("links_secret_file must not be the webhook's secret_file")
         return self
 
 
