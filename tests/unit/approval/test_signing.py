@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from proxy.approval.arguments import arguments_hash, shown_arguments
@@ -55,3 +57,17 @@ def test_shown_arguments() -> None:
                                                                           "auth": {"password": "[redacted]"}}
     assert shown_arguments(arguments, "none", ()) is None
     assert shown_arguments(arguments, "full", ("auth.password",)) == arguments
+
+
+def test_the_verifier_in_docs_admin_md_accepts_what_the_sidecar_signs() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[3] / "docs" / "admin.md").read_text()
+    snippet = text.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(snippet, namespace)  # the documented example, as written
+    body, stamp = b'{"type":"approval.decided"}', int(time.time())
+    headers = {"X-Sidecar-Timestamp": str(stamp), "X-Sidecar-Signature": sign_webhook(SECRET, stamp, body)}
+    assert namespace["verify"](SECRET, headers, body)
+    assert not namespace["verify"](SECRET, headers, body + b"x")
+    assert not namespace["verify"](SECRET, {**headers, "X-Sidecar-Timestamp": str(stamp - 301)}, body)
