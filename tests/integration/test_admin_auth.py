@@ -87,7 +87,7 @@ async def test_401_carries_a_bearer_challenge_and_the_console_its_login_form(sta
         async with http.get(sidecar.admin_url + "/console") as response:
             page = await response.text()
             assert response.status == 401 and 'id="login"' in page
-            assert "script-src" in response.headers["Content-Security-Policy"]
+            assert "script-src 'sha256-" in response.headers["Content-Security-Policy"]
         async with http.get(sidecar.admin_url + "/console/api/me",
                             headers={"Authorization": f"Bearer {TOKENS['approver']}"}) as response:
             assert await response.json() == {"name": "approver-bot", "permission": "approver",

@@ -43,6 +43,7 @@ async def test_log_in_approve_a_held_call_and_filter_recent_calls(stateless_upst
         await page.fill("#token", TOKENS["approver"])
         await page.click("#login button")
         await page.get_by_test_id("who").filter(has_text="approver-bot (approver)").wait_for()
+        await page.get_by_test_id("checks").filter(has_text="upstream ok").wait_for()
 
         assert (await client.call_tool("add", {"a": 2, "b": 3})).structured_content == {"result": 5}
         call = asyncio.create_task(client.call_tool("delete_file", {"path": "/srv/data/secret-plans"}))

@@ -33,7 +33,6 @@
     const latency = recent.latency_ms || {};
     const tiles = [
       tile("ready", body.ready ? "yes" : "no", body.ready ? "ok" : "bad"),
-      tile("upstream " + body.upstream.kind, body.checks.upstream ? body.checks.upstream.detail : "", ""),
       tile("upstream restarts", m.mcp_sidecar_upstream_restarts_total || 0),
       tile("calls / min", recent.per_minute), tile("error rate", recent.error_rate),
       tile("denied", recent.denied), tile("limited", recent.limited),
@@ -41,6 +40,13 @@
       tile("policy revision", recent.policy_revision),
     ];
     $("overview").replaceChildren(...tiles);
+    // Every readiness check as /readyz reports it: upstream state, policy revision and reload errors, stores.
+    const checks = Object.entries(body.checks).map(([name, check]) => {
+      const row = el("li", null, check.ok ? "" : "bad");
+      row.append(el("b", `${name} ${check.ok ? "ok" : "NOT OK"}: `), el("span", check.detail));
+      return row;
+    });
+    $("checks").replaceChildren(...checks);
   }
 
   function approvalCard(item) {
