@@ -10,7 +10,17 @@ from pathlib import Path
 from typing import Any
 
 from proxy.config import ConfigError, load_config
-from proxy.runtime import approvals_cli, config_commands, dev_idp, policy_init, scan_cli, token_mint, tools_cli, traces
+from proxy.runtime import (
+    approvals_cli,
+    audit_cli,
+    config_commands,
+    dev_idp,
+    policy_init,
+    scan_cli,
+    token_mint,
+    tools_cli,
+    traces,
+)
 from proxy.runtime.logs import configure_logging
 
 EXIT_CONFIG = 2
@@ -51,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     scan_cli.add_scan_command(commands)
     traces.add_parser(commands)
     approvals_cli.add_parser(commands)
+    audit_cli.add_parser(commands)
     return parser
 
 
