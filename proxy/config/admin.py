@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from proxy.config.base import Section
+from proxy.config.base import Section, check_key_file
 
 Permission = Literal["viewer", "approver", "admin"]
 PERMISSIONS: tuple[Permission, ...] = ("viewer", "approver", "admin")  # each includes the ones before it
@@ -84,7 +84,7 @@ class WebhookConfig(Section):
     @field_validator("secret_file", "links_secret_file")
     @classmethod
     def _secret(cls, value: str | None) -> str | None:
-        return _readable(value)
+        return check_key_file(value)
 
     @model_validator(mode="after")
     def _links(self) -> WebhookConfig:

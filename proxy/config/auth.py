@@ -9,9 +9,9 @@ import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from proxy.config.base import HEADER_NAME, RESERVED_UPSTREAM_HEADERS, Section
+from proxy.config.base import HEADER_NAME, MIN_KEY_BYTES, RESERVED_UPSTREAM_HEADERS, Section, check_key_file
 
-MIN_HMAC_SECRET_BYTES = 32
+MIN_HMAC_SECRET_BYTES = MIN_KEY_BYTES
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -145,14 +145,7 @@ class AuthConfig(Section):
     @field_validator("hmac_secret_file")
     @classmethod
     def _hmac_secret(cls, path: str | None) -> str | None:
-        if path is not None:
-            try:
-                secret = Path(path).read_bytes().rstrip(b"\r\n")
-            except OSError as exc:
-                raise ValueError(f"cannot read {path}: {exc.strerror}") from None
-            if len(secret) < MIN_HMAC_SECRET_BYTES:
-                raise ValueError(f"{path}: an HMAC secret needs at least {MIN_HMAC_SECRET_BYTES} bytes")
-        return path
+        return check_key_file(path, "an HMAC secret")
 
     @field_validator("algorithms")
     @classmethod

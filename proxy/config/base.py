@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
@@ -13,6 +14,21 @@ class Section(BaseModel):
     `mcp-sidecar config check` masks."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+MIN_KEY_BYTES = 32
+
+
+def check_key_file(path: str | None, what: str = "a signing key") -> str | None:
+    """A readable file holding a secret of at least MIN_KEY_BYTES (a trailing newline does not count)."""
+    if path is not None:
+        try:
+            key = Path(path).read_bytes().rstrip(b"\r\n")
+        except OSError as exc:
+            raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+        if len(key) < MIN_KEY_BYTES:
+            raise ValueError(f"{path}: {what} needs at least {MIN_KEY_BYTES} bytes")
+    return path
 
 
 def check_redis_url(value: str) -> str:

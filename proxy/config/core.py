@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from proxy.config.admin import WebhookConfig
-from proxy.config.base import Section, check_redis_url, parse_host_port
+from proxy.config.base import Section, check_key_file, check_redis_url, parse_host_port
 from proxy.config.tls import ServerTlsConfig
 
 
@@ -126,11 +126,21 @@ class ApprovalConfig(Section):
     policy's `redact` paths masked; `none`; or `full`."""
     webhook: WebhookConfig | None = None
     """Notify a webhook when a call starts waiting and when it is decided."""
+    confirmation_secret_file: str | None = None
+    """The key (at least 32 bytes) signing the `requestState` of `require_confirmation` rounds; share it between
+    workers and replicas. Unset: a random key per process, so a retry landing on another process is refused."""
+    confirmation_ttl_seconds: float = Field(default=300.0, gt=0, le=3600)
+    """How long a user has to confirm a call (`require_confirmation`) before the state expires."""
 
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
         return check_redis_url(value)
+
+    @field_validator("confirmation_secret_file")
+    @classmethod
+    def _confirmation_key(cls, path: str | None) -> str | None:
+        return check_key_file(path)
 
 
 class LoggingConfig(Section):

@@ -217,6 +217,7 @@ def _redact(value: Any) -> str | None:
 
 
 def _require_approval(value: Any) -> str | None:
+    """require_approval and require_confirmation: booleans."""
     return None if isinstance(value, bool) else "must be a boolean"
 
 
@@ -225,6 +226,7 @@ _OBLIGATION_CHECKS = {
     "cache": _cache,
     "redact": _redact,
     "require_approval": _require_approval,
+    "require_confirmation": _require_approval,  # a boolean too
 }
 
 

@@ -1,17 +1,21 @@
-"""Approval stage: a call that policy marks `require_approval` waits for an approver on the admin listener."""
+"""Approval stage: a call that policy marks `require_approval` waits for an approver on the admin listener; one it
+marks `require_confirmation` asks the caller's user (2026-07-28 clients that can elicit), else falls back to an
+approval."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import orjson
 import structlog
 
-from proxy import jsonrpc
+from proxy import jsonrpc, mcp
 from proxy.approval.arguments import arguments_hash, shown_arguments
 from proxy.approval.book import ApprovalBook, PendingApproval, timed_out
+from proxy.approval.confirmation import Binding, ConfirmationRefused, Confirmations, can_elicit, is_our_retry, stripped
 from proxy.approval.notifier import WebhookNotifier
 from proxy.catalog import ToolCatalog
 from proxy.config import ApprovalConfig
@@ -35,6 +39,9 @@ class ApprovalStage:
         self.catalog = catalog
         self.notifier = notifier
         self.count = count  # deps.metrics.count: approvals nobody answered in time
+        key = Path(config.confirmation_secret_file).read_bytes().rstrip(b"\r\n") \
+            if config.confirmation_secret_file else None
+        self.confirmations = Confirmations(key, config.confirmation_ttl_seconds)
 
     @classmethod
     def from_config(cls, config: ApprovalConfig, deps: Deps) -> ApprovalStage | None:
@@ -61,8 +68,34 @@ class ApprovalStage:
                 **({"tool_drift": ctx.record.extra["tool_drift"]} if "tool_drift" in ctx.record.extra else {})}
 
     async def __call__(self, ctx: CallContext, call_next: Handler) -> Reply:
+        if ctx.obligations.get("require_confirmation") and ctx.is_request:
+            if ctx.era is mcp.Era.MODERN and (is_our_retry(ctx.params) or can_elicit(ctx.params)):
+                return await self._confirmed(ctx, call_next)
+            ctx = ctx.evolve(obligations={**ctx.obligations, "require_approval": True})  # cannot ask the user
         if not ctx.obligations.get("require_approval") or not ctx.is_request:
             return await call_next(ctx)
+        return await self._approved(ctx, call_next)
+
+    async def _confirmed(self, ctx: CallContext, call_next: Handler) -> Reply:
+        """First call: an input_required result asking the user. Retry: the user's yes and our state, verified,
+        then the call goes on without them (through an approval too if policy asks for both)."""
+        binding = Binding(f"{ctx.principal.issuer}|{ctx.principal.subject}",
+                          arguments_hash(ctx.method, ctx.target, ctx.arguments), ctx.record.policy_revision)
+        if not is_our_retry(ctx.params):
+            ctx.record.extra["confirmation"] = "asked"
+            return Reply.json(jsonrpc.result_message(ctx.request_id, self.confirmations.ask(binding, ctx.target)))
+        try:
+            self.confirmations.check(ctx.params, binding)
+        except ConfirmationRefused as refused:
+            ctx.record.extra["confirmation"] = "refused"
+            raise ApprovalDeniedError(f"Confirmation refused: {refused}") from None
+        ctx.record.extra["confirmation"] = "confirmed"
+        ctx = ctx.evolve(message={**ctx.message, "params": stripped(ctx.params)})
+        if ctx.obligations.get("require_approval"):
+            return await self._approved(ctx, call_next)
+        return await call_next(ctx)
+
+    async def _approved(self, ctx: CallContext, call_next: Handler) -> Reply:
         approval = await self.book.open(await self.summary(ctx))  # ApprovalUnavailableError: fail closed
         if approval is None:
             raise ApprovalDeniedError("Approval queue is full; try again later")

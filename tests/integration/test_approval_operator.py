@@ -36,17 +36,23 @@ class HoldsDeletes:
         return await call_next(ctx)
 
 
-@pytest.fixture
-def held(monkeypatch):
+def standin_policy(monkeypatch, standin) -> None:
+    """`standin` (a stage setting obligations), then the approval stage, in the cache's place (without a policy
+    engine the sidecar builds no approval stage)."""
     import proxy.runtime.app
 
     def build(config, deps):
         stages = real_build_stages(config, deps)
         at = next((i for i, stage in enumerate(stages) if stage.name == "cache"), len(stages))
         stage = approval_module.ApprovalStage(config.approval, deps.approvals, deps.catalog, deps.notifier)
-        return [*stages[:at], HoldsDeletes(), stage, *stages[at:]]
+        return [*stages[:at], standin, stage, *stages[at:]]
 
     monkeypatch.setattr(proxy.runtime.app, "build_stages", build)
+
+
+@pytest.fixture
+def held(monkeypatch):
+    standin_policy(monkeypatch, HoldsDeletes())
 
 
 async def first_pending(http: aiohttp.ClientSession, admin: str) -> dict:
