@@ -23,7 +23,7 @@ from proxy.catalog import ToolCatalog
 from proxy.config import Config, load_config
 from tests.idp import ISSUER, JwksServer, claims_for, make_token, new_key, serve_jwks
 from tests.integration.test_metrics_audit import read_events, scrape, value
-from tests.kit import ROOT, free_port, modern_headers, modern_request, run_sidecar
+from tests.kit import ROOT, bound, free_port, modern_headers, modern_request, run_sidecar
 from tests.otlp_kit import CLIENT, SERVER, ReceivedSpan, Receiver, otlp_receiver
 from tests.redis_kit import SHARED_URL, needs_shared_redis, unique_prefix
 
@@ -206,7 +206,8 @@ async def test_operator_call_waits_for_an_approver(stateful_upstream: str, tmp_p
                     await asyncio.sleep(0.02)
             [approval] = pending
             assert (approval["principal"], approval["target"]) == ("otto", "delete_file")
-            async with http.post(f"{stack.admin_url}/approvals/{approval['id']}/approve") as response:
+            async with http.post(f"{stack.admin_url}/approvals/{approval['id']}/approve",
+                                 json=bound(approval)) as response:
                 assert response.status == 200
             result = await asyncio.wait_for(call, 5)
     assert not result.is_error and result.content[0].text == "deleted /tmp/scratch/old.log"
@@ -216,6 +217,7 @@ async def test_operator_call_waits_for_an_approver(stateful_upstream: str, tmp_p
     assert event["rate_limit"]["bucket"] == "plan-pro"
     [server] = [s for s in trace_of(stack.receiver, event) if s.kind == SERVER]
     assert server.attributes["mcp_sidecar.approval.id"] == approval["id"]
+    assert event["approver"] == "unauthenticated" == server.attributes["mcp_sidecar.approval.approver"]
 
 
 async def test_a_hidden_tool_is_charged_to_the_bucket_policy_chose(stateful_upstream: str, tmp_path: Path) -> None:

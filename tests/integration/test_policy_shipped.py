@@ -8,7 +8,7 @@ import aiohttp
 from mcp import Client
 
 from tests.integration.policy_support import POLICIES, user
-from tests.kit import make_config, run_sidecar
+from tests.kit import bound, make_config, run_sidecar
 
 MODE = "2026-07-28"
 
@@ -66,7 +66,8 @@ async def test_destructive_tools_need_an_elevated_role(stateful_upstream: str, i
                 while not waiting:
                     await poll()
                     await asyncio.sleep(0.02)
-            async with http.post(f"{sidecar.admin_url}/approvals/{waiting[0]['id']}/approve") as response:
+            async with http.post(f"{sidecar.admin_url}/approvals/{waiting[0]['id']}/approve",
+                                 json=bound(waiting[0])) as response:
                 assert response.status == 200
             approved = await asyncio.wait_for(call, 5)
         operator_obligations = dict(seen.last("tools/call").obligations)

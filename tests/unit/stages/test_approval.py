@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy.approval.book import ApprovalBook
+from proxy.approval.book import ApprovalBook, Decided, Outcome
 from proxy.config import ApprovalConfig
 from proxy.context import CallContext, Principal
 from proxy.errors import ApprovalDeniedError
@@ -48,7 +48,8 @@ async def decide_first(book: ApprovalBook, approved: bool, note: str = "") -> di
     """Wait (bounded) for the one pending approval, decide it, return what the approver saw."""
     await wait_until(book.pending)
     [pending] = await book.pending()
-    assert await book.decide(pending["id"], approved, note)
+    assert await book.decide(pending["id"], pending["arguments_hash"], Outcome(approved, note, "ops")) \
+        is Decided.DECIDED
     return pending
 
 
@@ -69,8 +70,8 @@ async def test_calls_without_the_obligation_pass_straight_through() -> None:
 
 def test_no_stage_without_a_policy_engine() -> None:
     config = make_config()
-    deps: Any = type("DepsLike", (), {"config": config, "approvals": ApprovalBook(),
-                                      "metrics": Telemetry.disabled().metrics})()
+    deps: Any = type("DepsLike", (), {"config": config, "approvals": ApprovalBook(), "catalog": None,
+                                      "notifier": None, "metrics": Telemetry.disabled().metrics})()
     assert ApprovalStage.from_config(config.approval, deps) is None
     on = make_config(policy__engine="opa", policy__opa_url="http://opa:8181")
     deps.config = on
@@ -82,17 +83,20 @@ def test_no_stage_without_a_policy_engine() -> None:
     assert ApprovalStage.from_config(deps.config.approval, deps) is None
 
 
-async def test_an_approved_json_call_goes_on_and_the_approver_saw_no_arguments() -> None:
+async def test_an_approved_json_call_goes_on_and_the_approver_saw_redacted_arguments() -> None:
     approvals, upstream = stage(), Upstream()
     ctx = gated()
+    ctx.record.redact = ("path",)
     call = asyncio.ensure_future(approvals(ctx, upstream))
     seen = await decide_first(approvals.book, True, "ok")
     reply = await asyncio.wait_for(call, 2)
     assert reply.message is not None and reply.message["result"]["n"] == 1 and len(upstream.seen) == 1
-    assert seen == {"id": ctx.record.approval_id, "created": seen["created"], "principal": "alice",
-                    "method": "tools/call", "target": "delete_file", "reasons": ["destructive"],
-                    "decision_id": ctx.record.decision_id}
-    assert ctx.record.extra["approval"] == "approved"
+    assert seen == {"id": ctx.record.approval_id, "created": seen["created"], "expires": seen["expires"],
+                    "principal": "alice", "issuer": None, "method": "tools/call", "target": "delete_file",
+                    "arguments": {"path": "[redacted]"}, "arguments_shown": "redacted",
+                    "arguments_hash": seen["arguments_hash"], "annotations": None, "reasons": ["destructive"],
+                    "decision_id": ctx.record.decision_id, "policy_revision": None}
+    assert ctx.record.extra["approval"] == "approved" and ctx.record.approver == "ops"
 
 
 async def test_a_refused_json_call_raises_with_the_note_and_never_goes_upstream() -> None:
@@ -185,11 +189,11 @@ async def test_only_an_unanswered_approval_is_counted() -> None:
     """The count behind the alert "approvals waiting long": a timeout counts, an approver's denial does not."""
     counted: list[str] = []
     book = ApprovalBook()
-    impatient = ApprovalStage(ApprovalConfig(timeout_seconds=0.05), book, counted.append)
+    impatient = ApprovalStage(ApprovalConfig(timeout_seconds=0.05), book, count=counted.append)
     with pytest.raises(ApprovalDeniedError):
         await impatient(gated(), Upstream())
     assert counted == ["approval_timeouts"]
-    patient = ApprovalStage(ApprovalConfig(timeout_seconds=5), book, counted.append)
+    patient = ApprovalStage(ApprovalConfig(timeout_seconds=5), book, count=counted.append)
     waiting = asyncio.create_task(patient(gated(), Upstream()))
     await decide_first(book, approved=False, note="no")
     with pytest.raises(ApprovalDeniedError):
