@@ -7,7 +7,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import orjson
 import structlog
@@ -94,7 +94,7 @@ class AuditLog:
     """
 
     def __init__(self, config: AuditConfig, on_write_failure: Callable[[Exception, int], None] | None = None,
-                 ring: AuditRing | None = None) -> None:
+                 ring: RecentCalls | None = None) -> None:
         self.config = config
         self.ring = ring
         # A file unbuffered: lines are batched here already, and a failed write must not stay behind in a buffer.
@@ -145,15 +145,16 @@ class AuditTrail:
     """The audit log as the sidecar keeps it, built once at startup and shared by the audit stage and the legacy
     `GET /sse` handler. It fails open (a full disk must not stop MCP traffic) and counts what it could not write."""
 
-    def __init__(self, config: AuditConfig, count: Callable[[str, int], None], recent: int = 0) -> None:
-        self.ring = AuditRing(recent) if recent else None  # the console's recent calls
-        self.log = AuditLog(config, on_write_failure=self._write_failed, ring=self.ring)
+    def __init__(self, config: AuditConfig, count: Callable[[str, int], None],
+                 ring: RecentCalls | None = None) -> None:
+        self.ring = ring  # the console's recent calls
+        self.log = AuditLog(config, on_write_failure=self._write_failed, ring=ring)
         self._count = count  # (counter name, amount): the sidecar's metrics
 
     @classmethod
     def from_config(cls, config: AuditConfig, count: Callable[[str, int], None],
-                    recent: int = 0) -> AuditTrail | None:
-        return cls(config, count, recent) if config.enabled else None
+                    ring: RecentCalls | None = None) -> AuditTrail | None:
+        return cls(config, count, ring) if config.enabled else None
 
     def write(self, ctx: CallContext, reply: Reply | None, span: SpanContext) -> None:
         try:
@@ -181,10 +182,13 @@ class AuditTrail:
         log.warning("audit.write_failed", error=error.__class__.__name__, events=events)
 
     async def start(self) -> None:
-        return None
+        if self.ring is not None:
+            await self.ring.start()
 
     async def close(self) -> None:
         self.log.close()
+        if self.ring is not None:
+            await self.ring.close()
 
 
 def audit_line(event: dict[str, Any]) -> bytes:
@@ -209,14 +213,36 @@ def matches(event: dict[str, Any], filters: dict[str, str | None]) -> bool:
     return True
 
 
+class RecentCalls(Protocol):
+    """Where the console's recent calls are kept: this process's ring, or a stream every replica shares."""
+
+    def append(self, event: dict[str, Any]) -> None: ...  # on the audit path: must not block or raise
+
+    async def recent(self, filters: dict[str, str | None], limit: int) -> list[dict[str, Any]]: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class AuditRing:
     """The newest audit events of this process, in memory and bounded, for the console's recent calls."""
 
     def __init__(self, size: int) -> None:
+        self.size = size
         self._events: deque[dict[str, Any]] = deque(maxlen=size)
 
     def append(self, event: dict[str, Any]) -> None:
         self._events.append(event)
+
+    async def recent(self, filters: dict[str, str | None], limit: int) -> list[dict[str, Any]]:
+        return self.query(filters, limit)
+
+    async def start(self) -> None:
+        """Nothing to connect to."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
 
     def query(self, filters: dict[str, str | None], limit: int = 100) -> list[dict[str, Any]]:
         """Matching events, newest first."""

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from proxy.config.base import Section, check_key_file
+from proxy.config.base import Section, check_key_file, check_redis_url
 
 Permission = Literal["viewer", "approver", "admin"]
 PERMISSIONS: tuple[Permission, ...] = ("viewer", "approver", "admin")  # each includes the ones before it
@@ -107,7 +107,18 @@ class AdminConfig(Section):
     console: bool = True
     """Serve the web console at `/console`."""
     recent_calls: int = Field(default=1000, ge=0, le=100_000)
-    """Audit events kept in memory for the console's recent calls (per process; 0: none). Needs `audit.enabled`."""
+    """Audit events kept for the console's recent calls (0: none); needs `audit.enabled`. In memory, per process,
+    unless `recent_calls_redis_url` is set."""
+    recent_calls_redis_url: str | None = None
+    """Share recent calls between every worker and replica through a Redis stream capped at `recent_calls` (about:
+    Redis trims in whole blocks). Unset: each process keeps its own."""
+    recent_calls_key: str = "mcp-sidecar:recent-calls"
+    """The stream's key; one per deployment."""
+
+    @field_validator("recent_calls_redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        return check_redis_url(value) if value is not None else None
 
 
 def is_loopback(host: str) -> bool:

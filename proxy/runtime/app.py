@@ -23,6 +23,7 @@ from proxy.net.listener import Routes
 from proxy.pipeline import Handler, Lifecycle, Stage, build_chain
 from proxy.reply import Reply
 from proxy.runtime.admin import create_admin_app
+from proxy.runtime.admin.recent import create_recent_calls
 from proxy.stages import build_stages
 from proxy.stages.deps import Deps
 from proxy.telemetry.setup import TRACED_KINDS, Telemetry
@@ -72,7 +73,8 @@ def create_deps(config: Config, upstream: Upstream) -> Deps:
     deps = Deps(config=config, upstream=upstream, catalog=catalog, approvals=create_approval_book(config.approval),
                 telemetry=telemetry,
                 authenticator=Authenticator.from_config(config.auth, config.server, time.monotonic),
-                audit=AuditTrail.from_config(config.audit, telemetry.metrics.count, config.admin.recent_calls),
+                audit=AuditTrail.from_config(config.audit, telemetry.metrics.count,
+                                             create_recent_calls(config.admin, telemetry.metrics.count)),
                 cache=ResponseCache.from_config(config.cache, time.monotonic, config.upstream.name, catalog),
                 pins=load_pins(config),
                 notifier=WebhookNotifier.from_config(config.approval.webhook, telemetry.metrics.count))

@@ -40,6 +40,8 @@ NAMED_COUNTERS = {
     "approval_timeouts": ("mcp_sidecar.approval.timeouts", "Calls denied because no approver answered in time"),
     "webhook_failures": ("mcp_sidecar.webhook.failures", "Approval notifications not delivered after every attempt"),
     "webhook_drops": ("mcp_sidecar.webhook.drops", "Approval notifications dropped because the queue was full"),
+    "recent_calls_failures": ("mcp_sidecar.recent_calls.failures",
+                              "Audit events not written to the shared recent-calls stream"),
 }
 
 

@@ -20,9 +20,11 @@ from proxy.auth.admin import AdminDenied
 from proxy.config import PERMISSIONS
 from proxy.runtime.admin.guard import CHALLENGE, IDENTITY, PUBLIC, identify, requires
 from proxy.runtime.admin.probes import ADMIN_DEPS, readiness_report
+from proxy.runtime.admin.recent import RecentCallsUnavailableError
 from proxy.runtime.admin.summary import metric_totals, recent_summary
 
 MAX_CALLS = 500
+SUMMARY_EVENTS = 10_000  # the newest events the overview's figures are computed from
 
 
 def _page() -> tuple[str, str]:
@@ -63,10 +65,14 @@ async def overview(request: web.Request) -> web.Response:
     ready, checks = await readiness_report(deps)
     ring = deps.audit.ring if deps.audit is not None else None
     reader = deps.telemetry.prometheus
+    try:
+        recent = recent_summary(await ring.recent({}, SUMMARY_EVENTS), time.time()) if ring is not None else None
+    except RecentCallsUnavailableError:
+        recent = None
     return web.json_response({
         "ready": ready, "checks": checks, "upstream": {"name": deps.config.upstream.name,
                                                        "kind": deps.config.upstream.kind},
-        "recent": recent_summary(ring, time.time()) if ring is not None else None,
+        "recent": recent,
         "metrics": metric_totals(await asyncio.to_thread(reader.render)) if reader is not None else None,
     })
 
@@ -80,7 +86,11 @@ async def recent_calls(request: web.Request) -> web.Response:
         limit = min(MAX_CALLS, max(1, int(request.query.get("limit", "100"))))
     except ValueError:
         return web.json_response({"error": "limit must be a number"}, status=400)
-    return web.json_response({"calls": deps.audit.ring.query(filters, limit)})
+    try:
+        calls = await deps.audit.ring.recent(filters, limit)
+    except RecentCallsUnavailableError as error:
+        return web.json_response({"calls": [], "error": str(error)}, status=503)
+    return web.json_response({"calls": calls})
 
 
 async def tools(request: web.Request) -> web.Response:

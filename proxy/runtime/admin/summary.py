@@ -4,17 +4,16 @@ Prometheus text. No HTTP here."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
-
-from proxy.audit import AuditRing
 
 WINDOW_SECONDS = 300
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([0-9.eE+-]+|NaN|\+Inf|-Inf)\s*$")
 
 
-def recent_summary(ring: AuditRing, now: float, window: float = WINDOW_SECONDS) -> dict[str, Any]:
+def recent_summary(recent: Iterable[dict[str, Any]], now: float, window: float = WINDOW_SECONDS) -> dict[str, Any]:
     """Calls of the last `window` seconds: per minute, error rate, denials, limited, cache hit ratio, latency."""
-    events = [event for event in ring.query({}, limit=1_000_000) if (event.get("time") or 0) >= now - window]
+    events = [event for event in recent if (event.get("time") or 0) >= now - window]
     calls = [event for event in events if event.get("method") == "tools/call"]
     outcomes = [event.get("outcome") for event in events]
     latencies = sorted(float(event["latency_ms"]) for event in events if event.get("latency_ms") is not None)
