@@ -114,6 +114,9 @@ class AdminConfig(Section):
     Redis trims in whole blocks). Unset: each process keeps its own."""
     recent_calls_key: str = "mcp-sidecar:recent-calls"
     """The stream's key; one per deployment."""
+    console_roles: tuple[str, ...] = ()
+    """Roles the console's tool inventory checks against the policy: for each, whether a caller holding only that
+    role (authenticated, issued by the first of `auth.issuers`) would see, and so may call, each tool."""
 
     @field_validator("recent_calls_redis_url")
     @classmethod

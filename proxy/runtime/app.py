@@ -26,6 +26,7 @@ from proxy.runtime.admin import create_admin_app
 from proxy.runtime.admin.recent import create_recent_calls
 from proxy.stages import build_stages
 from proxy.stages.deps import Deps
+from proxy.stages.policy import PolicyStage
 from proxy.telemetry.setup import TRACED_KINDS, Telemetry
 from proxy.tools.guard import ToolPins
 from proxy.transport import oauth_metadata, sse
@@ -130,7 +131,8 @@ def create_app(config: Config, upstream: Upstream | None = None) -> McpApp:
 def create_apps(config: Config, upstream: Upstream | None = None) -> tuple[McpApp, web.Application]:
     """The MCP app and its admin app, sharing one set of dependencies."""
     app = create_app(config, upstream)
-    return app, create_admin_app(app.deps)
+    policy = next((stage for stage in app.stages if isinstance(stage, PolicyStage)), None)
+    return app, create_admin_app(app.deps, policy.visible_tools if policy is not None else None)
 
 
 def forward_to(upstream: Upstream, telemetry: Telemetry, catalog: ToolCatalog | None = None) -> Handler:

@@ -18,7 +18,7 @@ import structlog
 from proxy import mcp
 from proxy.catalog import ANNOTATION_DEFAULTS
 from proxy.config import PolicyConfig
-from proxy.context import CallContext
+from proxy.context import CallContext, Principal
 from proxy.errors import PolicyDeniedError
 from proxy.pipeline import Handler
 from proxy.policy.engine import (
@@ -106,6 +106,16 @@ class PolicyStage:
             return Decision(allow=False, reasons=("policy could not be evaluated",), revision=self.engine.revision,
                             decision_id=decision_id, failed=True)
         return decision_from(value, revision, decision_id)
+
+    async def visible_tools(self, principal: Principal, definitions: list[dict[str, Any]]) -> frozenset[str]:
+        """The tools policy lets `principal` see, and so call (what its tools/list would show): the console's
+        inventory per role."""
+        message = {"jsonrpc": "2.0", "id": "console", "method": "tools/list", "params": {}}
+        ctx = CallContext(kind=mcp.Kind.REQUEST, message=message, body=None, method="tools/list",
+                          request_id="console", protocol_version=mcp.MODERN_VERSION, era=mcp.Era.MODERN, target=None,
+                          arguments=None, session_id=None, headers={}, client_address=None, principal=principal)
+        items = [list_item("tools", definition, "name") for definition in definitions]
+        return await self._visible(policy_input(ctx, self.upstream_name), "tools", items)
 
     async def _visible(self, document: dict[str, Any], kind: str, items: list[dict[str, Any]]) -> frozenset[str]:
         listed = {**document, "mcp": {**document["mcp"], "list": {"kind": kind, "items": items}}}

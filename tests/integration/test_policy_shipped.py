@@ -120,3 +120,17 @@ async def test_plan_claim_picks_the_rate_limit_obligation(stateless_upstream: st
             assert ctx.record.policy_decision == "allow" and ctx.record.policy_revision.startswith("git:")
     assert obligations["pro"]["rate_limit"] == {"buckets": ["plan-pro"], "cost": 5}
     assert obligations["free"]["rate_limit"] == {"buckets": ["plan-free"], "cost": 5}
+
+
+async def test_the_console_inventory_shows_what_each_role_may_call(stateless_upstream: str) -> None:
+    config = make_config(stateless_upstream, policy__engine="rego", policy__directory=str(POLICIES),
+                         policy__reload=False, admin__console_roles=["reader", "developer", "admin"])
+    async with run_sidecar(config) as sidecar, aiohttp.ClientSession() as http:
+        async with http.get(sidecar.admin_url + "/console/api/tools") as response:
+            body = await response.json()
+    callable_by = {role: sorted(tool["name"] for tool in body["tools"] if tool["roles"][role])
+                   for role in body["roles"]}
+    # The same lists as these roles' own tools/list (the test above): the inventory asks the policy, not a copy.
+    assert callable_by["reader"] == ["add", "echo", "invocations", "lookup", "slow_count"]
+    assert callable_by["developer"] == ["add", "echo", "invocations", "lookup", "slow_count"]
+    assert "delete_file" in callable_by["admin"] and len(callable_by["admin"]) == len(body["tools"])

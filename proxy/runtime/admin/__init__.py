@@ -17,10 +17,13 @@ from proxy.stages.deps import Deps
 __all__ = ["ADMIN_DEPS", "create_admin_app"]
 
 
-def create_admin_app(deps: Deps) -> web.Application:
+def create_admin_app(deps: Deps, visible_tools: console.VisibleTools | None = None) -> web.Application:
+    """`visible_tools` is the policy stage's view of what a principal may see (None without a policy)."""
     settings = deps.config.admin
     app = web.Application(middlewares=[guard])
     app[ADMIN_DEPS] = deps
+    if visible_tools is not None:
+        app[console.VISIBLE_TOOLS] = visible_tools
     if settings.auth is not None:
         verifier = deps.authenticator.verifier if deps.authenticator is not None else None
         app[ADMIN_AUTH] = AdminAuth(settings.auth, verifier)

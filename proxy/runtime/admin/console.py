@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hashlib
 import time
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
@@ -18,6 +19,7 @@ from aiohttp import web
 
 from proxy.auth.admin import AdminDenied
 from proxy.config import PERMISSIONS
+from proxy.context import Principal
 from proxy.runtime.admin.guard import CHALLENGE, IDENTITY, PUBLIC, identify, requires
 from proxy.runtime.admin.probes import ADMIN_DEPS, readiness_report
 from proxy.runtime.admin.recent import RecentCallsUnavailableError
@@ -40,6 +42,8 @@ def _page() -> tuple[str, str]:
 
 
 PAGE = web.AppKey("console_page", tuple[str, str])
+VisibleTools = Callable[[Principal, list[dict[str, Any]]], Awaitable[frozenset[str]]]
+VISIBLE_TOOLS = web.AppKey("visible_tools", VisibleTools)
 
 
 async def console_page(request: web.Request) -> web.Response:
@@ -97,10 +101,26 @@ async def tools(request: web.Request) -> web.Response:
     catalog = await request.app[ADMIN_DEPS].catalog.all()
     if catalog is None:
         return web.json_response({"tools": None, "error": "the upstream did not list its tools"}, status=503)
+    ordered = sorted(catalog.values(), key=lambda info: info.name)
+    visible = await _visible_per_role(request, [info.definition for info in ordered])
     listed: list[dict[str, Any]] = [
         {"name": info.name, "description": info.definition.get("description"), "annotations": info.annotations,
-         "hash": info.hash} for info in sorted(catalog.values(), key=lambda info: info.name)]
-    return web.json_response({"tools": listed})
+         "hash": info.hash,
+         "roles": {role: info.name in names for role, names in visible.items()} if visible is not None else None}
+        for info in ordered]
+    return web.json_response({"tools": listed, "roles": list(visible) if visible is not None else None})
+
+
+async def _visible_per_role(request: web.Request, tools: list[dict[str, Any]]) -> dict[str, frozenset[str]] | None:
+    """For each of admin.console_roles, the tools policy shows a caller holding only that role; None without
+    policy or roles."""
+    check = request.app.get(VISIBLE_TOOLS)
+    config = request.app[ADMIN_DEPS].config
+    if check is None or not config.admin.console_roles:
+        return None
+    issuer = config.auth.issuers[0] if config.auth.issuers else None
+    return {role: await check(Principal(f"console:{role}", issuer, roles=frozenset({role})), tools)
+            for role in config.admin.console_roles}
 
 
 def add_routes(app: web.Application) -> None:

@@ -111,6 +111,9 @@
 
   async function tools() {
     const { body } = await api("/console/api/tools");
+    const head = $("tools").tHead.rows[0];
+    while (head.cells.length > 5) head.deleteCell(-1);
+    for (const role of body.roles || []) head.append(el("th", "role " + role));
     const rows = (body.tools || []).map((tool) => {
       const row = el("tr");
       const a = tool.annotations;
@@ -120,6 +123,7 @@
       for (const hint of ["readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"]) {
         row.append(el("td", a[hint] ? "yes" : "no"));
       }
+      for (const role of body.roles || []) row.append(el("td", tool.roles[role] ? "may call" : "hidden"));
       return row;
     });
     $("tools").tBodies[0].replaceChildren(...rows);
