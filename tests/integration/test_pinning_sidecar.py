@@ -22,7 +22,17 @@ from proxy.runtime.app import create_app
 from proxy.runtime.tools_cli import fetch, snapshot_of
 from proxy.tools.pinning import LockFileError, write_lock
 from tests.integration.tool_safety_servers import HONEST_NOTES, POISONED_NOTES
-from tests.kit import ROOT, child_env, free_port, make_config, run_sidecar, serve_process, serve_workers, wait_until
+from tests.kit import (
+    ROOT,
+    bound,
+    child_env,
+    free_port,
+    make_config,
+    run_sidecar,
+    serve_process,
+    serve_workers,
+    wait_until,
+)
 from tests.otlp_kit import SERVER, otlp_receiver
 
 SERVERS = [sys.executable, "-m", "tests.integration.tool_safety_servers"]
@@ -56,12 +66,13 @@ async def tool_names(client: Client) -> set[str]:
     return {tool.name for tool in (await client.list_tools()).tools}
 
 
-async def admin_json(sidecar: Any, path: str, method: str = "GET") -> Any:
-    return orjson.loads(await admin_text(sidecar, path, method))
+async def admin_json(sidecar: Any, path: str, method: str = "GET", body: Any = None) -> Any:
+    return orjson.loads(await admin_text(sidecar, path, method, body))
 
 
-async def admin_text(sidecar: Any, path: str, method: str = "GET") -> str:
-    async with aiohttp.ClientSession() as http, http.request(method, sidecar.admin_url + path) as response:
+async def admin_text(sidecar: Any, path: str, method: str = "GET", body: Any = None) -> str:
+    async with aiohttp.ClientSession() as http, http.request(method, sidecar.admin_url + path,
+                                                             json=body) as response:
         return await response.text()
 
 
@@ -179,7 +190,9 @@ async def test_approve_sends_a_drifted_call_to_an_approver_who_sees_the_drift(mu
         assert pending[0]["target"] == "fetch_notes"
         assert pending[0]["tool_drift"]["summary"] == \
             "fetch_notes differs from its reviewed definition (description changed)"
-        await admin_json(sidecar, f"/approvals/{pending[0]['id']}/approve", method="POST")
+        decided = await admin_json(sidecar, f"/approvals/{pending[0]['id']}/approve", method="POST",
+                                   body=bound(pending[0]))
+        assert decided["approved"] is True
         async with asyncio.timeout(10):
             result = await call
         assert not result.is_error and (await client.call_tool("add", {"a": 1, "b": 1})).structured_content
