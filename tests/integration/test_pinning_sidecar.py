@@ -153,6 +153,17 @@ async def test_an_unlocked_tool_is_hidden_and_refused_from_the_start(mutable: st
     assert "zone_offset is not in the reviewed tools lock" in ready["checks"]["tools_lock"]["detail"]
 
 
+async def test_the_console_inventory_shows_each_tools_pin_status(mutable: str, tmp_path: Path) -> None:
+    lock = await locked(mutable, tmp_path / "tools.lock", leave_out="zone_offset")
+    await rotate_upstream(mutable)
+    async with run_sidecar(pinned(mutable, lock, tools__on_drift="warn")) as sidecar:
+        body = await admin_json(sidecar, "/console/api/tools")
+    pins = {tool["name"]: tool["pin"] for tool in body["tools"]}
+    assert body["pinned"] is True and pins["add"] == {"status": "pinned", "summary": "as reviewed"}
+    assert pins["fetch_notes"]["status"] == "changed" and "description changed" in pins["fetch_notes"]["summary"]
+    assert pins["zone_offset"] == {"status": "unlocked", "summary": "zone_offset is not in the reviewed tools lock"}
+
+
 async def test_warn_lets_a_drifted_tool_through_visible(mutable: str, tmp_path: Path) -> None:
     lock = await locked(mutable, tmp_path / "tools.lock")
     await rotate_upstream(mutable)

@@ -24,6 +24,7 @@ from proxy.runtime.admin.guard import CHALLENGE, IDENTITY, PUBLIC, identify, req
 from proxy.runtime.admin.probes import ADMIN_DEPS, readiness_report
 from proxy.runtime.admin.recent import RecentCallsUnavailableError
 from proxy.runtime.admin.summary import metric_totals, recent_summary
+from proxy.tools.guard import ToolPins
 
 MAX_CALLS = 500
 SUMMARY_EVENTS = 10_000  # the newest events the overview's figures are computed from
@@ -103,12 +104,22 @@ async def tools(request: web.Request) -> web.Response:
         return web.json_response({"tools": None, "error": "the upstream did not list its tools"}, status=503)
     ordered = sorted(catalog.values(), key=lambda info: info.name)
     visible = await _visible_per_role(request, [info.definition for info in ordered])
+    pins = request.app[ADMIN_DEPS].pins
     listed: list[dict[str, Any]] = [
         {"name": info.name, "description": info.definition.get("description"), "annotations": info.annotations,
-         "hash": info.hash,
+         "hash": info.hash, "pin": _pin(pins, info.definition) if pins is not None else None,
          "roles": {role: info.name in names for role, names in visible.items()} if visible is not None else None}
         for info in ordered]
-    return web.json_response({"tools": listed, "roles": list(visible) if visible is not None else None})
+    return web.json_response({"tools": listed, "roles": list(visible) if visible is not None else None,
+                              "pinned": pins is not None})
+
+
+def _pin(pins: ToolPins, definition: dict[str, Any]) -> dict[str, str]:
+    """The tool against the reviewed lock (tools.lock_file): pinned, or how it drifted; the findings are in
+    /tools/report."""
+    drift = pins.judge(definition)
+    return {"status": "pinned", "summary": "as reviewed"} if drift is None else \
+        {"status": drift.status.value, "summary": drift.summary()}
 
 
 async def _visible_per_role(request: web.Request, tools: list[dict[str, Any]]) -> dict[str, frozenset[str]] | None:

@@ -113,6 +113,7 @@
     const { body } = await api("/console/api/tools");
     const head = $("tools").tHead.rows[0];
     while (head.cells.length > 5) head.deleteCell(-1);
+    if (body.pinned) head.append(el("th", "pin"));
     for (const role of body.roles || []) head.append(el("th", "role " + role));
     const rows = (body.tools || []).map((tool) => {
       const row = el("tr");
@@ -122,6 +123,11 @@
       row.append(name);
       for (const hint of ["readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"]) {
         row.append(el("td", a[hint] ? "yes" : "no"));
+      }
+      if (body.pinned) {
+        const pin = el("td", tool.pin.status, tool.pin.status === "pinned" ? "ok" : "bad");
+        pin.title = tool.pin.summary;
+        row.append(pin);
       }
       for (const role of body.roles || []) row.append(el("td", tool.roles[role] ? "may call" : "hidden"));
       return row;
