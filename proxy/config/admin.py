@@ -28,8 +28,9 @@ class AdminAuthConfig(Section):
     `#` starts a comment). NAME is what audit events record as the approver. Re-read when the file changes on disk
     (a rotated Kubernetes secret); tokens are compared in constant time."""
     jwt: bool = False
-    """Also accept JWTs verified as `auth` verifies callers' tokens (same keys, issuers and audience); needs
-    `auth.mode` other than `off`. The token's subject is the approver's name."""
+    """Also accept JWTs verified as `auth` verifies callers' tokens (same keys, issuers and audience); with
+    `auth.mode: off` there is nothing to verify them with and every JWT is refused. The token's subject is the
+    approver's name."""
     jwt_permissions: dict[Permission, str] = {"viewer": "mcp-sidecar:viewer", "approver": "mcp-sidecar:approver",
                                               "admin": "mcp-sidecar:admin"}
     """The role or scope a JWT must carry for each permission (roles from `auth.roles_claim`, scopes from

@@ -6,6 +6,7 @@ Permissions, each including the one before: `viewer` reads, `approver` decides a
 
 from __future__ import annotations
 
+import structlog
 from aiohttp import web
 
 from proxy.auth.admin import AdminAuth
@@ -15,6 +16,7 @@ from proxy.runtime.admin.probes import ADMIN_DEPS
 from proxy.stages.deps import Deps
 
 __all__ = ["ADMIN_DEPS", "create_admin_app"]
+log = structlog.get_logger("proxy.admin")
 
 
 def create_admin_app(deps: Deps, visible_tools: console.VisibleTools | None = None) -> web.Application:
@@ -26,6 +28,8 @@ def create_admin_app(deps: Deps, visible_tools: console.VisibleTools | None = No
         app[console.VISIBLE_TOOLS] = visible_tools
     if settings.auth is not None:
         verifier = deps.authenticator.verifier if deps.authenticator is not None else None
+        if settings.auth.jwt and verifier is None:  # fail closed: no keys to verify with, so no JWT is accepted
+            log.warning("admin.jwt_without_auth", detail="admin.auth.jwt is set but auth.mode is off")
         app[ADMIN_AUTH] = AdminAuth(settings.auth, verifier)
     add = app.router
     add.add_get("/healthz", requires(PUBLIC, probes.healthz))

@@ -35,3 +35,10 @@ async def test_identify(tmp_path) -> None:
         with pytest.raises(AdminDenied) as denied:
             await auth.identify(header)
         assert denied.value.status == 401
+
+
+async def test_jwt_without_a_verifier_refuses_every_jwt() -> None:
+    auth = AdminAuth(AdminAuthConfig(jwt=True), None)  # auth.mode off: no keys to verify with
+    with pytest.raises(AdminDenied) as denied:
+        await auth.identify("Bearer aaa.bbb.ccc")
+    assert denied.value.status == 401
