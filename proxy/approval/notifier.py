@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import orjson
 import structlog
 
@@ -27,6 +26,7 @@ from proxy.approval.signing import (
     sign_webhook,
 )
 from proxy.config import MIN_HMAC_SECRET_BYTES, WebhookConfig
+from proxy.net.json_poster import JsonPoster
 from proxy.secret_files import SecretFile
 
 log = structlog.get_logger("proxy.approval")
@@ -69,7 +69,7 @@ class WebhookNotifier:
             if config.links_base_url and config.links_secret_file else None
         self._count = count
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=config.max_queue)
-        self._session: aiohttp.ClientSession | None = None
+        self._poster = JsonPoster(config.timeout_seconds)
         self._worker: asyncio.Task[None] | None = None
         self.delivered = self.failed = self.dropped = 0
 
@@ -78,7 +78,7 @@ class WebhookNotifier:
         return cls(config, count) if config is not None else None
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.config.timeout_seconds))
+        await self._poster.start()
         self._worker = asyncio.create_task(self._run())
 
     async def close(self) -> None:
@@ -86,8 +86,7 @@ class WebhookNotifier:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-        if self._session is not None:
-            await self._session.close()
+        await self._poster.close()
 
     def pending(self, approval: PendingApproval) -> None:
         event: dict[str, Any] = {"type": "approval.pending", "approval": approval.listing()}
@@ -124,19 +123,14 @@ class WebhookNotifier:
                 log.warning("webhook.failed", type=event["type"], approval_id=event["approval"]["id"])
 
     async def _deliver(self, body: bytes) -> bool:
-        assert self._session is not None
         delay = self.config.backoff_seconds
         for attempt in range(1, self.config.max_attempts + 1):
             timestamp = int(time.time())
             headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: str(timestamp),
                        SIGNATURE_HEADER: sign_webhook(_key(self.secret), timestamp, body)}
-            try:
-                async with self._session.post(self.config.url, data=body, headers=headers) as response:
-                    if 200 <= response.status < 300:
-                        return True
-                    problem = f"HTTP {response.status}"
-            except (aiohttp.ClientError, TimeoutError, OSError) as error:
-                problem = error.__class__.__name__
+            problem = await self._poster.post(self.config.url, body, headers)
+            if problem is None:
+                return True
             log.info("webhook.retry", attempt=attempt, problem=problem)
             if attempt < self.config.max_attempts:
                 await asyncio.sleep(delay)
